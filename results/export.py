@@ -1,0 +1,169 @@
+"""Export: best trial -> evaluate ONCE on the held-out test split -> bundle.
+
+The bundle (written to a temporary folder beside its destination and renamed
+into place, so a failed export leaves nothing half-written):
+
+    weights.pt       the model's state_dict; torch.load(..., weights_only=True)
+    config.json      hyperparameters + every fact needed to rebuild inputs
+    metrics.json     val metrics of the exported epoch and the test metrics
+    model.pt2        torch.export program (loads with torch.export.load, no project code)
+    MANIFEST.sha256  sha256 of every file above, `sha256sum -c` compatible
+
+The test split is read here and nowhere else in the product.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from results.status import best_row, trial_rows
+from results.storage import Storage
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+@dataclass
+class Bundle:
+    path: Path
+    trial_id: str
+    metrics: dict
+    config: dict
+
+
+def find_checkpoints(experiment_dir: Path, trial_id: str) -> list[Path]:
+    """Checkpoint folders of one trial (Tune names trial folders after the trial id)."""
+    dirs = [d for d in experiment_dir.iterdir() if d.is_dir() and trial_id in d.name]
+    return sorted(c for d in dirs for c in d.glob("checkpoint_*") if (c / "state.pt").is_file())
+
+
+def best_checkpoint_state(experiment_dir: Path, trial_id: str, metric: str, mode: str) -> dict:
+    from search.adapter import load_state
+
+    states = [load_state(c) for c in find_checkpoints(experiment_dir, trial_id)]
+    if not states:
+        raise ExportError(f"trial {trial_id} has no checkpoint under {experiment_dir}; "
+                          "it may have failed before its first epoch ended")
+    sign = 1 if mode == "max" else -1
+
+    def score(s):
+        v = s["metrics"].get(metric)
+        return sign * v if isinstance(v, (int, float)) and math.isfinite(v) else -math.inf
+
+    return max(states, key=score)
+
+
+def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
+                to: Path | None = None) -> Bundle:
+    import torch
+
+    from trainables import data as data_sources
+    from trainables.loop import build_model, evaluate
+
+    meta, rows = trial_rows(name, storage)
+    metric, mode = meta["spec"]["objective"]["metric"], meta["spec"]["objective"]["mode"]
+    if trial_id is None:
+        row = best_row(meta, rows)
+        if row is None:
+            raise ExportError(f"search {name!r} has no trial with a finite {metric}; nothing to export")
+    else:
+        matches = [r for r in rows if r.trial_id == trial_id]
+        if not matches:
+            raise ExportError(f"search {name!r} has no trial {trial_id!r}; trials: "
+                              f"{', '.join(r.trial_id for r in rows)}")
+        row = matches[0]
+    state = best_checkpoint_state(storage.search_dir(name), row.trial_id, metric, mode)
+    config, data_info = state["config"], state["data_info"]
+
+    model = build_model(config, data_info)
+    model.load_state_dict(state["model"])
+    model.eval()
+    data = data_sources.load(config["data"])
+    x_test, y_test = data.test
+    t0 = time.perf_counter()
+    test = evaluate(model, x_test, y_test, device=torch.device("cpu"))  # the one look at test
+    test_seconds = time.perf_counter() - t0
+
+    metrics = {
+        "objective": {"metric": metric, "mode": mode},
+        "epoch": state["epoch"],
+        "val": {"accuracy": state["metrics"].get("val_accuracy"),
+                "loss": state["metrics"].get("val_loss"), "n": data_info["sizes"]["val"]},
+        "train": {"accuracy": state["metrics"].get("train_accuracy"),
+                  "loss": state["metrics"].get("train_loss"), "n": data_info["sizes"]["train"]},
+        "test": {"accuracy": test["accuracy"], "loss": test["loss"], "n": len(y_test),
+                 "seconds": test_seconds},
+    }
+    bundle_config = {
+        "search": name, "trial_id": row.trial_id, "trainable": config["trainable"],
+        "hyperparameters": config, "data": data_info,
+        "input": {"shape": [data_info["in_channels"], data_info["image_size"],
+                            data_info["image_size"]], "dtype": "float32",
+                  "preprocess": "x / pixel_scale, then (x - mean) / std per channel"},
+        "seed": config.get("seed"), "versions": meta.get("versions", {}),
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+    dest = (to or storage.export_dir(name)).resolve()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+    try:
+        torch.save(model.state_dict(), tmp / "weights.pt")
+        (tmp / "config.json").write_text(json.dumps(bundle_config, indent=2, default=str))
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        example = x_test[:2].clone()
+        program = torch.export.export(model, (example,))
+        torch.export.save(program, tmp / "model.pt2")
+        write_manifest(tmp)
+        if dest.exists():
+            shutil.rmtree(dest)
+        tmp.rename(dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _record_in_mlflow(meta, row, metrics, dest)
+    return Bundle(dest, row.trial_id, metrics, bundle_config)
+
+
+def write_manifest(folder: Path) -> None:
+    lines = []
+    for f in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "MANIFEST.sha256"):
+        digest = hashlib.sha256(f.read_bytes()).hexdigest()
+        lines.append(f"{digest}  {f.relative_to(folder).as_posix()}")
+    (folder / "MANIFEST.sha256").write_text("\n".join(lines) + "\n")
+
+
+def verify_manifest(folder: Path) -> list[str]:
+    """Files whose sha256 differs from the manifest (empty when intact)."""
+    bad = []
+    for line in (folder / "MANIFEST.sha256").read_text().splitlines():
+        digest, rel = line.split("  ", 1)
+        if hashlib.sha256((folder / rel).read_bytes()).hexdigest() != digest:
+            bad.append(rel)
+    return bad
+
+
+def _record_in_mlflow(meta: dict, row, metrics: dict, bundle: Path) -> None:
+    from mlflow.entities import Metric, RunTag
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(meta["tracking_uri"])
+    now = int(time.time() * 1000)
+    client.log_batch(row.run_id, metrics=[
+        Metric("test_accuracy", metrics["test"]["accuracy"], now, 0),
+        Metric("test_loss", metrics["test"]["loss"], now, 0)],
+        tags=[RunTag("exported", "true")])
+    client.log_batch(meta["parent_run_id"], tags=[
+        RunTag("best_trial_id", row.trial_id), RunTag("best_run_id", row.run_id),
+        RunTag("export_path", str(bundle))], metrics=[
+        Metric("best_test_accuracy", metrics["test"]["accuracy"], now, 0)])
+    for name in ("config.json", "metrics.json", "MANIFEST.sha256"):
+        client.log_artifact(row.run_id, str(bundle / name), artifact_path="export")

@@ -1,0 +1,43 @@
+"""The one module that calls Ray's reporting and checkpoint API.
+
+Ray has moved this API three times (``session.report``, ``train.report``,
+``tune.report``); on Ray 2.60 only ``ray.tune.report`` / ``ray.tune.Checkpoint``
+/ ``ray.tune.get_checkpoint`` work inside Tune trials. Everything else in the
+product talks to ``trainables.loop.train(config, report)`` and never sees Ray.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+STATE_FILE = "state.pt"
+
+
+def load_state(directory: str | Path) -> dict:
+    """A checkpoint's state; tensors and plain values only (weights_only=True)."""
+    import torch
+
+    return torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
+
+
+def trial(config: dict) -> None:
+    """Tune function trainable: one trial of the shared loop."""
+    import torch
+    from ray import tune
+
+    from trainables.loop import train
+
+    restore = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:  # a retry after a failure, or `hpsearch resume`
+        with checkpoint.as_directory() as d:
+            restore = load_state(d)
+
+    def report(metrics: dict, state: dict) -> None:
+        with tempfile.TemporaryDirectory(prefix="hpsearch-ckpt-") as d:
+            torch.save(state, Path(d) / STATE_FILE)
+            # tune.report persists the directory to the storage root before returning
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+    train(config, report, restore=restore)

@@ -1,0 +1,285 @@
+"""The ``hpsearch`` command line.
+
+Exit codes: 0 ok, 1 runtime failure, 2 bad input (one line on stderr saying
+what, where and how to fix it; nothing started, nothing written).
+Heavy imports (ray, mlflow, torch) happen inside the commands that need them,
+so ``--help`` and input errors answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_RUNTIME, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class BadInput(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_run(args) -> int:
+    from results.storage import Storage
+    from search.spec import SpecError, load_spec
+
+    overrides = {
+        "name": (args.name, "--name"),
+        "search.samples": (args.samples, "--samples"),
+        "search.seed": (args.seed, "--seed"),
+        "search.concurrency": (args.concurrency, "--concurrency"),
+        "scheduler.max_epochs": (args.max_epochs, "--max-epochs"),
+        "resources.cpus_per_trial": (args.cpus_per_trial, "--cpus-per-trial"),
+        "resources.gpus_per_trial": (args.gpus_per_trial, "--gpus-per-trial"),
+        "data.source": (args.data, "--data"),
+    }
+    try:
+        spec = load_spec(args.spec, overrides, smoke=args.smoke)
+    except SpecError as e:
+        raise BadInput(str(e)) from None
+    if spec.max_epochs < spec.grace_period:  # --max-epochs below the spec's grace period
+        spec = _replace(spec, grace_period=spec.max_epochs)
+    storage = Storage.resolve(args.storage)
+    if args.dry_run:
+        from search.space import sample_configs
+
+        for cfg in sample_configs(spec, 3, seed=spec.seed):
+            print({k: v for k, v in cfg.items() if k in {p.name for p in spec.space}})
+        print(f"spec {args.spec} is valid; storage root {storage.root}")
+        return EXIT_OK
+    _check_data(spec)
+
+    from search.engine import SearchExists, run_search
+
+    try:
+        outcome = run_search(spec, storage=storage, tracking_uri=args.tracking_uri,
+                             address=args.address, overwrite=args.overwrite)
+    except SearchExists as e:
+        raise BadInput(str(e)) from None
+    print(f"\nsearch {outcome.name!r} finished: {outcome.num_trials} trials "
+          f"({outcome.num_errors} errored) in {outcome.seconds:.0f} s")
+    from results.status import print_status
+
+    print_status(outcome.name, storage)
+    if args.export:
+        _export(outcome.name, storage, None, None)
+    print(f"\nBrowse it: hpsearch ui{_storage_flag(args.storage)}   "
+          f"(MLflow on http://127.0.0.1:5000, experiment {outcome.name!r})")
+    return EXIT_OK
+
+
+def cmd_status(args) -> int:
+    from results.status import print_status
+
+    print_status(args.name, _storage(args))
+    return EXIT_OK
+
+
+def cmd_export(args) -> int:
+    _export(args.name, _storage(args), args.trial, args.to)
+    return EXIT_OK
+
+
+def _export(name, storage, trial, to) -> None:
+    from results.export import export_best
+
+    bundle = export_best(name, storage=storage, trial_id=trial, to=Path(to) if to else None)
+    m = bundle.metrics
+    print(f"\nexported trial {bundle.trial_id} of {name!r}: "
+          f"val_accuracy={m['val']['accuracy']:.4f}  test_accuracy={m['test']['accuracy']:.4f} "
+          f"(n_test={m['test']['n']})")
+    print(f"bundle: {bundle.path}")
+
+
+def cmd_ui(args) -> int:
+    import subprocess
+
+    storage = _storage(args)
+    uri = storage.tracking_uri(args.tracking_uri)
+    if uri.startswith("sqlite:") and not (storage.root / "mlflow.db").exists():
+        raise BadInput(f"no MLflow store at {storage.root / 'mlflow.db'}; run a search first "
+                       "(hpsearch run SPEC.yaml) or pass --storage DIR")
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+           "--default-artifact-root", storage.artifact_root.as_uri(),
+           "--host", "127.0.0.1", "--port", str(args.port)]
+    print(f"MLflow UI on http://127.0.0.1:{args.port} (Ctrl-C to stop)", flush=True)
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def cmd_trainables(args) -> int:
+    from trainables import REGISTRY
+
+    width = max(len(n) for n in REGISTRY)
+    for name, info in sorted(REGISTRY.items()):
+        print(f"{name:<{width}}  {info.default_spec:<24}  {info.description}")
+    return EXIT_OK
+
+
+def cmd_data(args) -> int:
+    from trainables.data import fashion_mnist
+
+    if args.action == "fetch":
+        path = fashion_mnist.fetch()
+        print(f"fashion-mnist: ready in {path}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _replace(spec, **changes):
+    import dataclasses
+
+    return dataclasses.replace(spec, **changes)
+
+
+def _check_data(spec) -> None:
+    if spec.data.get("source") == "fashion-mnist":
+        from trainables.data import fashion_mnist
+
+        if not fashion_mnist.available():
+            print("fashion-mnist: not found locally, fetching it once", file=sys.stderr)
+            try:
+                fashion_mnist.fetch()
+            except fashion_mnist.DataNotFound as e:
+                raise BadInput(f"{spec.source}: `data.source`: {e}") from None
+
+
+def _storage(args):
+    from results.storage import Storage
+
+    return Storage.resolve(args.storage)
+
+
+def _storage_flag(storage: str | None) -> str:
+    return f" --storage {storage}" if storage else ""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's usage errors: one line, exit 2
+        raise BadInput(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="hpsearch", description=(
+        "Hyperparameter search for the course's models: Ray Tune schedules trials, Optuna TPE "
+        "proposes them, ASHA stops weak ones early, every trial is an MLflow run."),
+        epilog="Storage root: --storage, else $HPSEARCH_STORAGE, else ./runs. "
+               "Exit codes: 0 ok, 1 runtime failure, 2 bad input.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def storage_opts(sp, tracking=False):
+        sp.add_argument("--storage", metavar="DIR", help="storage root (default ./runs)")
+        if tracking:
+            sp.add_argument("--tracking-uri", metavar="URI",
+                            help="MLflow tracking URI (default sqlite:///<storage>/mlflow.db, "
+                                 "or $MLFLOW_TRACKING_URI)")
+
+    r = sub.add_parser("run", help="run a search from a spec file",
+                       description="Run the search a spec file describes; every flag overrides "
+                                   "the matching spec field.")
+    r.add_argument("spec", metavar="SPEC.yaml", help="search spec, e.g. spaces/resnet18.yaml")
+    r.add_argument("--name", help="search name (MLflow experiment and Ray run name)")
+    r.add_argument("--samples", type=_positive_int, metavar="N", help="number of trials")
+    r.add_argument("--max-epochs", type=_positive_int, metavar="N", help="epochs per trial (ASHA max_t)")
+    r.add_argument("--data", metavar="SOURCE",
+                   help="data source: fashion-mnist, digits, imagefolder:<dir>")
+    r.add_argument("--cpus-per-trial", type=_number, metavar="N", help="CPUs (and torch threads) per trial")
+    r.add_argument("--gpus-per-trial", type=_number, metavar="F",
+                   help="GPU share per trial; 0.25 packs four trials on one GPU")
+    r.add_argument("--concurrency", type=_positive_int, metavar="N", help="trials at once")
+    r.add_argument("--seed", type=_positive_int, metavar="N", help="seed of the searcher, splits and trials")
+    storage_opts(r, tracking=True)
+    r.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: start a local one)")
+    r.add_argument("--smoke", action="store_true",
+                   help="2 trials, 1 epoch, a tiny data subset: check that a spec runs")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace an existing search of the same name")
+    r.add_argument("--export", action="store_true",
+                   help="export the best trial when the search ends (test split evaluated once)")
+    r.add_argument("--dry-run", action="store_true",
+                   help="validate the spec and print three sampled configs; start nothing")
+    r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("status", help="one row per trial of a search",
+                       description="State, stop_reason, epochs reached, sampled params and best "
+                                   "objective of every trial, from MLflow.")
+    s.add_argument("name", metavar="NAME")
+    storage_opts(s)
+    s.set_defaults(func=cmd_status)
+
+    e = sub.add_parser("export", help="evaluate the best trial on the test split and bundle it",
+                       description="Pick the best trial by the spec's objective (or --trial), "
+                                   "evaluate it ONCE on the held-out test split and write "
+                                   "weights.pt, config.json, metrics.json, model.pt2 and a "
+                                   "sha256 manifest.")
+    e.add_argument("name", metavar="NAME")
+    e.add_argument("--trial", metavar="ID", help="export this trial instead of the best")
+    e.add_argument("--to", metavar="DIR", help="bundle folder (default <storage>/exports/NAME)")
+    storage_opts(e)
+    e.set_defaults(func=cmd_export)
+
+    u = sub.add_parser("ui", help="MLflow UI on 127.0.0.1 over the storage root's tracking store")
+    u.add_argument("--port", type=_positive_int, default=5000)
+    storage_opts(u, tracking=True)
+    u.set_defaults(func=cmd_ui)
+
+    t = sub.add_parser("trainables", help="registered trainables and their default spec files")
+    t.set_defaults(func=cmd_trainables)
+
+    d = sub.add_parser("data", help="obtain built-in data sets for offline use",
+                       description="fetch: make Fashion-MNIST's IDX files available in "
+                                   "~/.cache/hpsearch (from Debian's package, no root needed).")
+    d.add_argument("action", choices=["fetch"])
+    d.set_defaults(func=cmd_data)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except BadInput as e:
+        print(f"hpsearch: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("hpsearch: interrupted; open MLflow runs were ended", file=sys.stderr)
+        return 130
+    except Exception as e:
+        from results.storage import SearchNotFound
+
+        if isinstance(e, SearchNotFound):
+            print(f"hpsearch: error: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        if os.environ.get("HPSEARCH_DEBUG"):
+            raise
+        print(f"hpsearch: failed: {type(e).__name__}: {e} (set HPSEARCH_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return EXIT_RUNTIME
+
+
+if __name__ == "__main__":
+    sys.exit(main())

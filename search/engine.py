@@ -1,0 +1,184 @@
+"""Tuner assembly: spec -> OptunaSearch (TPE) + ASHA + resources + storage -> fit.
+
+The path of one search: validate (before anything starts), write the search's
+metadata, open the MLflow parent run, fit the Tuner with the tracking
+callback, and in every case (success, trial errors, Ctrl-C, a crash) end the
+parent run and any child run still RUNNING.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from results.storage import Storage
+from search.spec import SearchSpec
+
+
+class SearchExists(FileExistsError):
+    pass
+
+
+@dataclass
+class SearchOutcome:
+    name: str
+    experiment_dir: Path
+    tracking_uri: str
+    parent_run_id: str
+    seconds: float
+    num_trials: int
+    num_errors: int
+
+
+def versions() -> dict:
+    import mlflow
+    import optuna
+    import ray
+    import torch
+
+    return {"python": sys.version.split()[0], "ray": ray.__version__, "optuna": optuna.__version__,
+            "mlflow": mlflow.__version__, "torch": torch.__version__}
+
+
+def init_ray(address: str | None, spec: SearchSpec) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=False)
+        return
+    # A local cluster sized to this machine. Ray 2.60 generates an auth token
+    # for a local cluster on its own; the dashboard stays on 127.0.0.1.
+    ray.init(num_cpus=os.cpu_count(), num_gpus=None, include_dashboard=False,
+             dashboard_host="127.0.0.1", log_to_driver=False,
+             runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}})
+
+
+def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list):
+    from optuna.samplers import RandomSampler, TPESampler
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    from search.adapter import trial
+    from search.space import define_by_run
+
+    sampler = (TPESampler(seed=spec.seed, n_startup_trials=min(10, max(2, spec.samples // 3)))
+               if spec.algorithm == "tpe" else RandomSampler(seed=spec.seed))
+    searcher = OptunaSearch(space=define_by_run(spec), metric=spec.metric, mode=spec.mode,
+                            sampler=sampler)
+    if spec.scheduler == "asha":
+        scheduler = ASHAScheduler(time_attr="training_iteration", metric=spec.metric,
+                                  mode=spec.mode, max_t=spec.max_epochs,
+                                  grace_period=spec.grace_period,
+                                  reduction_factor=spec.reduction_factor)
+    else:
+        scheduler = FIFOScheduler()
+    resources = {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
+    return tune.Tuner(
+        tune.with_resources(trial, resources),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, scheduler=scheduler, num_samples=spec.samples,
+            max_concurrent_trials=spec.concurrency,
+            # one worker process serves many trials: no ~1 s actor start per trial,
+            # and the dataset stays loaded in the worker between trials
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=spec.name, storage_path=str(storage.root), callbacks=callbacks,
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=1,  # the best by the objective; Ray always keeps the latest too
+                checkpoint_score_attribute=spec.metric, checkpoint_score_order=spec.mode),
+            verbose=0,  # our tracker prints one line per epoch instead of Tune's tables
+        ),
+    )
+
+
+def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None = None,
+               address: str | None = None, overwrite: bool = False, echo=print) -> SearchOutcome:
+    """Run a validated search to the end. Raises SearchExists before starting anything."""
+    from results import tracking
+
+    exp_dir = storage.search_dir(spec.name)
+    if exp_dir.exists() and any(exp_dir.iterdir()):
+        if not overwrite:
+            raise SearchExists(
+                f"a search named {spec.name!r} already exists in {exp_dir}; pass --name NEW, "
+                f"--overwrite to replace it, or `hpsearch status {spec.name}` to see it")
+        shutil.rmtree(exp_dir)
+    storage.root.mkdir(parents=True, exist_ok=True)
+    uri = storage.tracking_uri(tracking_uri)
+    artifact_location = None
+    if uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri:
+        artifact_location = (storage.artifact_root / spec.name).as_uri()
+    experiment_id = tracking.ensure_experiment(uri, spec.name, artifact_location)
+    spec_text = yaml.safe_dump(spec.raw, sort_keys=False)
+    vers = versions()
+    parent = tracking.start_parent(
+        uri, experiment_id, run_name=f"search-{time.strftime('%Y%m%d-%H%M%S')}",
+        params=_flatten(spec.raw), spec_text=spec_text,
+        tags={"hpsearch.spec_file": spec.source, "seed": str(spec.seed),
+              **{f"version.{k}": v for k, v in vers.items()}})
+    storage.write_meta(spec.name, {
+        "name": spec.name, "spec": spec.raw, "spec_file": spec.source,
+        "tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent,
+        "storage": str(storage.root), "versions": vers, "created": time.time(),
+    })
+    tracker = tracking.MlflowTracker(
+        tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent,
+        param_names=[p.name for p in spec.space], metric=spec.metric, mode=spec.mode,
+        max_epochs=spec.max_epochs, samples=spec.samples, echo=echo)
+    return _fit(spec, storage, tracker, uri, experiment_id, parent, address,
+                lambda: build_tuner(spec, storage, [tracker]), echo)
+
+
+def _fit(spec, storage, tracker, uri, experiment_id, parent, address, make_tuner, echo):
+    from mlflow.tracking import MlflowClient
+
+    from results import tracking
+
+    t0 = time.time()
+    status = "FAILED"
+    try:
+        init_ray(address, spec)
+        echo(f"search {spec.name!r}: {spec.samples} trials of {spec.trainable}, "
+             f"{spec.algorithm.upper()} + {spec.scheduler.upper()} "
+             f"(max {spec.max_epochs} epochs, concurrency {spec.concurrency})")
+        grid = make_tuner().fit()
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        tracker.close()
+        ended = tracking.end_orphans(uri, experiment_id, parent,
+                                     status="KILLED" if status != "FAILED" else "FAILED",
+                                     reason="interrupted" if status != "FAILED" else "error: search failed")
+        if ended:
+            echo(f"ended {ended} trial run(s) left open by the interruption")
+        MlflowClient(uri).set_terminated(parent, status=status)
+    errors = sum(1 for r in grid if r.error is not None)
+    return SearchOutcome(spec.name, storage.search_dir(spec.name), uri, parent,
+                         time.time() - t0, len(grid), errors)
+
+
+def _flatten(doc: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in doc.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and k != "space":
+            out.update(_flatten(v, key + "."))
+        elif k == "space":
+            for pk, pv in v.items():
+                out[f"space.{pk}"] = pv
+        else:
+            out[key] = v
+    return out

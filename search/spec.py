@@ -1,0 +1,360 @@
+"""Search spec: YAML -> frozen, validated :class:`SearchSpec`.
+
+Every problem becomes one :class:`SpecError` line naming the file, the key and
+the rule, in Optuna's style: "`low <= high` must hold, but got (low=1, high=0)".
+CLI flags are applied as overrides *before* validation, so a bad flag is
+reported like a bad file entry, with ``(from --flag)`` after the key.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import trainables
+from trainables import data as data_sources
+
+TOP_KEYS = {"name", "trainable", "data", "objective", "search", "scheduler", "resources", "space",
+            "fixed", "failure"}
+SEARCH_KEYS = {"algorithm": "tpe", "samples": 8, "seed": 0, "concurrency": 2}
+SCHEDULER_KEYS = {"name": "asha", "max_epochs": 10, "grace_period": 1, "reduction_factor": 3}
+RESOURCE_KEYS = {"cpus_per_trial": 1, "gpus_per_trial": 0}
+FAILURE_KEYS = {"max_failures": 2}
+ALGORITHMS = ("tpe", "random")
+SCHEDULERS = ("asha", "fifo")
+KINDS = ("choice", "uniform", "loguniform", "int", "qloguniform")
+PARAM_KEYS = set(KINDS) | {"when", "step", "log"}
+# config keys that the engine itself sets; a space or fixed block must not shadow them
+RESERVED = {"trainable", "data", "max_epochs", "seed", "cpus_per_trial"}
+SMOKE_PER_CLASS = 12
+
+
+class SpecError(ValueError):
+    """One line: what is wrong, where, and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str  # one of KINDS
+    args: tuple  # choice: the options; others: (low, high[, q])
+    step: float | int | None = None
+    log: bool = False
+    when: tuple[tuple[str, tuple], ...] = ()  # (parent, allowed values) pairs, all must hold
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    name: str
+    trainable: str
+    data: dict
+    metric: str
+    mode: str
+    algorithm: str
+    samples: int
+    seed: int
+    concurrency: int
+    scheduler: str
+    max_epochs: int
+    grace_period: int
+    reduction_factor: int
+    cpus_per_trial: float
+    gpus_per_trial: float
+    max_failures: int
+    space: tuple[Param, ...]
+    fixed: dict
+    source: str = "<spec>"
+    raw: dict = field(default_factory=dict, compare=False)  # the validated document, for logging
+
+    def base_config(self) -> dict:
+        """Config shared by every trial; the searcher adds the sampled params."""
+        return {**copy.deepcopy(self.fixed), "trainable": self.trainable,
+                "data": copy.deepcopy(self.data), "max_epochs": self.max_epochs,
+                "seed": self.seed, "cpus_per_trial": self.cpus_per_trial}
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_spec(path: str | Path, overrides: dict | None = None, *, smoke: bool = False) -> SearchSpec:
+    """Read, override and validate a spec file. Raises SpecError."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: spec file not found; give a path such as spaces/resnet18.yaml "
+                        "(`hpsearch trainables` lists the shipped ones)")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SpecError(f"{path}:{where}: YAML syntax error: {problem}; fix the YAML") from None
+    return parse_spec(doc, source=str(path), overrides=overrides, smoke=smoke)
+
+
+def parse_spec(doc: Any, *, source: str = "<spec>", overrides: dict | None = None,
+               smoke: bool = False) -> SearchSpec:
+    if not isinstance(doc, dict):
+        raise SpecError(f"{source}: the spec must be a YAML mapping with keys {sorted(TOP_KEYS)}")
+    doc = copy.deepcopy(doc)
+    flags: dict[str, str] = {}  # dotted key -> flag that set it
+    for dotted, (value, flag) in (overrides or {}).items():
+        if value is None:
+            continue
+        _set_dotted(doc, dotted, value)
+        flags[dotted] = flag
+    if smoke:
+        _apply_smoke(doc)
+    return _Validator(source, flags).validate(doc)
+
+
+def _set_dotted(doc: dict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = doc
+    for p in parents:
+        if not isinstance(node.get(p), dict):
+            node[p] = {}
+        node = node[p]
+    node[leaf] = value
+
+
+def _apply_smoke(doc: dict) -> None:
+    """2 trials, 1 epoch, a tiny data subset: proves a spec runs end to end."""
+    doc.setdefault("search", {})
+    doc.setdefault("scheduler", {})
+    doc.setdefault("data", {})
+    if isinstance(doc["search"], dict):
+        doc["search"]["samples"] = 2
+        doc["search"]["concurrency"] = min(2, int(doc["search"].get("concurrency", 2) or 2))
+    if isinstance(doc["scheduler"], dict):
+        doc["scheduler"].update(max_epochs=1, grace_period=1)
+    if isinstance(doc["data"], dict):
+        doc["data"]["per_class"] = min(SMOKE_PER_CLASS, doc["data"].get("per_class") or 10**9)
+    if isinstance(doc.get("name"), str):
+        doc["name"] = doc["name"] + "-smoke"
+
+
+# ---------------------------------------------------------------- validation
+
+
+class _Validator:
+    def __init__(self, source: str, flags: dict[str, str]):
+        self.source, self.flags = source, flags
+
+    def fail(self, key: str, rule: str) -> SpecError:
+        flag = f" (from {self.flags[key]})" if key in self.flags else ""
+        return SpecError(f"{self.source}: `{key}`{flag}: {rule}")
+
+    def block(self, doc: dict, key: str, defaults: dict) -> dict:
+        value = doc.get(key, {})
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise self.fail(key, f"must be a mapping with keys {sorted(defaults)}, got {value!r}")
+        unknown = set(value) - set(defaults)
+        if unknown:
+            raise self.fail(f"{key}.{sorted(unknown)[0]}",
+                            f"unknown key; allowed keys under `{key}`: {sorted(defaults)}")
+        return {**defaults, **value}
+
+    def number(self, key: str, value, *, integer=False, minimum=None, exclusive=False) -> float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if integer:
+            ok = ok and float(value).is_integer()
+        if not ok:
+            raise self.fail(key, f"must be {'an integer' if integer else 'a number'}, got {value!r}")
+        if not math.isfinite(value):
+            raise self.fail(key, f"must be finite, got {value!r}")
+        if minimum is not None and (value <= minimum if exclusive else value < minimum):
+            rel = ">" if exclusive else ">="
+            raise self.fail(key, f"must be {rel} {minimum}, got {value!r}")
+        return int(value) if integer else value
+
+    def validate(self, doc: dict) -> SearchSpec:
+        unknown = set(doc) - TOP_KEYS
+        if unknown:
+            raise self.fail(sorted(unknown)[0], f"unknown top-level key; allowed: {sorted(TOP_KEYS)}")
+        for key in ("name", "trainable", "data", "objective", "space"):
+            if key not in doc:
+                raise self.fail(key, "is required")
+        name = doc["name"]
+        if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
+            raise self.fail("name", f"must be a non-empty string of letters, digits, '-', '_' or "
+                                    f"'.', got {name!r}")
+        try:
+            info = trainables.get(str(doc["trainable"]))
+        except KeyError as e:
+            raise self.fail("trainable", e.args[0]) from None
+
+        data = doc["data"]
+        if not isinstance(data, dict):
+            raise self.fail("data", f"must be a mapping with at least `source`, got {data!r}")
+        try:
+            data_sources.check(data)
+        except ValueError as e:
+            raise self.fail("data", str(e)) from None
+
+        objective = doc["objective"]
+        if not isinstance(objective, dict) or set(objective) != {"metric", "mode"}:
+            raise self.fail("objective", f"must be {{metric: <name>, mode: max|min}}, got {objective!r}")
+        if objective["metric"] not in info.metrics:
+            raise self.fail("objective.metric",
+                            f"{objective['metric']!r} is never reported by trainable "
+                            f"{info.name!r}; it reports {list(info.metrics)}")
+        if objective["mode"] not in ("max", "min"):
+            raise self.fail("objective.mode", f"must be max or min, got {objective['mode']!r}")
+
+        search = self.block(doc, "search", SEARCH_KEYS)
+        if search["algorithm"] not in ALGORITHMS:
+            raise self.fail("search.algorithm", f"must be one of {list(ALGORITHMS)}, got "
+                                                f"{search['algorithm']!r}")
+        samples = self.number("search.samples", search["samples"], integer=True, minimum=1)
+        seed = self.number("search.seed", search["seed"], integer=True, minimum=0)
+        concurrency = self.number("search.concurrency", search["concurrency"], integer=True,
+                                  minimum=1)
+
+        sched = self.block(doc, "scheduler", SCHEDULER_KEYS)
+        if sched["name"] not in SCHEDULERS:
+            raise self.fail("scheduler.name", f"must be one of {list(SCHEDULERS)}, got "
+                                              f"{sched['name']!r}")
+        max_epochs = self.number("scheduler.max_epochs", sched["max_epochs"], integer=True, minimum=1)
+        grace = self.number("scheduler.grace_period", sched["grace_period"], integer=True, minimum=1)
+        if grace > max_epochs:
+            raise self.fail("scheduler.grace_period", f"`grace_period <= max_epochs` must hold, "
+                                                      f"but got ({grace=}, {max_epochs=})")
+        rf = self.number("scheduler.reduction_factor", sched["reduction_factor"], integer=True,
+                         minimum=2)
+
+        res = self.block(doc, "resources", RESOURCE_KEYS)
+        cpus = self.number("resources.cpus_per_trial", res["cpus_per_trial"], minimum=0,
+                           exclusive=True)
+        gpus = self.number("resources.gpus_per_trial", res["gpus_per_trial"], minimum=0)
+        failure = self.block(doc, "failure", FAILURE_KEYS)
+        max_failures = self.number("failure.max_failures", failure["max_failures"], integer=True,
+                                   minimum=0)
+
+        fixed = doc.get("fixed") or {}
+        if not isinstance(fixed, dict):
+            raise self.fail("fixed", f"must be a mapping of parameter: value, got {fixed!r}")
+        for k in fixed:
+            if k in RESERVED:
+                raise self.fail(f"fixed.{k}", f"is set by the engine; use the spec's own "
+                                              f"`{_owner(k)}` instead")
+        space = self.space(doc["space"], fixed)
+
+        raw = {**doc, "search": search, "scheduler": sched, "resources": res, "failure": failure}
+        return SearchSpec(
+            name=name, trainable=info.name, data=dict(data), metric=objective["metric"],
+            mode=objective["mode"], algorithm=search["algorithm"], samples=samples, seed=seed,
+            concurrency=concurrency, scheduler=sched["name"], max_epochs=max_epochs,
+            grace_period=grace, reduction_factor=rf, cpus_per_trial=cpus, gpus_per_trial=gpus,
+            max_failures=max_failures, space=space, fixed=dict(fixed), source=self.source, raw=raw,
+        )
+
+    def space(self, space: Any, fixed: dict) -> tuple[Param, ...]:
+        if not isinstance(space, dict) or not space:
+            raise self.fail("space", "must be a non-empty mapping of parameter: {kind: args}")
+        params = []
+        for name, body in space.items():
+            key = f"space.{name}"
+            if name in RESERVED:
+                raise self.fail(key, f"is set by the engine; use the spec's own `{_owner(name)}`")
+            if name in fixed:
+                raise self.fail(key, "is also in `fixed`; a parameter is either searched or fixed")
+            if not isinstance(body, dict):
+                raise self.fail(key, f"must be a mapping like {{uniform: [0.0, 1.0]}}, got {body!r}")
+            unknown = set(body) - PARAM_KEYS
+            if unknown:
+                raise self.fail(key, f"unknown space kind {sorted(unknown)[0]!r}; use one of "
+                                     f"{list(KINDS)} (with optional when/step/log)")
+            kinds = [k for k in KINDS if k in body]
+            if len(kinds) != 1:
+                raise self.fail(key, f"needs exactly one kind of {list(KINDS)}, got {kinds}")
+            params.append(self.param(name, kinds[0], body))
+        names = {p.name for p in params}
+        for p in params:
+            for parent, _ in p.when:
+                if parent not in names:
+                    raise self.fail(f"space.{p.name}.when",
+                                    f"names unknown parameter {parent!r}; known: {sorted(names)}")
+        return tuple(_toposort(params, self))
+
+    def param(self, name: str, kind: str, body: dict) -> Param:
+        key = f"space.{name}.{kind}"
+        args = body[kind]
+        when = self.when(name, body.get("when"))
+        if kind == "choice":
+            if not isinstance(args, list) or not args:
+                raise self.fail(key, f"must be a non-empty list of options, got {args!r}")
+            if len({repr(a) for a in args}) != len(args):
+                raise self.fail(key, f"options must be distinct, got {args!r}")
+            return Param(name, kind, tuple(args), when=when)
+        size = 3 if kind == "qloguniform" else 2
+        if not isinstance(args, list) or len(args) != size:
+            shape = "[low, high, q]" if size == 3 else "[low, high]"
+            raise self.fail(key, f"must be a list {shape}, got {args!r}")
+        low = self.number(key, args[0], integer=kind == "int")
+        high = self.number(key, args[1], integer=kind == "int")
+        if low > high:
+            raise self.fail(key, f"`low <= high` must hold, but got ({low=}, {high=})")
+        log = bool(body.get("log", False)) or kind in ("loguniform", "qloguniform")
+        if log and low <= 0:
+            raise self.fail(key, f"a log scale needs `low > 0`, but got ({low=})")
+        step = body.get("step")
+        if kind == "qloguniform":
+            step = self.number(key, args[2], minimum=0, exclusive=True)
+        elif step is not None:
+            step = self.number(f"space.{name}.step", step, integer=kind == "int", minimum=0,
+                               exclusive=True)
+            if log:
+                raise self.fail(f"space.{name}.step", "cannot be combined with a log scale; "
+                                                      "use qloguniform: [low, high, q]")
+        if kind == "int" and step is None:
+            step = 1
+        return Param(name, kind, (low, high), step=step, log=log, when=when)
+
+    def when(self, name: str, when: Any) -> tuple:
+        if when is None:
+            return ()
+        if not isinstance(when, dict) or not when:
+            raise self.fail(f"space.{name}.when", f"must be a mapping like {{optimizer: sgd}}, "
+                                                  f"got {when!r}")
+        return tuple((parent, tuple(v) if isinstance(v, list) else (v,))
+                     for parent, v in when.items())
+
+
+def _owner(key: str) -> str:
+    return {"max_epochs": "scheduler.max_epochs", "seed": "search.seed",
+            "cpus_per_trial": "resources.cpus_per_trial"}.get(key, key)
+
+
+def _toposort(params: list[Param], v: _Validator) -> list[Param]:
+    """Order parameters so that every `when` parent is sampled before its child."""
+    by_name = {p.name: p for p in params}
+    done: list[Param] = []
+    state: dict[str, str] = {}
+
+    def visit(p: Param, chain: tuple[str, ...]) -> None:
+        if state.get(p.name) == "done":
+            return
+        if state.get(p.name) == "active":
+            raise v.fail(f"space.{p.name}.when", f"conditions form a cycle: {' -> '.join(chain)}")
+        state[p.name] = "active"
+        for parent, allowed in p.when:
+            visit(by_name[parent], (*chain, parent))
+            if by_name[parent].kind == "choice":
+                bad = [a for a in allowed if a not in by_name[parent].args]
+                if bad:
+                    raise v.fail(f"space.{p.name}.when", f"{bad[0]!r} is not an option of "
+                                                         f"{parent!r} {list(by_name[parent].args)}")
+        state[p.name] = "done"
+        done.append(p)
+
+    for p in params:
+        visit(p, (p.name,))
+    return done

@@ -1,0 +1,264 @@
+"""The shared epoch loop: one trial from config to per-epoch reports.
+
+``train(config, report)`` builds data and model from the trial config, trains
+for ``max_epochs`` and calls ``report(metrics, state)`` once per epoch, where
+``state`` is everything needed to resume or export (it carries the full
+config, as nanoGPT's checkpoints do). The loop never sees Ray: the Tune
+adapter and the tests pass plain callables as ``report``.
+
+Config keys (defaults in parentheses; units in comments):
+    optimizer      sgd | adam | adamw | rmsprop (sgd)
+    lr             initial learning rate (0.01)
+    momentum       SGD/RMSprop momentum (0.9); nesterov: bool (False)
+    weight_decay   L2 penalty coefficient (0.0)
+    lr_scheduler   none | plateau | cosine | step (none); plateau divides the
+                   LR by 10 when val_accuracy stalls, as in the VGG paper
+    lr_patience    epochs without improvement before plateau cuts the LR (2)
+    step_size, gamma   step scheduler: every step_size epochs multiply by gamma
+    init           kaiming | xavier | default (kaiming)
+    batch_size     training mini-batch (64)
+    augment        random crop (pad 4 px, or 1/8 of the side) + horizontal flip (False)
+    early_stopping_patience   epochs without val improvement before stopping (0 = off)
+    max_epochs     (10); seed (0); cpus_per_trial: torch threads on CPU (1)
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from trainables import data as data_sources
+from trainables import get as get_trainable
+
+Report = Callable[[dict, dict], None]
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite; the trial cannot continue."""
+
+
+# ---------------------------------------------------------------- building blocks
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def init_weights(model: nn.Module, scheme: str) -> None:
+    """kaiming: He et al. for ReLU nets (fan_out, as torchvision's ResNet);
+    xavier: Glorot uniform; default: leave PyTorch's per-layer defaults."""
+    if scheme == "default":
+        return
+    if scheme not in ("kaiming", "xavier"):
+        raise ValueError(f"init must be kaiming, xavier or default, got {scheme!r}")
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    output_layer = linears[-1] if linears else None
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            if m is output_layer and scheme == "kaiming":
+                # small logits at the start: He init on a 10-way output gives
+                # losses of 5-10 in the first steps (torchvision's VGG does the same)
+                nn.init.normal_(m.weight, 0.0, 0.01)
+            elif scheme == "kaiming":
+                mode = "fan_out" if isinstance(m, nn.Conv2d) else "fan_in"
+                nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity="relu")
+            else:
+                nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)) and m.weight is not None:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def make_optimizer(config: dict, params) -> torch.optim.Optimizer:
+    name = config.get("optimizer", "sgd")
+    lr, wd = float(config.get("lr", 0.01)), float(config.get("weight_decay", 0.0))
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=float(config.get("momentum", 0.9)),
+                               nesterov=bool(config.get("nesterov", False)), weight_decay=wd)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, momentum=float(config.get("momentum", 0.0)),
+                                   weight_decay=wd)
+    raise ValueError(f"optimizer must be sgd, adam, adamw or rmsprop, got {name!r}")
+
+
+def make_scheduler(config: dict, optimizer, max_epochs: int):
+    name = config.get("lr_scheduler", "none")
+    if name == "none":
+        return None
+    if name == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=0.1, patience=int(config.get("lr_patience", 2)))
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, max_epochs))
+    if name == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(config.get("step_size", 10)),
+                                               gamma=float(config.get("gamma", 0.1)))
+    raise ValueError(f"lr_scheduler must be none, plateau, cosine or step, got {name!r}")
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random crop (zero padding) and horizontal flip, for a whole batch at once."""
+    n, _, h, w = x.shape
+    pad = max(1, h // 8)
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu").to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu").to(x.device)
+    rows = (torch.arange(h, device=x.device)[None, :] + dy[:, None])[:, None, :, None]
+    cols = (torch.arange(w, device=x.device)[None, :] + dx[:, None])[:, None, None, :]
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    chan = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    out = padded[batch, chan, rows, cols]
+    flip = (torch.rand(n, generator=generator, device="cpu") < 0.5).to(x.device)
+    return torch.where(flip[:, None, None, None], out.flip(3), out)
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 512,
+             device: torch.device | None = None) -> dict:
+    """Mean loss, accuracy and predictions of a classifier over (x, y)."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    loss_sum = torch.zeros((), device=device)
+    preds = []
+    for i in range(0, len(x), batch_size):
+        xb, yb = _to(x[i:i + batch_size], device), y[i:i + batch_size].to(device)
+        with _autocast(device):
+            logits = model(xb)
+        loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum")
+        preds.append(logits.argmax(1))
+    pred = torch.cat(preds).cpu()
+    return {"loss": loss_sum.item() / max(1, len(x)),
+            "accuracy": (pred == y).float().mean().item(), "predictions": pred}
+
+
+def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type == "cuda":
+        return x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def _autocast(device: torch.device):
+    # bf16 autocast on GPU only: on CPU it is slower than fp32 for these nets
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def build_model(config: dict, data_info: dict) -> nn.Module:
+    return get_trainable(config["trainable"]).load().build(config, data_info)
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
+    """Run one trial. ``restore`` is a state previously passed to ``report``."""
+    device = pick_device()
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, int(config.get("cpus_per_trial", 1))))
+    seed = int(config.get("seed", 0))
+    seed_everything(seed)
+    data = data_sources.load(config["data"])
+    model = build_model(config, data.info)
+    init_weights(model, config.get("init", "kaiming"))
+    model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    max_epochs = int(config.get("max_epochs", 10))
+    optimizer = make_optimizer(config, model.parameters())
+    scheduler = make_scheduler(config, optimizer, max_epochs)
+    patience = int(config.get("early_stopping_patience", 0) or 0)
+    batch_size = int(config.get("batch_size", 64))
+    augment = bool(config.get("augment", False))
+
+    start_epoch, best, bad_epochs = 0, -math.inf, 0
+    if restore is not None:
+        model.load_state_dict(restore["model"])
+        optimizer.load_state_dict(restore["optimizer"])
+        if scheduler is not None and restore.get("scheduler") is not None:
+            scheduler.load_state_dict(restore["scheduler"])
+        start_epoch, best, bad_epochs = restore["epoch"], restore["best"], restore["bad_epochs"]
+        torch.set_rng_state(restore["rng"])
+
+    x_train, y_train = data.train
+    if device.type == "cuda":  # small image sets live on the GPU for the whole trial
+        x_train, y_train = x_train.to(device), y_train.to(device)
+    x_val, y_val = data.val
+    n = len(x_train)
+
+    for epoch in range(start_epoch, max_epochs):
+        t0 = time.perf_counter()
+        model.train()
+        order = torch.randperm(n).to(x_train.device)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        for i in range(0, n, batch_size):
+            idx = order[i:i + batch_size]
+            if len(idx) < 2:  # BatchNorm cannot train on a single sample
+                continue
+            xb, yb = _to(x_train[idx], device), y_train[idx].to(device)
+            if augment:
+                xb = augment_batch(xb)
+            with _autocast(device):
+                logits = model(xb)
+            loss = F.cross_entropy(logits.float(), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            # accumulate on the device: one host sync per epoch, not per batch
+            loss_sum += loss.detach() * len(idx)
+            correct += (logits.argmax(1) == yb).sum()
+        train_loss = loss_sum.item() / n
+        if not math.isfinite(train_loss):
+            raise NonFiniteLoss(f"training loss became {train_loss} in epoch {epoch + 1} "
+                                f"(lr={config.get('lr')}, optimizer={config.get('optimizer')})")
+        val = evaluate(model, x_val, y_val, device=device)
+        seconds = time.perf_counter() - t0
+        lr = optimizer.param_groups[0]["lr"]
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(val["accuracy"])
+        elif scheduler is not None:
+            scheduler.step()
+        improved = val["accuracy"] > best
+        best, bad_epochs = (val["accuracy"], 0) if improved else (best, bad_epochs + 1)
+        stop_early = patience > 0 and bad_epochs >= patience
+        metrics = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "train_accuracy": correct.item() / n,
+            "val_loss": val["loss"],
+            "val_accuracy": val["accuracy"],
+            "epoch_seconds": seconds,
+            "samples_per_second": n / seconds,
+            "lr": lr,
+            # lets the driver tell "finished on its own" from "stopped by the scheduler"
+            "trial_finished": epoch + 1 == max_epochs or stop_early,
+            "early_stopped": stop_early,
+        }
+        state = {
+            "epoch": epoch + 1, "best": best, "bad_epochs": bad_epochs,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "rng": torch.get_rng_state(), "config": config, "data_info": data.info,
+            "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+        }
+        report(metrics, state)
+        if stop_early:
+            return
