@@ -41,7 +41,7 @@ class Bundle:
 
 def find_checkpoints(experiment_dir: Path, trial_id: str) -> list[Path]:
     """Checkpoint folders of one trial (Tune names trial folders after the trial id)."""
-    dirs = [d for d in experiment_dir.iterdir() if d.is_dir() and trial_id in d.name]
+    dirs = [d for d in experiment_dir.iterdir() if d.is_dir() and d.name == f"trial_{trial_id}"]
     return sorted(c for d in dirs for c in d.glob("checkpoint_*") if (c / "state.pt").is_file())
 
 
@@ -119,12 +119,14 @@ def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
         torch.save(model.state_dict(), tmp / "weights.pt")
         (tmp / "config.json").write_text(json.dumps(bundle_config, indent=2, default=str))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        example = x_test[:2].clone()
-        program = torch.export.export(model, (example,))
+        # batch dimension left dynamic: the program takes any batch size
+        batch = torch.export.Dim("batch", min=1, max=65536)
+        program = torch.export.export(model, (x_test[:2].clone(),), dynamic_shapes=({0: batch},))
         torch.export.save(program, tmp / "model.pt2")
         write_manifest(tmp)
         if dest.exists():
             shutil.rmtree(dest)
+        tmp.chmod(0o755)  # mkdtemp made it private
         tmp.rename(dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -105,6 +105,7 @@ class MlflowTracker(tune.Callback):
         self._epochs: dict[str, int] = {}
         self._finished: dict[str, bool] = {}
         self._index: dict[str, int] = {}
+        self._errors: dict[str, str] = {}  # trials that ended themselves with an error
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
         self.write_errors = 0
@@ -128,6 +129,9 @@ class MlflowTracker(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         tid = trial.trial_id
+        if isinstance(result.get("error"), str):
+            self._errors[tid] = result["error"].split(":", 1)[0]
+            return
         step = int(result.get("training_iteration", 0))
         metrics = {k: float(result[k]) for k in CONTRACT_METRICS
                    if isinstance(result.get(k), (int, float))}
@@ -148,6 +152,9 @@ class MlflowTracker(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         tid = trial.trial_id
+        if tid in self._errors:
+            self._end(tid, "FAILED", f"error: {self._errors[tid]}")
+            return
         reason = "completed" if self._finished.get(tid) else "asha_stopped"
         self._end(tid, "FINISHED", reason)
 
@@ -202,14 +209,7 @@ class MlflowTracker(tune.Callback):
                     events.append(q.get_nowait())
                 except queue.Empty:
                     break
-            pending: dict[str, list] = {}
-
-            def flush():
-                for tid, metrics in pending.items():
-                    if tid in runs:
-                        self._safely(client.log_batch, runs[tid], metrics=metrics)
-                pending.clear()
-
+            pending: dict[str, list] = {}  # trial -> metrics not yet written
             for ev in events:
                 if ev is _STOP:
                     stop = True
@@ -218,7 +218,7 @@ class MlflowTracker(tune.Callback):
                     pending.setdefault(tid, []).extend(
                         Metric(k, v, ts, step) for k, v in metrics.items() if math.isfinite(v))
                 else:
-                    flush()
+                    self._flush(client, runs, pending)
                     if ev[0] == "start":
                         _, tid, index, params = ev
                         if tid in runs:  # a restored or retried trial keeps its run
@@ -242,7 +242,14 @@ class MlflowTracker(tune.Callback):
                                                   int(time.time() * 1000), 0))
                         self._safely(client.log_batch, runs[tid], metrics=metrics, tags=tags)
                         self._safely(client.set_terminated, runs[tid], status=status)
-            flush()
+            self._flush(client, runs, pending)
+
+    def _flush(self, client, runs: dict, pending: dict) -> None:
+        """One log_batch per trial for all its queued metrics."""
+        for tid, metrics in pending.items():
+            if tid in runs:
+                self._safely(client.log_batch, runs[tid], metrics=metrics)
+        pending.clear()
 
     def _safely(self, fn, *args, **kwargs):
         try:

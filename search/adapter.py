@@ -26,7 +26,8 @@ def trial(config: dict) -> None:
     import torch
     from ray import tune
 
-    from trainables.loop import train
+    from trainables import get as get_trainable
+    from trainables.loop import NonFiniteLoss, train
 
     restore = None
     checkpoint = tune.get_checkpoint()
@@ -40,4 +41,13 @@ def trial(config: dict) -> None:
             # tune.report persists the directory to the storage root before returning
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
-    train(config, report, restore=restore)
+    try:
+        train(config, report, restore=restore)
+    except NonFiniteLoss as e:
+        # Deterministic: a FailureConfig retry from the last checkpoint would only
+        # reproduce the NaN. End the trial here with a non-finite objective, which
+        # ASHA ignores (nanpercentile) and Optuna records as a FAILed trial; the
+        # tracker marks the run FAILED with stop_reason "error: NonFiniteLoss".
+        nan = float("nan")
+        metrics = dict.fromkeys(get_trainable(config["trainable"]).metrics, nan)
+        tune.report({**metrics, "trial_finished": True, "error": f"NonFiniteLoss: {e}"})

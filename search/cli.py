@@ -53,12 +53,12 @@ def cmd_run(args) -> int:
         return EXIT_OK
     _check_data(spec)
 
-    from search.engine import SearchExists, run_search
+    from search.engine import ResourceMismatch, SearchExists, run_search
 
     try:
         outcome = run_search(spec, storage=storage, tracking_uri=args.tracking_uri,
                              address=args.address, overwrite=args.overwrite)
-    except SearchExists as e:
+    except (SearchExists, ResourceMismatch) as e:
         raise BadInput(str(e)) from None
     print(f"\nsearch {outcome.name!r} finished: {outcome.num_trials} trials "
           f"({outcome.num_errors} errored) in {outcome.seconds:.0f} s")
@@ -259,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    # Tune's boxed tables and snapshot warnings drown the one line per epoch
+    # that the tracker prints; the legacy reporter at verbose=0 is silent.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)

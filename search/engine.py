@@ -25,6 +25,10 @@ class SearchExists(FileExistsError):
     pass
 
 
+class ResourceMismatch(ValueError):
+    """The spec asks for resources no node of the cluster has."""
+
+
 @dataclass
 class SearchOutcome:
     name: str
@@ -61,7 +65,39 @@ def init_ray(address: str | None, spec: SearchSpec) -> None:
              runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}})
 
 
+def trial_dirname(trial) -> str:
+    """Short trial folder names: Tune's default packs every config value into them."""
+    return f"trial_{trial.trial_id}"
+
+
+def fit_resources(spec: SearchSpec, *, local: bool, echo=print) -> SearchSpec:
+    """Match the spec's per-trial resources to the cluster before anything starts.
+
+    A shipped spec asks for fractional GPUs so it packs trials on a GPU node;
+    on a local cluster without any GPU those trials would wait forever, so
+    they run on CPU instead (said once). A remote cluster may be autoscaling
+    GPU nodes in, so there the request stands.
+    """
+    import dataclasses
+
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    largest_cpu = max((n["Resources"].get("CPU", 0) for n in nodes), default=0)
+    total_gpu = sum(n["Resources"].get("GPU", 0) for n in nodes)
+    if spec.gpus_per_trial > 0 and total_gpu == 0 and local:
+        echo(f"no GPU in this Ray cluster: trials run on CPU "
+             f"(gpus_per_trial {spec.gpus_per_trial:g} -> 0)")
+        spec = dataclasses.replace(spec, gpus_per_trial=0)
+    if local and spec.cpus_per_trial > largest_cpu:
+        raise ResourceMismatch(
+            f"{spec.source}: `resources.cpus_per_trial`: {spec.cpus_per_trial:g} CPUs per trial "
+            f"but the largest node has {largest_cpu:g}; lower it (--cpus-per-trial)")
+    return spec
+
+
 def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list):
+    import optuna
     from optuna.samplers import RandomSampler, TPESampler
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -70,6 +106,7 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list):
     from search.adapter import trial
     from search.space import define_by_run
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = (TPESampler(seed=spec.seed, n_startup_trials=min(10, max(2, spec.samples // 3)))
                if spec.algorithm == "tpe" else RandomSampler(seed=spec.seed))
     searcher = OptunaSearch(space=define_by_run(spec), metric=spec.metric, mode=spec.mode,
@@ -90,6 +127,7 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list):
             # one worker process serves many trials: no ~1 s actor start per trial,
             # and the dataset stays loaded in the worker between trials
             reuse_actors=True,
+            trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
             name=spec.name, storage_path=str(storage.root), callbacks=callbacks,
@@ -108,11 +146,13 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
     from results import tracking
 
     exp_dir = storage.search_dir(spec.name)
-    if exp_dir.exists() and any(exp_dir.iterdir()):
-        if not overwrite:
-            raise SearchExists(
-                f"a search named {spec.name!r} already exists in {exp_dir}; pass --name NEW, "
-                f"--overwrite to replace it, or `hpsearch status {spec.name}` to see it")
+    if exp_dir.exists() and any(exp_dir.iterdir()) and not overwrite:
+        raise SearchExists(
+            f"a search named {spec.name!r} already exists in {exp_dir}; pass --name NEW, "
+            f"--overwrite to replace it, or `hpsearch status {spec.name}` to see it")
+    init_ray(address, spec)
+    spec = fit_resources(spec, local=address is None, echo=echo)  # before anything is written
+    if exp_dir.exists():
         shutil.rmtree(exp_dir)
     storage.root.mkdir(parents=True, exist_ok=True)
     uri = storage.tracking_uri(tracking_uri)
@@ -148,7 +188,6 @@ def _fit(spec, storage, tracker, uri, experiment_id, parent, address, make_tuner
     t0 = time.time()
     status = "FAILED"
     try:
-        init_ray(address, spec)
         echo(f"search {spec.name!r}: {spec.samples} trials of {spec.trainable}, "
              f"{spec.algorithm.upper()} + {spec.scheduler.upper()} "
              f"(max {spec.max_epochs} epochs, concurrency {spec.concurrency})")

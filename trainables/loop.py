@@ -3,7 +3,9 @@
 ``train(config, report)`` builds data and model from the trial config, trains
 for ``max_epochs`` and calls ``report(metrics, state)`` once per epoch, where
 ``state`` is everything needed to resume or export (it carries the full
-config, as nanoGPT's checkpoints do). The loop never sees Ray: the Tune
+config, as nanoGPT's checkpoints do). ``state`` holds the live tensors of
+``state_dict()``: a ``report`` that keeps it must serialize or copy it before
+returning. The loop never sees Ray: the Tune
 adapter and the tests pass plain callables as ``report``.
 
 Config keys (defaults in parentheses; units in comments):

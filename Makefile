@@ -1,0 +1,35 @@
+# The two set-up commands of the README:
+#   make quickstart   environment + data + a real 8-trial search + export
+#   make test         environment + data + the whole test suite (.ci/run calls this)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: quickstart test env data lint clean
+
+env: $(STAMP)
+
+# Re-install whenever pyproject.toml changes. uv resolves torch and torchvision
+# together from one index, so the pair always matches.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade uv
+	$(BIN)/uv pip install --python $(BIN)/python -q -e ".[test]"
+	touch $(STAMP)
+
+data: $(STAMP)
+	$(BIN)/hpsearch data fetch
+
+quickstart: data
+	$(BIN)/hpsearch run spaces/quickstart.yaml --overwrite --export
+
+test: data
+	$(BIN)/ruff check search trainables results cluster tests benchmarks
+	$(BIN)/python -m pytest -q tests $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check search trainables results cluster tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,47 @@
+"""Shared fixtures: one real local Ray for the whole session, a fresh storage
+root (SQLite MLflow, Ray experiment dirs) per test. Nothing is mocked."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGINS = Path(__file__).resolve().parent  # holds the package plugins/
+
+# Probe trainables live in tests/plugins (module path plugins.nan_probe). Ray workers are forked from the
+# raylet, which inherits this environment, so they can import them too.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(PLUGINS), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+sys.path.insert(0, str(PLUGINS))
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def storage(tmp_path):
+    from results.storage import Storage
+
+    return Storage(tmp_path / "runs")
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_ready():
+    from trainables.data import fashion_mnist
+
+    fashion_mnist.fetch(log=lambda *_: None)  # .ci/run installs it; this only unpacks
+    return True

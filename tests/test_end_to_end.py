@@ -1,0 +1,192 @@
+"""End to end on real parts: local Ray, SQLite MLflow, real Fashion-MNIST.
+
+Asserted through ``mlflow.MlflowClient`` (what a user sees), the Tune
+experiment folder and the exported bundle. Nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+
+from results.export import export_best, verify_manifest
+from results.status import format_table, trial_rows
+from search.engine import SearchExists, run_search
+from search.spec import parse_spec
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parent.parent
+
+SEARCH = {
+    "name": "e2e-fashion",
+    "trainable": "resnet18",
+    "data": {"source": "fashion-mnist", "per_class": 40, "val_fraction": 0.2,
+             "test_fraction": 0.2},
+    "objective": {"metric": "val_accuracy", "mode": "max"},
+    "search": {"algorithm": "tpe", "samples": 6, "seed": 0, "concurrency": 2},
+    "scheduler": {"name": "asha", "max_epochs": 4, "grace_period": 1, "reduction_factor": 2},
+    "resources": {"cpus_per_trial": 1},
+    "space": {
+        "optimizer": {"choice": ["sgd", "adam"]},
+        # the top of this range diverges: ASHA has weak trials to stop
+        "lr": {"loguniform": [1e-3, 1.0]},
+        "momentum": {"uniform": [0.8, 0.95], "when": {"optimizer": "sgd"}},
+        "batch_size": {"choice": [32, 64]},
+    },
+    "fixed": {"base_width": 8, "stem": "imagenet"},
+}
+
+
+def children(meta) -> list:
+    client = MlflowClient(meta["tracking_uri"])
+    return client.search_runs([meta["experiment_id"]],
+                              filter_string=f"tags.`mlflow.parentRunId` = '{meta['parent_run_id']}'")
+
+
+def test_search_tracks_every_trial_and_exports_the_best(ray_session, storage, fashion_mnist_ready):
+    spec = parse_spec(SEARCH, source="e2e")
+    outcome = run_search(spec, storage=storage, echo=lambda *_: None)
+    assert outcome.num_trials == 6 and outcome.num_errors == 0
+
+    meta, rows = trial_rows(spec.name, storage)
+    client = MlflowClient(meta["tracking_uri"])
+    # one parent run, finished, holding the spec
+    parents = client.search_runs([meta["experiment_id"]], filter_string="tags.`hpsearch.role` = 'search'")
+    assert [p.info.run_id for p in parents] == [meta["parent_run_id"]]
+    assert parents[0].info.status == "FINISHED"
+    assert parents[0].data.params["search.samples"] == "6"
+    assert "spec.yaml" in [a.path for a in client.list_artifacts(meta["parent_run_id"])]
+    # >= 6 child runs, one per trial, none left RUNNING
+    runs = children(meta)
+    assert len(runs) == 6
+    assert len({r.data.tags["trial_id"] for r in runs}) == 6
+    assert all(r.info.status != "RUNNING" for r in runs)
+    reasons = [r.data.tags["stop_reason"] for r in runs]
+    assert set(reasons) <= {"completed", "asha_stopped"}
+    assert "asha_stopped" in reasons and "completed" in reasons, reasons
+    for r in runs:  # sampled params, per-epoch contract metrics
+        assert {"optimizer", "lr", "batch_size"} <= set(r.data.params)
+        assert ("momentum" in r.data.params) == (r.data.params["optimizer"] == "sgd")
+        history = client.get_metric_history(r.info.run_id, "val_accuracy")
+        assert [m.step for m in history] == list(range(1, int(r.data.tags["epochs_reached"]) + 1))
+        assert {"train_loss", "val_loss", "epoch_seconds", "samples_per_second", "lr"} <= set(r.data.metrics)
+    # ASHA-stopped trials stopped before max_epochs, completed ones reached it
+    for r in runs:
+        epochs = int(r.data.tags["epochs_reached"])
+        assert epochs < 4 if r.data.tags["stop_reason"] == "asha_stopped" else epochs == 4
+
+    table = format_table(meta, rows)
+    assert "best trial (*)" in table and table.count("\n") >= 8
+
+    # export: the best trial by the objective, test split evaluated once
+    bundle = export_best(spec.name, storage=storage)
+    best = max(rows, key=lambda r: r.best)
+    assert bundle.trial_id == best.trial_id
+    assert sorted(p.name for p in bundle.path.iterdir()) == [
+        "MANIFEST.sha256", "config.json", "metrics.json", "model.pt2", "weights.pt"]
+    assert verify_manifest(bundle.path) == []
+    metrics = json.loads((bundle.path / "metrics.json").read_text())
+    assert metrics["val"]["accuracy"] == pytest.approx(best.best)
+    assert metrics["test"]["n"] == 80
+
+    # rebuild inputs and model from the bundle alone; reproduce the test accuracy
+    from trainables import data as data_sources
+    from trainables.loop import build_model, evaluate
+
+    config = json.loads((bundle.path / "config.json").read_text())
+    state = torch.load(bundle.path / "weights.pt", weights_only=True)
+    model = build_model(config["hyperparameters"], config["data"])
+    model.load_state_dict(state)
+    x_test, y_test = data_sources.load(config["hyperparameters"]["data"]).test
+    again = evaluate(model, x_test, y_test)
+    assert again["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    # the portable program predicts what weights.pt predicts
+    program = torch.export.load(str(bundle.path / "model.pt2")).module()
+    assert torch.equal(program(x_test[:16]).argmax(1), again["predictions"][:16])
+    # the export is recorded on the trial's run and the parent
+    run = client.get_run(best.run_id)
+    assert run.data.metrics["test_accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    assert client.get_run(meta["parent_run_id"]).data.tags["best_trial_id"] == best.trial_id
+
+    # the same name again is refused before anything starts
+    with pytest.raises(SearchExists, match="already exists"):
+        run_search(spec, storage=storage, echo=lambda *_: None)
+
+
+def test_nonfinite_trial_is_an_error_and_the_search_goes_on(ray_session, storage):
+    spec = parse_spec({
+        "name": "nan-probe", "trainable": "plugins.nan_probe", "data": {"source": "digits"},
+        "objective": {"metric": "val_accuracy", "mode": "max"},
+        "search": {"samples": 6, "seed": 3, "concurrency": 2},
+        "scheduler": {"name": "fifo", "max_epochs": 2},
+        "space": {"poison": {"choice": [True, False]}, "lr": {"loguniform": [1e-3, 1e-2]}},
+    }, source="nan-probe")
+    run_search(spec, storage=storage, echo=lambda *_: None)
+    meta, _ = trial_rows(spec.name, storage)
+    runs = children(meta)
+    assert len(runs) == 6 and all(r.info.status != "RUNNING" for r in runs)
+    poisoned = [r for r in runs if r.data.params["poison"] == "True"]
+    clean = [r for r in runs if r.data.params["poison"] == "False"]
+    assert poisoned and clean, "the seeded draw must produce both kinds"
+    for r in poisoned:
+        assert r.info.status == "FAILED" and r.data.tags["stop_reason"] == "error: NonFiniteLoss"
+    for r in clean:
+        assert r.info.status == "FINISHED" and r.data.tags["stop_reason"] == "completed"
+
+
+def test_ctrl_c_leaves_no_run_running(tmp_path, fashion_mnist_ready):
+    doc = {**SEARCH, "name": "interrupted", "search": {**SEARCH["search"], "samples": 4},
+           "scheduler": {"name": "fifo", "max_epochs": 50}}
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(doc))
+    storage = tmp_path / "runs"
+    exe = Path(sys.executable).parent / "hpsearch"
+    proc = subprocess.Popen([str(exe), "run", str(spec_file), "--storage", str(storage)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    lines = []
+    deadline = time.time() + 240
+    for line in proc.stdout:  # wait until trials are training and logging
+        lines.append(line)
+        if "epoch 2/50" in line or time.time() > deadline:
+            break
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    log = "".join(lines) + out
+    assert "epoch 2/50" in log, log[-3000:]
+    from results.storage import Storage
+
+    meta, _ = trial_rows("interrupted", Storage(storage))
+    client = MlflowClient(meta["tracking_uri"])
+    assert client.get_run(meta["parent_run_id"]).info.status != "RUNNING"
+    runs = children(meta)
+    assert runs, log[-3000:]
+    assert all(r.info.status != "RUNNING" for r in runs), [(r.info.status, r.data.tags) for r in runs]
+
+
+def test_smoke_run_of_every_shipped_spec(ray_session, storage, fashion_mnist_ready):
+    """`--smoke` proves each spec in spaces/ runs end to end (2 trials, 1 epoch)."""
+    from search.spec import load_spec
+
+    for path in sorted((ROOT / "spaces").glob("*.yaml")):
+        spec = load_spec(path, smoke=True)
+        t0 = time.time()
+        outcome = run_search(spec, storage=storage, echo=lambda *_: None)
+        assert outcome.num_trials == 2 and outcome.num_errors == 0, path
+        meta, rows = trial_rows(spec.name, storage)
+        assert len(rows) == 2 and all(r.stop_reason == "completed" for r in rows), path
+        print(f"{path.name}: smoke run {time.time() - t0:.1f} s")

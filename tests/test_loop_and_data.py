@@ -1,0 +1,111 @@
+"""The shared loop driven by a plain callback (no Ray), and the data sources."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+from trainables import data as data_sources
+from trainables.loop import NonFiniteLoss, augment_batch, train
+
+BASE = {"trainable": "resnet18", "base_width": 8, "stem": "cifar",
+        "data": {"source": "digits", "seed": 0}, "optimizer": "adam", "lr": 3e-3,
+        "batch_size": 64, "seed": 0}
+CONTRACT = {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_seconds",
+            "samples_per_second", "lr"}
+
+
+def run(config, restore=None):
+    rows, states = [], []
+    # state holds live tensors (as state_dict() does): snapshot it at report time
+    train(config, lambda m, s: (rows.append(m), states.append(copy.deepcopy(s))), restore=restore)
+    return rows, states
+
+
+def test_reports_contract_metrics_every_epoch_and_learns():
+    rows, states = run({**BASE, "max_epochs": 3})
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    for r in rows:
+        assert CONTRACT <= set(r) and all(math.isfinite(r[k]) for k in CONTRACT)
+    assert rows[-1]["trial_finished"] and not rows[0]["trial_finished"]
+    assert rows[-1]["val_accuracy"] > 0.5  # 10 classes: chance is 0.1
+    assert states[-1]["config"]["lr"] == BASE["lr"], "checkpoints carry the full config"
+
+
+def test_seeded_runs_repeat_and_resume_continues():
+    full, states = run({**BASE, "max_epochs": 2})
+    again, _ = run({**BASE, "max_epochs": 2})
+    assert [r["val_loss"] for r in full] == pytest.approx([r["val_loss"] for r in again])
+    resumed, _ = run({**BASE, "max_epochs": 2}, restore=states[0])
+    assert [r["epoch"] for r in resumed] == [2]
+    assert resumed[0]["val_loss"] == pytest.approx(full[1]["val_loss"], rel=1e-4)
+
+
+def test_early_stopping_ends_the_trial():
+    rows, _ = run({**BASE, "max_epochs": 30, "lr": 0.0, "early_stopping_patience": 2})
+    accs = [r["val_accuracy"] for r in rows]
+    best_epoch = max(range(len(accs)), key=lambda i: (accs[i], -i)) + 1
+    assert len(rows) < 30 and len(rows) - best_epoch == 2  # two epochs without improvement
+    assert rows[-1]["early_stopped"] and rows[-1]["trial_finished"]
+
+
+def test_nonfinite_loss_raises():
+    with pytest.raises(NonFiniteLoss, match="training loss became nan"):
+        run({**BASE, "trainable": "plugins.nan_probe", "poison": True, "max_epochs": 2})
+
+
+@pytest.mark.parametrize("optimizer,scheduler", [("sgd", "plateau"), ("rmsprop", "step"),
+                                                 ("adamw", "cosine")])
+def test_optimizers_and_schedulers(optimizer, scheduler):
+    rows, _ = run({**BASE, "optimizer": optimizer, "lr_scheduler": scheduler, "lr": 0.01,
+                   "max_epochs": 2, "step_size": 1, "gamma": 0.5, "init": "xavier"})
+    if scheduler == "step":
+        assert rows[1]["lr"] == pytest.approx(rows[0]["lr"] * 0.5)
+
+
+def test_augment_batch_keeps_shape_and_moves_pixels():
+    x = torch.arange(2 * 1 * 8 * 8, dtype=torch.float32).reshape(2, 1, 8, 8)
+    g = torch.Generator().manual_seed(0)
+    outs = [augment_batch(x, g) for _ in range(5)]
+    assert all(o.shape == x.shape for o in outs)
+    assert any(not torch.equal(o, x) for o in outs)
+
+
+def test_digits_split_is_stratified_disjoint_and_train_normalized():
+    d = data_sources.load({"source": "digits", "seed": 3})
+    sizes = d.info["sizes"]
+    assert sum(sizes.values()) == 1797 and d.info["num_classes"] == 10
+    for split in (d.train, d.val, d.test):
+        counts = torch.bincount(split[1], minlength=10).float()
+        assert counts.min() / counts.max() > 0.7  # every class in every split
+    # training split is normalized with its own statistics
+    assert d.train[0].mean().abs() < 1e-4 and abs(d.train[0].std() - 1) < 0.05
+    # the same seed gives the same split; another seed another
+    again = data_sources.load({"source": "digits", "seed": 3})
+    other = data_sources.load({"source": "digits", "seed": 4})
+    assert torch.equal(again.test[1], d.test[1]) and not torch.equal(other.test[0], d.test[0])
+
+
+def test_fashion_mnist_real_files(fashion_mnist_ready):
+    d = data_sources.load({"source": "fashion-mnist", "per_class": 50, "seed": 0})
+    assert d.info["classes"][0] == "T-shirt/top" and d.info["num_classes"] == 10
+    assert d.train[0].shape[1:] == (1, 28, 28)
+    assert sum(d.info["sizes"].values()) == 500
+    assert torch.bincount(d.test[1], minlength=10).min() >= 7
+
+
+def test_imagefolder_source(tmp_path):
+    from PIL import Image
+
+    for c, colour in (("cars", (255, 0, 0)), ("dogs", (0, 0, 255))):
+        (tmp_path / c).mkdir()
+        for i in range(10):
+            Image.new("RGB", (40, 30), tuple(max(0, v - i) for v in colour)).save(
+                tmp_path / c / f"{i}.png")
+    d = data_sources.load({"source": f"imagefolder:{tmp_path}", "image_size": 16,
+                           "val_fraction": 0.2, "test_fraction": 0.2})
+    assert d.info["classes"] == ["cars", "dogs"] and d.train[0].shape[1:] == (3, 16, 16)
+    assert sum(d.info["sizes"].values()) == 20

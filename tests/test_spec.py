@@ -1,0 +1,193 @@
+"""Spec parsing and the bad-input table: one line, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from search.cli import main
+from search.spec import SpecError, load_spec, parse_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+
+GOOD = {
+    "name": "t",
+    "trainable": "resnet18",
+    "data": {"source": "digits"},
+    "objective": {"metric": "val_accuracy", "mode": "max"},
+    "search": {"samples": 4, "seed": 1},
+    "scheduler": {"max_epochs": 3},
+    "space": {"optimizer": {"choice": ["sgd", "adam"]},
+              "lr": {"loguniform": [1e-4, 1e-1]},
+              "momentum": {"uniform": [0.8, 0.99], "when": {"optimizer": "sgd"}}},
+}
+
+
+def with_changes(**changes) -> dict:
+    doc = yaml.safe_load(yaml.safe_dump(GOOD))
+    for dotted, value in changes.items():
+        node = doc
+        *parents, leaf = dotted.split("__")
+        for p in parents:
+            node = node.setdefault(p, {})
+        if value is _DELETE:
+            node.pop(leaf)
+        else:
+            node[leaf] = value
+    return doc
+
+
+_DELETE = object()
+
+
+def test_good_spec_parses_with_defaults():
+    spec = parse_spec(GOOD)
+    assert spec.samples == 4 and spec.seed == 1 and spec.max_epochs == 3
+    assert spec.scheduler == "asha" and spec.algorithm == "tpe"
+    assert [p.name for p in spec.space] == ["optimizer", "lr", "momentum"]
+    assert spec.space[2].when == (("optimizer", ("sgd",)),)
+    assert spec.base_config()["data"] == {"source": "digits"}
+
+
+def test_overrides_apply_before_validation():
+    spec = parse_spec(GOOD, overrides={"search.samples": (9, "--samples"),
+                                       "data.source": ("fashion-mnist", "--data")})
+    assert spec.samples == 9 and spec.data["source"] == "fashion-mnist"
+    with pytest.raises(SpecError, match=r"`search.samples` \(from --samples\): must be >= 1"):
+        parse_spec(GOOD, overrides={"search.samples": (0, "--samples")})
+
+
+def test_smoke_shrinks_any_spec():
+    spec = parse_spec(GOOD, smoke=True)
+    assert (spec.samples, spec.max_epochs, spec.grace_period) == (2, 1, 1)
+    assert spec.data["per_class"] <= 12 and spec.name.endswith("-smoke")
+
+
+def test_children_are_sorted_after_their_parents():
+    doc = with_changes(space={"momentum": {"uniform": [0.8, 0.9], "when": {"optimizer": "sgd"}},
+                              "optimizer": {"choice": ["sgd", "adam"]}})
+    assert [p.name for p in parse_spec(doc).space] == ["optimizer", "momentum"]
+
+
+def test_every_shipped_spec_is_valid():
+    files = sorted((ROOT / "spaces").glob("*.yaml"))
+    assert len(files) >= 3
+    for f in files:
+        spec = load_spec(f)
+        assert spec.name and spec.space
+
+
+BAD = [
+    # (case, doc changes or raw text, substring the one line must contain)
+    ("unknown top-level key", {"colour": "red"}, "`colour`: unknown top-level key"),
+    ("unknown trainable", {"trainable": "vgg99"}, "unknown trainable 'vgg99'; registered: resnet18"),
+    ("unknown space kind", {"space": {"lr": {"gaussian": [0, 1]}}}, "unknown space kind 'gaussian'"),
+    ("low > high", {"space": {"lr": {"uniform": [0.5, 0.1]}}}, "`low <= high` must hold"),
+    ("loguniform low <= 0", {"space": {"lr": {"loguniform": [0.0, 0.1]}}}, "log scale needs `low > 0`"),
+    ("empty choice", {"space": {"opt": {"choice": []}}}, "non-empty list of options"),
+    ("when unknown parameter", {"space": {"m": {"uniform": [0, 1], "when": {"solver": "sgd"}}}},
+     "names unknown parameter 'solver'"),
+    ("metric never reported", {"objective": {"metric": "val_bleu", "mode": "max"}},
+     "'val_bleu' is never reported by trainable 'resnet18'"),
+    ("unknown data source", {"data": {"source": "cifar-100"}}, "unknown data source 'cifar-100'"),
+    ("samples 0", {"search": {"samples": 0}}, "`search.samples`: must be >= 1"),
+    ("negative resources", {"resources": {"cpus_per_trial": -1}}, "`resources.cpus_per_trial`: must be > 0"),
+    ("negative gpus", {"resources": {"gpus_per_trial": -0.5}}, "`resources.gpus_per_trial`: must be >= 0"),
+    ("wrong type", {"search": {"samples": "many"}}, "must be an integer, got 'many'"),
+    ("unknown nested key", {"scheduler": {"max_epoch": 3}}, "`scheduler.max_epoch`: unknown key"),
+    ("grace above max", {"scheduler": {"max_epochs": 2, "grace_period": 5}}, "`grace_period <= max_epochs`"),
+]
+
+
+def _write(tmp_path: Path, doc) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc))
+    return path
+
+
+def _run_cli(args, capsys) -> tuple[int, str]:
+    code = main(args)
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def _assert_rejected(code: int, err: str, expected: str, storage: Path):
+    assert code == 2, err
+    assert len(err.splitlines()) == 1, f"expected one line, got:\n{err}"
+    assert expected in err, err
+    assert not storage.exists(), "bad input must not write anything"
+
+
+@pytest.mark.parametrize("case,changes,expected", BAD, ids=[b[0] for b in BAD])
+def test_bad_spec_is_one_line_exit_2(case, changes, expected, tmp_path, capsys):
+    doc = yaml.safe_load(yaml.safe_dump(GOOD))
+    doc.update(changes)
+    path = _write(tmp_path, doc)
+    storage = tmp_path / "runs"
+    code, err = _run_cli(["run", str(path), "--storage", str(storage)], capsys)
+    _assert_rejected(code, err, expected, storage)
+    assert str(path) in err  # names the file
+
+
+def test_missing_spec_file(tmp_path, capsys):
+    code, err = _run_cli(["run", str(tmp_path / "nope.yaml"), "--storage", str(tmp_path / "runs")],
+                         capsys)
+    _assert_rejected(code, err, "spec file not found", tmp_path / "runs")
+
+
+def test_yaml_syntax_error_names_line(tmp_path, capsys):
+    path = _write(tmp_path, "name: t\nspace: {lr: [1, 2\n")
+    code, err = _run_cli(["run", str(path), "--storage", str(tmp_path / "runs")], capsys)
+    _assert_rejected(code, err, "YAML syntax error", tmp_path / "runs")
+    assert "line " in err
+
+
+def test_flag_errors_name_the_flag(tmp_path, capsys):
+    path = _write(tmp_path, GOOD)
+    code, err = _run_cli(["run", str(path), "--samples", "0", "--storage", str(tmp_path / "r")],
+                         capsys)
+    _assert_rejected(code, err, "(from --samples)", tmp_path / "r")
+    code, err = _run_cli(["run", str(path), "--cpus-per-trial", "-2", "--storage",
+                          str(tmp_path / "r")], capsys)
+    _assert_rejected(code, err, "(from --cpus-per-trial): must be > 0", tmp_path / "r")
+
+
+@pytest.mark.parametrize("layout,expected", [
+    ("missing", "does not exist"),
+    ("empty", "has no class sub-folders with images"),
+    ("one-class", "has only one class"),
+])
+def test_bad_image_folder(layout, expected, tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    if layout != "missing":
+        folder.mkdir()
+    if layout == "one-class":
+        (folder / "dogs").mkdir()
+        Image.new("RGB", (8, 8)).save(folder / "dogs" / "a.png")
+    path = _write(tmp_path, with_changes(data={"source": f"imagefolder:{folder}"}))
+    code, err = _run_cli(["run", str(path), "--storage", str(tmp_path / "runs")], capsys)
+    _assert_rejected(code, err, expected, tmp_path / "runs")
+
+
+def test_unknown_search_name_is_bad_input(tmp_path, capsys):
+    code, err = _run_cli(["status", "nothing-here", "--storage", str(tmp_path)], capsys)
+    assert code == 2 and "no search named 'nothing-here'" in err
+
+
+def test_console_script_help_and_bad_input(tmp_path):
+    exe = Path(sys.executable).parent / "hpsearch"
+    for sub in ([], ["run"], ["status"], ["export"], ["ui"], ["trainables"], ["data"]):
+        r = subprocess.run([str(exe), *sub, "--help"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "usage: hpsearch" in r.stdout, r.stderr
+    r = subprocess.run([str(exe), "run", str(tmp_path / "missing.yaml")], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "spec file not found" in r.stderr
+    r = subprocess.run([str(exe), "frobnicate"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "invalid choice" in r.stderr
