@@ -248,7 +248,8 @@ class MlflowTracker(tune.Callback):
         """One log_batch per trial for all its queued metrics."""
         for tid, metrics in pending.items():
             if tid in runs:
-                self._safely(client.log_batch, runs[tid], metrics=metrics)
+                for i in range(0, len(metrics), 1000):  # MLflow's per-call limit
+                    self._safely(client.log_batch, runs[tid], metrics=metrics[i:i + 1000])
         pending.clear()
 
     def _safely(self, fn, *args, **kwargs):
