@@ -86,8 +86,13 @@ def fetch(log=print) -> Path:
     if shutil.which("apt-get") and shutil.which("dpkg-deb"):
         with tempfile.TemporaryDirectory() as tmp:
             log("fashion-mnist: apt-get download dataset-fashion-mnist (no root needed)")
-            r = subprocess.run(["apt-get", "download", "dataset-fashion-mnist"], cwd=tmp,
-                               capture_output=True, text=True)
+            cmd = ["apt-get", "download", "dataset-fashion-mnist"]
+            r = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
+            if r.returncode != 0 and hasattr(os, "geteuid") and os.geteuid() == 0:
+                # a fresh machine may have no package lists yet: read them once
+                log("fashion-mnist: apt-get update (package lists missing)")
+                subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
+                r = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
             debs = list(Path(tmp).glob("dataset-fashion-mnist_*.deb"))
             if r.returncode == 0 and debs:
                 subprocess.run(["dpkg-deb", "-x", str(debs[0]), tmp + "/x"], check=True)
