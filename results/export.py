@@ -66,7 +66,7 @@ def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
     import torch
 
     from trainables import data as data_sources
-    from trainables.loop import build_model, evaluate
+    from trainables.loop import build_model, evaluate_split
 
     meta, rows = trial_rows(name, storage)
     metric, mode = meta["spec"]["objective"]["metric"], meta["spec"]["objective"]["mode"]
@@ -89,7 +89,8 @@ def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
     data = data_sources.load(config["data"])
     x_test, y_test = data.test
     t0 = time.perf_counter()
-    test = evaluate(model, x_test, y_test, device=torch.device("cpu"))  # the one look at test
+    # the one look at the test split
+    test = evaluate_split(config, model, data, data.test, device=torch.device("cpu"))
     test_seconds = time.perf_counter() - t0
 
     metrics = {
@@ -100,7 +101,8 @@ def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
         "train": {"accuracy": state["metrics"].get("train_accuracy"),
                   "loss": state["metrics"].get("train_loss"), "n": data_info["sizes"]["train"]},
         "test": {"accuracy": test["accuracy"], "loss": test["loss"], "n": len(y_test),
-                 "seconds": test_seconds},
+                 "seconds": test_seconds,
+                 **{k: v for k, v in test.items() if k not in ("accuracy", "loss", "predictions")}},
     }
     bundle_config = {
         "search": name, "trial_id": row.trial_id, "trainable": config["trainable"],

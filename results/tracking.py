@@ -24,7 +24,18 @@ from collections.abc import Callable
 from ray import tune
 
 CONTRACT_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_rmse",
-                    "val_mae", "val_r2", "epoch_seconds", "samples_per_second", "lr")
+                    "val_mae", "val_r2", "epoch_seconds", "samples_per_second", "lr",
+                    "val_top5_accuracy", "num_params", "macs_per_sample",
+                    "grad_norm_ratio_first_last")
+# per-layer gradient norms (grad_norm/conv01 ...) and pretraining stages (ae_*)
+LOGGED_PREFIXES = ("grad_norm/", "ae_")
+
+
+def logged_metrics(result: dict) -> dict:
+    """The numeric metrics of a Tune result that go to MLflow; nothing of Tune's own."""
+    return {k: float(v) for k, v in result.items()
+            if (k in CONTRACT_METRICS or k.startswith(LOGGED_PREFIXES))
+            and isinstance(v, (int, float)) and not isinstance(v, bool)}
 PARENT_TAG = "mlflow.parentRunId"
 _STOP = object()
 
@@ -133,8 +144,7 @@ class MlflowTracker(tune.Callback):
             self._errors[tid] = result["error"].split(":", 1)[0]
             return
         step = int(result.get("training_iteration", 0))
-        metrics = {k: float(result[k]) for k in CONTRACT_METRICS
-                   if isinstance(result.get(k), (int, float))}
+        metrics = logged_metrics(result)
         self._epochs[tid] = step
         self._finished[tid] = bool(result.get("trial_finished", False))
         value = result.get(self.metric)

@@ -23,7 +23,27 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "1")
 
 
 @pytest.fixture(scope="session")
-def ray_session():
+def torch_hub_weights(tmp_path_factory):
+    """A TEST FIXTURE hub cache: randomly initialized state_dicts saved under the
+    file names torchvision's pretrained weights have, so the transfer trainable's
+    real loading path runs offline. Set before Ray starts, so workers see it."""
+    import torch
+    import torchvision.models as tvm
+
+    from trainables.transfer import BACKBONES, expected_weights_file
+
+    home = tmp_path_factory.mktemp("torch_home")
+    os.environ["TORCH_HOME"] = str(home)
+    torch.manual_seed(0)
+    for name, (builder, _, _) in BACKBONES.items():
+        path, _ = expected_weights_file(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(getattr(tvm, builder)(weights=None).state_dict(), path)
+    return home
+
+
+@pytest.fixture(scope="session")
+def ray_session(torch_hub_weights):
     import ray
 
     if not ray.is_initialized():

@@ -17,7 +17,13 @@ from trainables.vgg import vgg
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_FILES = sorted((ROOT / "spaces").glob("*.yaml"))
-SMALL = {"resnet18": {"base_width": 8}, "vgg16": {"width_mult": 0.125, "fc_width": 32}}
+# small widths keep the contract fast; the architecture (depth, blocks) is unchanged
+SMALL = {"resnet18": {"base_width": 8}, "resnext": {"base_width": 8},
+         "vgg16": {"width_mult": 0.125, "fc_width": 32},
+         "vgg13": {"width_mult": 0.125, "fc_width": 32},
+         "vgg_deep": {"width_mult": 0.125, "fc_width": 32},
+         "metric_resnet18": {"base_width": 8}, "small_vgg": {"width": 8},
+         "cnn3": {"width": 8, "hidden": 32}, "transfer": {"backbone": "shufflenet_v2"}}
 
 
 def data_info(channels=1, size=28, classes=10):
@@ -29,20 +35,28 @@ def n_params(model) -> int:
 
 
 @pytest.mark.parametrize("name", sorted(trainables.REGISTRY))
-def test_trainable_contract(name):
+def test_trainable_contract(name, torch_hub_weights):
     info = trainables.REGISTRY[name]
+    module = info.load()
     assert (ROOT / info.default_spec).is_file(), f"{name}: default spec missing"
     torch.manual_seed(0)
     config = {"trainable": name, **SMALL.get(name, {})}
     model = build_model(config, data_info())
-    init_weights(model, "kaiming")
-    x, y = torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    if not getattr(module, "KEEP_INIT", False):
+        init_weights(model, "kaiming")
+    x, y = torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 0, 1])
     out = model(x)
-    assert out.shape == (4, 10) and torch.isfinite(out).all()
+    assert torch.isfinite(out).all()
+    if hasattr(module, "training_loss"):  # embeddings, scored by the module's own loss
+        assert out.shape[0] == 4
+        loss = module.training_loss(model, out, y, config)
+    else:
+        assert out.shape == (4, 10)
+        loss = torch.nn.functional.cross_entropy(out, y)
     # one optimizer step changes the weights and keeps them finite
-    opt = make_optimizer({"optimizer": "sgd", "lr": 0.1}, model.parameters())
+    opt = make_optimizer({"optimizer": "sgd", "lr": 0.1},
+                         [p for p in model.parameters() if p.requires_grad])
     before = [p.detach().clone() for p in model.parameters()]
-    loss = torch.nn.functional.cross_entropy(out, y)
     loss.backward()
     opt.step()
     assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
@@ -58,10 +72,9 @@ def test_trainable_contract(name):
 
 
 @pytest.mark.parametrize("path", SPEC_FILES, ids=[p.stem for p in SPEC_FILES])
-def test_spec_draws_build_valid_configs(path):
+def test_spec_draws_build_valid_configs(path, torch_hub_weights):
     """20 seeded draws per spec: conditionals hold, every config builds a model."""
     spec = load_spec(path)
-    info = trainables.get(spec.trainable)
     draws = sample_configs(spec, 20, seed=0)
     assert draws == sample_configs(spec, 20, seed=0), "draws must be reproducible"
     for cfg in draws:
@@ -70,9 +83,13 @@ def test_spec_draws_build_valid_configs(path):
             assert (p.name in cfg) == holds, f"{p.name}: conditional violated in {cfg}"
             if p.name in cfg and p.kind != "choice":
                 assert p.args[0] <= cfg[p.name] <= p.args[1]
-        cfg = {**cfg, **SMALL.get(spec.trainable, {})}
-        model = info.load().build(cfg, data_info())
-        assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+        if spec.trainable != "transfer":
+            cfg = {**cfg, **SMALL.get(spec.trainable, {})}
+        size = spec.data.get("image_size", 28)
+        model = build_model(cfg, data_info(size=size))
+        model.eval()
+        out = model(torch.randn(2, 1, size, size))
+        assert out.shape[0] == 2 and torch.isfinite(out).all()
 
 
 def test_paper_parameter_counts():
@@ -98,3 +115,52 @@ def test_unknown_module_path_trainable_is_rejected():
     with pytest.raises(KeyError, match="cannot import trainable module"):
         trainables.get("nowhere.model")
     assert trainables.get("plugins.nan_probe").task == "classification"
+
+
+def test_vgg_deep_tracks_gradient_norms_of_every_conv():
+    from trainables.loop import train
+
+    rows = []
+    train({"trainable": "vgg_deep", "width_mult": 0.125, "fc_width": 32, "optimizer": "sgd",
+           "momentum": 0.0, "lr": 0.01, "max_epochs": 2, "track_grad_norms": True,
+           "grad_norm_every": 5, "data": {"source": "digits", "image_size": 16}},
+          lambda m, s: rows.append(m))
+    for r in rows:
+        norms = [r[f"grad_norm/conv{i:02d}"] for i in range(1, 18)]
+        assert len(norms) == 17 and all(v >= 0 and v == v for v in norms)
+        assert "grad_norm/conv18" not in r
+        assert r["grad_norm_ratio_first_last"] == pytest.approx(norms[0] / norms[-1])
+    assert rows[0]["num_params"] > 0 and rows[0]["macs_per_sample"] > 0
+
+
+def test_transfer_freezes_the_backbone_and_only_the_head_learns(torch_hub_weights):
+    config = {"trainable": "transfer", "backbone": "resnet18", "finetune": "freeze_backbone"}
+    model = build_model(config, data_info(channels=1, size=32, classes=3))
+    frozen = {k: v.clone() for k, v in model.backbone.state_dict().items() if "fc." not in k}
+    opt = make_optimizer({"optimizer": "sgd", "lr": 0.5, "momentum": 0.0},
+                         [p for p in model.parameters() if p.requires_grad])
+    model.train()
+    loss = torch.nn.functional.cross_entropy(model(torch.randn(4, 1, 32, 32)),
+                                             torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    opt.step()
+    after = model.backbone.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in frozen.items()), "a frozen weight moved"
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == [
+        "backbone.fc.weight", "backbone.fc.bias"]
+    # last_k: the last stage trains too; all: everything trains
+    last = build_model({**config, "finetune": "last_k", "last_k": 1},
+                       data_info(channels=1, size=32, classes=3))
+    trainable = {n.split(".")[1] for n, p in last.named_parameters() if p.requires_grad}
+    assert trainable == {"layer4", "fc"}
+
+
+def test_transfer_without_weights_names_the_file(tmp_path, monkeypatch):
+    from trainables.transfer import WeightsNotFound
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(WeightsNotFound) as e:
+        build_model({"trainable": "transfer", "backbone": "mobilenet_v3"}, data_info())
+    msg = str(e.value)
+    assert str(tmp_path / "hub" / "checkpoints" / "mobilenet_v3_small-") in msg
+    assert "download https://" in msg and "\n" not in msg

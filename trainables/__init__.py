@@ -13,7 +13,7 @@ from types import ModuleType
 
 METRICS = {
     "classification": ("train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                       "epoch_seconds", "samples_per_second", "lr"),
+                       "epoch_seconds", "samples_per_second", "lr", "val_top5_accuracy"),
 }
 
 
@@ -24,6 +24,7 @@ class TrainableInfo:
     task: str
     default_spec: str
     description: str
+    builder: str = "build"  # the module's function that builds the model
 
     def load(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -38,8 +39,29 @@ REGISTRY: dict[str, TrainableInfo] = {
     for info in (
         TrainableInfo("resnet18", "trainables.resnet", "classification", "spaces/resnet18.yaml",
                       "ResNet-18 (BasicBlock, BN, projection shortcuts), paper or CIFAR stem"),
+        TrainableInfo("resnext", "trainables.resnet", "classification", "spaces/resnext.yaml",
+                      "ResNeXt: grouped bottlenecks; small row or resnext50_32x4d (arch)",
+                      "build_resnext"),
         TrainableInfo("vgg16", "trainables.vgg", "classification", "spaces/vgg16.yaml",
                       "VGG-16 configuration C (three 1x1 convs), pools adapted to small inputs"),
+        TrainableInfo("vgg13", "trainables.vgg", "classification", "spaces/vgg13.yaml",
+                      "VGG-13 (configuration B), e.g. single-channel 32x32", "build_vgg13"),
+        TrainableInfo("vgg_deep", "trainables.vgg", "classification", "spaces/vgg_deep.yaml",
+                      "VGG-16 + 4 convs, no BN/dropout: the vanishing-gradient probe",
+                      "build_deep"),
+        TrainableInfo("small_vgg", "trainables.small_vgg", "classification",
+                      "spaces/small_vgg_kernel.yaml",
+                      "3-4 conv blocks: kernel size, 1x1 convs, pooling, activation"),
+        TrainableInfo("cnn3", "trainables.cnn3", "classification", "spaces/cnn3.yaml",
+                      "the reports' 3-block CNN, four head variants"),
+        TrainableInfo("autoencoder", "trainables.autoencoder", "classification",
+                      "spaces/autoencoder.yaml",
+                      "dense autoencoder (MSE), encoder reused by a classifier head"),
+        TrainableInfo("metric_resnet18", "trainables.metric", "classification",
+                      "spaces/metric_resnet18.yaml",
+                      "ResNet-18 embeddings: batch-hard triplet or center loss, NCC accuracy"),
+        TrainableInfo("transfer", "trainables.transfer", "classification", "spaces/transfer.yaml",
+                      "torchvision pretrained ShuffleNetV2 / MobileNetV3 / ResNet-18, new head"),
     )
 }
 

@@ -21,7 +21,15 @@ Config keys (defaults in parentheses; units in comments):
     batch_size     training mini-batch (64)
     augment        random crop (pad 4 px, or 1/8 of the side) + horizontal flip (False)
     early_stopping_patience   epochs without val improvement before stopping (0 = off)
+    track_grad_norms   log the L2 norm of every conv weight's gradient (False);
+                   grad_norm_every: sample every k iterations (10), averaged per epoch
     max_epochs     (10); seed (0); cpus_per_trial: torch threads on CPU (1)
+
+A trainable module may define optional hooks, each replacing one default:
+    KEEP_INIT = True                       keep the module's own (e.g. pretrained) weights
+    pretrain(model, data, config, device)  a stage before epoch 1; returns metrics
+    training_loss(model, out, y, config)   instead of cross-entropy on logits
+    evaluate(model, x, y, *, reference, device, config)   instead of argmax accuracy
 """
 
 from __future__ import annotations
@@ -164,7 +172,68 @@ def _autocast(device: torch.device):
 
 
 def build_model(config: dict, data_info: dict) -> nn.Module:
-    return get_trainable(config["trainable"]).load().build(config, data_info)
+    info = get_trainable(config["trainable"])
+    return getattr(info.load(), info.builder)(config, data_info)
+
+
+def evaluate_split(config: dict, model: nn.Module, data, split: tuple, *,
+                   device: torch.device | None = None) -> dict:
+    """Evaluate on one split with the trainable's own hook when it has one."""
+    module = get_trainable(config["trainable"]).load()
+    device = device or next(model.parameters()).device
+    hook = getattr(module, "evaluate", None)
+    if hook is not None:
+        return hook(model, split[0], split[1], reference=data.train, device=device, config=config)
+    return evaluate(model, split[0], split[1], device=device)
+
+
+def model_facts(model: nn.Module, data_info: dict) -> dict:
+    """Parameter count and multiply-accumulates per sample (torchinfo)."""
+    facts = {"num_params": sum(p.numel() for p in model.parameters())}
+    try:
+        import torchinfo
+
+        shape = (1, data_info["in_channels"], data_info["image_size"], data_info["image_size"])
+        stats = torchinfo.summary(model, input_size=shape, verbose=0,
+                                  device=next(model.parameters()).device)
+        facts["macs_per_sample"] = int(stats.total_mult_adds)
+    except Exception:  # an exotic model torchinfo cannot trace: the count still stands
+        pass
+    return facts
+
+
+class GradNormTracker:
+    """L2 norm of each conv weight's gradient every k iterations, averaged per epoch.
+
+    Norms accumulate on the device (no host sync per sample); ``epoch_metrics``
+    syncs once. Layers are numbered in forward order: conv01 is the first."""
+
+    def __init__(self, model: nn.Module, every: int) -> None:
+        self.convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+        self.every = max(1, every)
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums, self.count, self.step = None, 0, 0
+
+    def after_backward(self) -> None:
+        self.step += 1
+        if (self.step - 1) % self.every or not self.convs:
+            return
+        norms = torch.stack([c.weight.grad.detach().float().norm() if c.weight.grad is not None
+                             else torch.zeros((), device=c.weight.device) for c in self.convs])
+        self.sums = norms if self.sums is None else self.sums + norms
+        self.count += 1
+
+    def epoch_metrics(self) -> dict:
+        if self.sums is None:
+            return {}
+        mean = (self.sums / self.count).tolist()
+        out = {f"grad_norm/conv{i + 1:02d}": v for i, v in enumerate(mean)}
+        # "layer 1's gradient norm is X times the deepest layer's", as a number
+        out["grad_norm_ratio_first_last"] = mean[0] / mean[-1] if mean[-1] > 0 else float("inf")
+        self.reset()
+        return out
 
 
 # ---------------------------------------------------------------- the loop
@@ -178,17 +247,24 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
     seed = int(config.get("seed", 0))
     seed_everything(seed)
     data = data_sources.load(config["data"])
+    module = get_trainable(config["trainable"]).load()
     model = build_model(config, data.info)
-    init_weights(model, config.get("init", "kaiming"))
+    if not getattr(module, "KEEP_INIT", False):
+        init_weights(model, config.get("init", "kaiming"))
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    facts = model_facts(model, data.info)
     max_epochs = int(config.get("max_epochs", 10))
-    optimizer = make_optimizer(config, model.parameters())
+    trainable_params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(config, trainable_params)
     scheduler = make_scheduler(config, optimizer, max_epochs)
     patience = int(config.get("early_stopping_patience", 0) or 0)
     batch_size = int(config.get("batch_size", 64))
     augment = bool(config.get("augment", False))
+    loss_hook = getattr(module, "training_loss", None)
+    grad_norms = (GradNormTracker(model, int(config.get("grad_norm_every", 10)))
+                  if config.get("track_grad_norms") else None)
 
     start_epoch, best, bad_epochs = 0, -math.inf, 0
     if restore is not None:
@@ -198,6 +274,9 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
             scheduler.load_state_dict(restore["scheduler"])
         start_epoch, best, bad_epochs = restore["epoch"], restore["best"], restore["bad_epochs"]
         torch.set_rng_state(restore["rng"])
+    stage_metrics = {}
+    if restore is None and hasattr(module, "pretrain"):
+        stage_metrics = module.pretrain(model, data, config, device)
 
     x_train, y_train = data.train
     if device.type == "cuda":  # small image sets live on the GPU for the whole trial
@@ -219,19 +298,29 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
             if augment:
                 xb = augment_batch(xb)
             with _autocast(device):
-                logits = model(xb)
-            loss = F.cross_entropy(logits.float(), yb)
+                out = model(xb)
+            if loss_hook is None:
+                loss = F.cross_entropy(out.float(), yb)
+                correct += (out.argmax(1) == yb).sum()
+            else:
+                loss = loss_hook(model, out.float(), yb, config)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if grad_norms is not None:
+                grad_norms.after_backward()
             optimizer.step()
             # accumulate on the device: one host sync per epoch, not per batch
             loss_sum += loss.detach() * len(idx)
-            correct += (logits.argmax(1) == yb).sum()
         train_loss = loss_sum.item() / n
         if not math.isfinite(train_loss):
             raise NonFiniteLoss(f"training loss became {train_loss} in epoch {epoch + 1} "
                                 f"(lr={config.get('lr')}, optimizer={config.get('optimizer')})")
-        val = evaluate(model, x_val, y_val, device=device)
+        val = evaluate_split(config, model, data, (x_val, y_val), device=device)
+        if loss_hook is None:
+            train_accuracy = correct.item() / n
+        else:  # no logits to argmax: the module's evaluation on (part of) the train split
+            sub = (data.train[0][:1000], data.train[1][:1000])
+            train_accuracy = evaluate_split(config, model, data, sub, device=device)["accuracy"]
         seconds = time.perf_counter() - t0
         lr = optimizer.param_groups[0]["lr"]
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -244,7 +333,7 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
         metrics = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
-            "train_accuracy": correct.item() / n,
+            "train_accuracy": train_accuracy,
             "val_loss": val["loss"],
             "val_accuracy": val["accuracy"],
             "epoch_seconds": seconds,
@@ -253,6 +342,10 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
             # lets the driver tell "finished on its own" from "stopped by the scheduler"
             "trial_finished": epoch + 1 == max_epochs or stop_early,
             "early_stopped": stop_early,
+            **facts,
+            **{f"val_{k}": v for k, v in val.items() if k not in ("loss", "accuracy", "predictions")},
+            **(grad_norms.epoch_metrics() if grad_norms is not None else {}),
+            **(stage_metrics if epoch == start_epoch else {}),
         }
         state = {
             "epoch": epoch + 1, "best": best, "bad_epochs": bad_epochs,

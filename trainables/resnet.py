@@ -53,7 +53,9 @@ class Bottleneck(nn.Module):
     def __init__(self, inplanes: int, planes: int, stride: int = 1, groups: int = 1,
                  base_width: int = 64) -> None:
         super().__init__()
-        width = int(planes * (base_width / 64.0)) * groups  # ResNeXt's "C x d" inner width
+        # ResNeXt's "C x d" inner width (torchvision's formula; at least 1 per group so
+        # narrow test-sized nets stay valid)
+        width = max(1, int(planes * (base_width / 64.0))) * groups
         self.conv1 = conv1x1(inplanes, width)
         self.bn1 = nn.BatchNorm2d(width)
         self.conv2 = conv3x3(width, width, stride, groups)  # stride on the 3x3, as in v1.5
@@ -143,13 +145,25 @@ def resnet(name: str, **kwargs) -> ResNet:
     return ResNet(block, layers, groups=groups, width_per_group=width, **kwargs)
 
 
-def build(config: dict, data_info: dict) -> nn.Module:
-    """ResNet-18 (the default row) sized to the data."""
-    return resnet(
-        config.get("arch", "resnet18"),
+def build(config: dict, data_info: dict, *, default_arch: str = "resnet18") -> nn.Module:
+    """ResNet-18 (the default row) sized to the data. ``groups`` and
+    ``width_per_group`` override the row's cardinality and bottleneck width."""
+    name = config.get("arch", default_arch)
+    if name not in ARCHS:
+        raise ValueError(f"unknown ResNet variant {name!r}; choose one of {sorted(ARCHS)}")
+    block, layers, groups, width = ARCHS[name]
+    return ResNet(
+        block, layers,
+        groups=int(config.get("groups", groups)),
+        width_per_group=int(config.get("width_per_group", width)),
         in_channels=data_info["in_channels"],
         num_classes=data_info["num_classes"],
         base_width=int(config.get("base_width", 64)),
         stem=config.get("stem", "cifar" if data_info["image_size"] <= 64 else "imagenet"),
         dropout=float(config.get("dropout", 0.0)),
     )
+
+
+def build_resnext(config: dict, data_info: dict) -> nn.Module:
+    """ResNeXt: bottleneck blocks with a grouped 3x3 conv; the small row by default."""
+    return build(config, data_info, default_arch="resnext_small")

@@ -26,6 +26,12 @@ CONFIGS: dict[str, list[int | str]] = {
     "D": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
     "E": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
           512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
+    # Part II's vanishing-gradient probe: VGG-16 (D) with one more 3x3 conv in
+    # each of the first four blocks. Filters never decrease along the depth and
+    # no pool is added: 17 convs + 3 FC = 20 weight layers. Built without
+    # BatchNorm or dropout (see build_deep) so the gradients are the plain ones.
+    "deep": [64, 64, 64, "M", 128, 128, 128, "M", 256, 256, 256, 256, "M",
+             512, 512, 512, 512, "M", 512, 512, 512, "M"],
 }
 
 
@@ -95,9 +101,9 @@ def vgg(name: str, **kwargs) -> VGG:
 
 
 def build(config: dict, data_info: dict) -> nn.Module:
-    """VGG-16 configuration C (the default) sized to the data."""
+    """VGG-16 configuration C (the default; ``vgg_config`` picks A-E) sized to the data."""
     return vgg(
-        config.get("vgg_config", "C"),
+        str(config.get("vgg_config", "C")),
         in_channels=data_info["in_channels"],
         image_size=data_info["image_size"],
         num_classes=data_info["num_classes"],
@@ -105,4 +111,19 @@ def build(config: dict, data_info: dict) -> nn.Module:
         fc_width=int(config.get("fc_width", 512)),
         dropout=float(config.get("dropout", 0.5)),
         batch_norm=bool(config.get("batch_norm", True)),
+    )
+
+
+def build_vgg13(config: dict, data_info: dict) -> nn.Module:
+    """VGG-13 (configuration B), e.g. single-channel on 32x32 as in the course reports."""
+    return build({**config, "vgg_config": "B"}, data_info)
+
+
+def build_deep(config: dict, data_info: dict) -> nn.Module:
+    """VGG-Deep: 17 convs, no BatchNorm, no dropout, ReLU."""
+    return vgg(
+        "deep",
+        in_channels=data_info["in_channels"], image_size=data_info["image_size"],
+        num_classes=data_info["num_classes"], width_mult=float(config.get("width_mult", 1.0)),
+        fc_width=int(config.get("fc_width", 512)), dropout=0.0, batch_norm=False,
     )
