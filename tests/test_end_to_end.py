@@ -178,15 +178,28 @@ def test_ctrl_c_leaves_no_run_running(tmp_path, fashion_mnist_ready):
     assert all(r.info.status != "RUNNING" for r in runs), [(r.info.status, r.data.tags) for r in runs]
 
 
-def test_smoke_run_of_every_shipped_spec(ray_session, storage, fashion_mnist_ready):
-    """`--smoke` proves each spec in spaces/ runs end to end (2 trials, 1 epoch)."""
+def test_smoke_run_and_export_of_every_shipped_spec(ray_session, storage, fashion_mnist_ready):
+    """`--smoke` proves each spec in spaces/ runs end to end (2 trials, 1 epoch),
+    and its best trial exports to a bundle whose program loads without our code."""
     from search.spec import load_spec
 
+    timings = {}
     for path in sorted((ROOT / "spaces").glob("*.yaml")):
         spec = load_spec(path, smoke=True)
         t0 = time.time()
         outcome = run_search(spec, storage=storage, echo=lambda *_: None)
+        timings[path.name] = time.time() - t0
         assert outcome.num_trials == 2 and outcome.num_errors == 0, path
         meta, rows = trial_rows(spec.name, storage)
         assert len(rows) == 2 and all(r.stop_reason == "completed" for r in rows), path
-        print(f"{path.name}: smoke run {time.time() - t0:.1f} s")
+        bundle = export_best(spec.name, storage=storage)
+        assert verify_manifest(bundle.path) == [] and (bundle.path / "model.pt2").is_file()
+        if spec.trainable == "vgg_deep":  # Part II: per-layer gradient norms reach MLflow
+            run = MlflowClient(meta["tracking_uri"]).get_run(rows[0].run_id)
+            names = sorted(k for k in run.data.metrics if k.startswith("grad_norm/conv"))
+            assert names == [f"grad_norm/conv{i:02d}" for i in range(1, 18)]
+            assert run.data.metrics["grad_norm_ratio_first_last"] > 0
+        if spec.trainable == "small_vgg":  # parameter count logged for every trial
+            for r in children(meta):
+                assert r.data.metrics["num_params"] > 0
+    print("\n".join(f"{k}: smoke run {v:.1f} s" for k, v in timings.items()))
