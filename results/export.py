@@ -7,6 +7,8 @@ into place, so a failed export leaves nothing half-written):
     config.json      hyperparameters + every fact needed to rebuild inputs
     metrics.json     val metrics of the exported epoch and the test metrics
     model.pt2        torch.export program (loads with torch.export.load, no project code)
+    report/          summary.md, best_trial/ (curves, confusion matrix, per-class table,
+                     misclassified images, model facts, filters, grad norms), search/
     MANIFEST.sha256  sha256 of every file above, `sha256sum -c` compatible
 
 The test split is read here and nowhere else in the product.
@@ -23,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from results.report import attach_to_mlflow, write_reports
 from results.status import best_row, trial_rows
 from results.storage import Storage
 
@@ -61,12 +64,9 @@ def best_checkpoint_state(experiment_dir: Path, trial_id: str, metric: str, mode
     return max(states, key=score)
 
 
-def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
-                to: Path | None = None) -> Bundle:
-    import torch
-
-    from trainables import data as data_sources
-    from trainables.loop import build_model, evaluate_split
+def load_trial(name: str, storage: Storage, trial_id: str | None = None):
+    """(meta, rows, the chosen row, its best checkpoint's state, the rebuilt model)."""
+    from trainables.loop import build_model
 
     meta, rows = trial_rows(name, storage)
     metric, mode = meta["spec"]["objective"]["metric"], meta["spec"]["objective"]["mode"]
@@ -81,17 +81,29 @@ def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
                               f"{', '.join(r.trial_id for r in rows)}")
         row = matches[0]
     state = best_checkpoint_state(storage.search_dir(name), row.trial_id, metric, mode)
-    config, data_info = state["config"], state["data_info"]
-
-    model = build_model(config, data_info)
+    model = build_model(state["config"], state["data_info"])
     model.load_state_dict(state["model"])
     model.eval()
+    return meta, rows, row, state, model
+
+
+def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
+                to: Path | None = None, report: bool = True) -> Bundle:
+    import torch
+
+    from trainables import data as data_sources
+    from trainables.loop import evaluate_split
+
+    meta, rows, row, state, model = load_trial(name, storage, trial_id)
+    metric, mode = meta["spec"]["objective"]["metric"], meta["spec"]["objective"]["mode"]
+    config, data_info = state["config"], state["data_info"]
     data = data_sources.load(config["data"])
     x_test, y_test = data.test
     t0 = time.perf_counter()
     # the one look at the test split
     test = evaluate_split(config, model, data, data.test, device=torch.device("cpu"))
     test_seconds = time.perf_counter() - t0
+    test_predictions = test["predictions"]
 
     metrics = {
         "objective": {"metric": metric, "mode": mode},
@@ -125,6 +137,11 @@ def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
         batch = torch.export.Dim("batch", min=1, max=65536)
         program = torch.export.export(model, (x_test[:2].clone(),), dynamic_shapes=({0: batch},))
         torch.export.save(program, tmp / "model.pt2")
+        if report:
+            write_reports(tmp / "report", name=name, meta=meta, rows=rows, row=row, model=model,
+                          data=data, config=config, split="test", y_pred=test_predictions,
+                          facts={"versions": meta.get("versions", {})},
+                          bundle_metrics={**metrics, "trial_id": row.trial_id})
         write_manifest(tmp)
         if dest.exists():
             shutil.rmtree(dest)
@@ -134,6 +151,8 @@ def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _record_in_mlflow(meta, row, metrics, dest)
+    if report:
+        attach_to_mlflow(meta, row, dest / "report")
     return Bundle(dest, row.trial_id, metrics, bundle_config)
 
 
@@ -169,5 +188,5 @@ def _record_in_mlflow(meta: dict, row, metrics: dict, bundle: Path) -> None:
         RunTag("best_trial_id", row.trial_id), RunTag("best_run_id", row.run_id),
         RunTag("export_path", str(bundle))], metrics=[
         Metric("best_test_accuracy", metrics["test"]["accuracy"], now, 0)])
-    for name in ("config.json", "metrics.json", "MANIFEST.sha256"):
+    for name in ("config.json", "metrics.json", "MANIFEST.sha256"):  # the bundle's small files
         client.log_artifact(row.run_id, str(bundle / name), artifact_path="export")

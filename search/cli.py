@@ -95,6 +95,39 @@ def _export(name, storage, trial, to) -> None:
     print(f"bundle: {bundle.path}")
 
 
+def cmd_report(args) -> int:
+    from results.export import load_trial
+    from results.report import attach_to_mlflow, write_reports
+    from trainables import data as data_sources
+    from trainables.loop import evaluate_split
+
+    storage = _storage(args)
+    meta, rows, row, state, model = load_trial(args.name, storage, args.trial)
+    config = state["config"]
+    data = data_sources.load(config["data"])
+    # on demand, any trial: the validation split (the test split is for export only)
+    val = evaluate_split(config, model, data, data.val)
+    dest = Path(args.to) if args.to else storage.root / "reports" / args.name / row.trial_id
+    write_reports(dest, name=args.name, meta=meta, rows=rows, row=row, model=model, data=data,
+                  config=config, split="val", y_pred=val["predictions"],
+                  facts={"versions": meta.get("versions", {})})
+    attach_to_mlflow(meta, row, dest)
+    print(f"report for trial {row.trial_id} of {args.name!r} (validation split): "
+          f"{dest / 'summary.md'}")
+    return EXIT_OK
+
+
+def cmd_compare(args) -> int:
+    from results.compare import compare
+
+    storage = _storage(args)
+    dest = Path(args.to) if args.to else storage.root / "reports" / ("compare-" + "-vs-".join(args.names))
+    files = compare(args.names, storage=storage, dest=dest)
+    print((dest / "comparison.md").read_text())
+    print(f"plots and tables: {', '.join(str(dest / f) for f in files)}")
+    return EXIT_OK
+
+
 def cmd_ui(args) -> int:
     import subprocess
 
@@ -241,6 +274,25 @@ def build_parser() -> argparse.ArgumentParser:
     storage_opts(e)
     e.set_defaults(func=cmd_export)
 
+    rp = sub.add_parser("report", help="plots and tables for a trial and its search",
+                        description="Curves, confusion matrix, per-class table, misclassified "
+                                    "images, model facts, gradient norms and filters for one "
+                                    "trial (the best unless --trial; validation split), plus the "
+                                    "search's trials table and Optuna plots; attached to MLflow.")
+    rp.add_argument("name", metavar="NAME")
+    rp.add_argument("--trial", metavar="ID")
+    rp.add_argument("--to", metavar="DIR", help="default <storage>/reports/NAME/TRIAL")
+    storage_opts(rp)
+    rp.set_defaults(func=cmd_report)
+
+    c = sub.add_parser("compare", help="best trials of several searches side by side",
+                       description="Train/val accuracy and loss curves of each search's best "
+                                   "trial in one figure, and a metrics table.")
+    c.add_argument("names", metavar="NAME", nargs="+")
+    c.add_argument("--to", metavar="DIR", help="default <storage>/reports/compare-A-vs-B")
+    storage_opts(c)
+    c.set_defaults(func=cmd_compare)
+
     u = sub.add_parser("ui", help="MLflow UI on 127.0.0.1 over the storage root's tracking store")
     u.add_argument("--port", type=_positive_int, default=5000)
     storage_opts(u, tracking=True)
@@ -273,9 +325,10 @@ def main(argv: list[str] | None = None) -> int:
         print("hpsearch: interrupted; open MLflow runs were ended", file=sys.stderr)
         return 130
     except Exception as e:
+        from results.export import ExportError
         from results.storage import SearchNotFound
 
-        if isinstance(e, SearchNotFound):
+        if isinstance(e, (SearchNotFound, ExportError)):
             print(f"hpsearch: error: {e}", file=sys.stderr)
             return EXIT_BAD_INPUT
         if os.environ.get("HPSEARCH_DEBUG"):

@@ -93,7 +93,7 @@ def test_search_tracks_every_trial_and_exports_the_best(ray_session, storage, fa
     best = max(rows, key=lambda r: r.best)
     assert bundle.trial_id == best.trial_id
     assert sorted(p.name for p in bundle.path.iterdir()) == [
-        "MANIFEST.sha256", "config.json", "metrics.json", "model.pt2", "weights.pt"]
+        "MANIFEST.sha256", "config.json", "metrics.json", "model.pt2", "report", "weights.pt"]
     assert verify_manifest(bundle.path) == []
     metrics = json.loads((bundle.path / "metrics.json").read_text())
     assert metrics["val"]["accuracy"] == pytest.approx(best.best)
@@ -117,6 +117,37 @@ def test_search_tracks_every_trial_and_exports_the_best(ray_session, storage, fa
     run = client.get_run(best.run_id)
     assert run.data.metrics["test_accuracy"] == pytest.approx(metrics["test"]["accuracy"])
     assert client.get_run(meta["parent_run_id"]).data.tags["best_trial_id"] == best.trial_id
+
+    # the report: best trial on the test split, the search, one summary; all in MLflow
+    report = bundle.path / "report"
+    trial_files = {p.name for p in (report / "best_trial").iterdir()}
+    assert {"curves.png", "curves.svg", "confusion_matrix.png", "confusion_matrix.svg",
+            "per_class.csv", "misclassified.png", "first_layer_filters.png",
+            "model_summary.txt", "facts.json", "report.md"} <= trial_files
+    assert {"trials.csv", "trials.md", "optuna_history.png", "optuna_parallel_coordinate.png",
+            "asha_rungs.png", "val_curves_all_trials.png"} <= {p.name for p in (report / "search").iterdir()}
+    assert f"**{metrics['test']['accuracy']:.4f}**" in (report / "best_trial" / "report.md").read_text()
+    import csv
+
+    with open(report / "best_trial" / "per_class.csv") as fh:
+        per_class = list(csv.DictReader(fh))
+    assert sum(int(r["support"]) for r in per_class) == 80 and len(per_class) == 10
+    with open(report / "search" / "trials.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == 6
+    assert "(test split)" in (report / "summary.md").read_text()
+    trial_artifacts = {a.path for a in client.list_artifacts(best.run_id, "report")}
+    assert "report/curves.png" in trial_artifacts and "report/confusion_matrix.svg" in trial_artifacts
+    assert "report/summary.md" in {a.path for a in client.list_artifacts(meta["parent_run_id"], "report")}
+
+    # on demand, any trial: the validation split
+    from search.cli import main
+
+    other = next(r for r in rows if r.trial_id != best.trial_id)
+    dest = storage.root / "other-report"
+    assert main(["report", spec.name, "--trial", other.trial_id, "--storage", str(storage.root),
+                 "--to", str(dest)]) == 0
+    assert "(val split)" in (dest / "summary.md").read_text()
+    assert (dest / "best_trial" / "confusion_matrix.png").is_file()
 
     # the same name again is refused before anything starts
     with pytest.raises(SearchExists, match="already exists"):
@@ -203,3 +234,20 @@ def test_smoke_run_and_export_of_every_shipped_spec(ray_session, storage, fashio
             for r in children(meta):
                 assert r.data.metrics["num_params"] > 0
     print("\n".join(f"{k}: smoke run {v:.1f} s" for k, v in timings.items()))
+    deep_report = storage.export_dir("vgg-deep-fashion-smoke") / "report" / "best_trial"
+    assert (deep_report / "grad_norms_all.png").is_file()
+    assert (deep_report / "grad_norms_subset.svg").is_file()
+    assert "gradient-norm ratio" in (deep_report / "report.md").read_text()
+
+    # the course's comparison: VGG-16 vs ResNet-18 vs VGG-Deep, best trials side by side
+    from results.compare import compare
+
+    names = ["vgg16-fashion-smoke", "resnet18-fashion-smoke", "vgg-deep-fashion-smoke"]
+    files = compare(names, storage=storage, dest=storage.root / "cmp")
+    assert {"comparison.png", "comparison.svg", "comparison.csv", "comparison.md"} == set(files)
+    import csv
+
+    with open(storage.root / "cmp" / "comparison.csv") as fh:
+        table = list(csv.DictReader(fh))
+    assert [r["search"] for r in table] == names
+    assert all(r["split"] == "test" and float(r["params"]) > 0 and r["f1"] for r in table)

@@ -1,0 +1,459 @@
+"""Reports a student can hand in: plots and tables for one trial and for a search.
+
+Per trial (``trial_report``): train vs validation curves (PNG and SVG), the
+confusion matrix (counts and row-normalized), per-class precision / recall /
+F1 / support, the most-confused pairs, a grid of misclassified images, model
+facts (torchinfo summary, parameters, MACs, hyperparameters, seed, versions),
+gradient-norm plots when tracked, and the first conv layer's filters.
+
+Per search (``search_report``): the trials table (CSV and Markdown), Optuna's
+optimization history, parameter importances and parallel coordinates (over a
+study rebuilt from the MLflow runs), the ASHA rung picture and all trials'
+validation curves overlaid, and one ``summary.md`` that links everything.
+
+Classification plots use the test split only when called from ``export`` (the
+one look at test); an on-demand report of any trial uses the validation split
+and says so.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: files only
+import matplotlib.pyplot as plt  # noqa: E402
+
+CURVE_PAIRS = (("loss", "train_loss", "val_loss"), ("accuracy", "train_accuracy", "val_accuracy"))
+
+
+def _save(fig, folder: Path, stem: str, svg: bool = True) -> list[str]:
+    fig.tight_layout()
+    names = [f"{stem}.png"] + ([f"{stem}.svg"] if svg else [])
+    for n in names:
+        fig.savefig(folder / n, dpi=120)
+    plt.close(fig)
+    return names
+
+
+# ---------------------------------------------------------------- per trial
+
+
+def plot_curves(history: dict, folder: Path, title: str) -> list[str]:
+    """Train vs validation loss and accuracy per epoch."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, (label, train_key, val_key) in zip(axes, CURVE_PAIRS):
+        for key, style in ((train_key, "-o"), (val_key, "-s")):
+            points = history.get(key, [])
+            if points:
+                ax.plot([s for s, _ in points], [v for _, v in points], style, label=key, ms=3)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.set_title(f"{title}: {label}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _save(fig, folder, "curves")
+
+
+def confusion(y_true, y_pred, classes: list[str]):
+    import numpy as np
+
+    k = len(classes)
+    cm = np.zeros((k, k), dtype=int)
+    for t, p in zip(y_true, y_pred):
+        cm[int(t), int(p)] += 1
+    return cm
+
+
+def plot_confusion(cm, classes: list[str], folder: Path, split: str) -> list[str]:
+    import numpy as np
+
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, axes = plt.subplots(1, 2, figsize=(14, 6))
+    for ax, data, title, fmt in ((axes[0], cm, "counts", "d"), (axes[1], norm, "row-normalized", ".2f")):
+        im = ax.imshow(data, cmap="Blues")
+        ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right", fontsize=8)
+        ax.set_yticks(range(len(classes)), classes, fontsize=8)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"confusion matrix ({split}, {title})")
+        if len(classes) <= 20:
+            for i in range(len(classes)):
+                for j in range(len(classes)):
+                    ax.text(j, i, format(data[i, j], fmt), ha="center", va="center", fontsize=7,
+                            color="white" if data[i, j] > data.max() / 2 else "black")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    return _save(fig, folder, "confusion_matrix")
+
+
+def per_class_table(y_true, y_pred, classes: list[str], folder: Path) -> tuple[list[str], list[dict]]:
+    from sklearn.metrics import precision_recall_fscore_support
+
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=list(range(len(classes))),
+                                                 zero_division=0)
+    rows = [{"class": c, "precision": round(float(p[i]), 4), "recall": round(float(r[i]), 4),
+             "f1": round(float(f[i]), 4), "support": int(s[i])} for i, c in enumerate(classes)]
+    with open(folder / "per_class.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    (folder / "per_class.md").write_text(_markdown(rows))
+    return ["per_class.csv", "per_class.md"], rows
+
+
+def most_confused(cm, classes: list[str], top: int = 3) -> list[tuple[str, str, int]]:
+    pairs = [(classes[i], classes[j], int(cm[i, j])) for i in range(len(classes))
+             for j in range(len(classes)) if i != j and cm[i, j] > 0]
+    return sorted(pairs, key=lambda t: -t[2])[:top]
+
+
+def plot_misclassified(x, y_true, y_pred, classes, data_info, folder: Path, limit: int = 32):
+    import numpy as np
+
+    wrong = [i for i in range(len(y_true)) if int(y_true[i]) != int(y_pred[i])][:limit]
+    if not wrong:
+        return []
+    mean = np.asarray(data_info["mean"])[:, None, None]
+    std = np.asarray(data_info["std"])[:, None, None]
+    cols = 8
+    rows = math.ceil(len(wrong) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 1.9))
+    for ax in np.atleast_1d(axes).ravel():
+        ax.axis("off")
+    for ax, i in zip(np.atleast_1d(axes).ravel(), wrong):
+        img = (x[i].numpy() * std + mean).clip(0, 1)  # undo the normalization for display
+        ax.imshow(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0),
+                  cmap="gray" if img.shape[0] == 1 else None)
+        ax.set_title(f"T:{classes[int(y_true[i])][:10]}\nP:{classes[int(y_pred[i])][:10]}",
+                     fontsize=7, color="crimson")
+    return _save(fig, folder, "misclassified", svg=False)
+
+
+def plot_filters(model, folder: Path) -> list[str]:
+    """The first conv layer's filters as an image grid."""
+    import numpy as np
+    import torch
+
+    conv = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
+    if conv is None:
+        return []
+    w = conv.weight.detach().float().cpu().numpy()[:64]
+    cols = 8
+    rows = math.ceil(len(w) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.1))
+    for ax in np.atleast_1d(axes).ravel():
+        ax.axis("off")
+    for ax, f in zip(np.atleast_1d(axes).ravel(), w):
+        f = (f - f.min()) / (f.max() - f.min() + 1e-8)
+        ax.imshow(f[0] if f.shape[0] != 3 else f.transpose(1, 2, 0),
+                  cmap="gray" if f.shape[0] != 3 else None)
+    fig.suptitle(f"first conv layer: {conv.out_channels} filters of "
+                 f"{conv.in_channels}x{conv.kernel_size[0]}x{conv.kernel_size[1]}")
+    return _save(fig, folder, "first_layer_filters", svg=False)
+
+
+def plot_grad_norms(history: dict, folder: Path) -> list[str]:
+    layers = sorted(k for k in history if k.startswith("grad_norm/conv"))
+    if not layers:
+        return []
+    names = []
+    for stem, chosen in (("grad_norms_all", layers),
+                         ("grad_norms_subset", _subset(layers))):
+        fig, ax = plt.subplots(figsize=(8, 5))
+        cmap = plt.get_cmap("viridis", len(chosen))
+        for i, key in enumerate(chosen):
+            pts = history[key]
+            ax.plot([s for s, _ in pts], [v for _, v in pts], "-o", ms=3, color=cmap(i),
+                    label=key.split("/")[1])
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("mean L2 norm of the weight gradient")
+        ax.set_title("gradient norms per conv layer" + (" (2nd, 5th, 8th, deepest)"
+                                                        if stem.endswith("subset") else ""))
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, ncol=2)
+        names += _save(fig, folder, stem)
+    return names
+
+
+def _subset(layers: list[str]) -> list[str]:
+    picks = [i for i in (1, 4, 7) if i < len(layers) - 1] + [len(layers) - 1]
+    return [layers[i] for i in dict.fromkeys(picks)]
+
+
+def trial_report(folder: Path, *, title: str, history: dict, model, data, config: dict,
+                 split: str, y_true, y_pred, x=None, facts: dict | None = None) -> dict:
+    """Write one trial's report into ``folder``; return a summary for summary.md."""
+    folder.mkdir(parents=True, exist_ok=True)
+    classes = data.info["classes"]
+    files = plot_curves(history, folder, title)
+    cm = confusion(y_true, y_pred, classes)
+    files += plot_confusion(cm, classes, folder, split)
+    table_files, per_class = per_class_table(y_true, y_pred, classes, folder)
+    files += table_files
+    if x is not None:
+        files += plot_misclassified(x, y_true, y_pred, classes, data.info, folder)
+    files += plot_grad_norms(history, folder)
+    files += plot_filters(model, folder)
+    files += _model_facts(model, data.info, config, facts or {}, folder)
+    confused = most_confused(cm, classes)
+    accuracy = float((cm.trace()) / max(1, cm.sum()))
+    ratio = history.get("grad_norm_ratio_first_last")
+    summary = {
+        "title": title, "split": split, "accuracy": accuracy, "files": files,
+        "most_confused": confused, "per_class": per_class,
+        "grad_norm_ratio_first_last": ratio[-1][1] if ratio else None,
+    }
+    (folder / "report.md").write_text(_trial_markdown(summary))
+    summary["files"].append("report.md")
+    return summary
+
+
+def _model_facts(model, data_info, config, facts, folder: Path) -> list[str]:
+    import torchinfo
+
+    shape = (1, data_info["in_channels"], data_info["image_size"], data_info["image_size"])
+    try:
+        text = str(torchinfo.summary(model, input_size=shape, verbose=0,
+                                     device=next(model.parameters()).device))
+    except Exception as e:  # still write the rest
+        text = f"torchinfo could not summarize this model: {e}"
+    (folder / "model_summary.txt").write_text(text + "\n")
+    out = {"num_params": sum(p.numel() for p in model.parameters()),
+           "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+           "hyperparameters": config, "seed": config.get("seed"), **facts}
+    (folder / "facts.json").write_text(json.dumps(out, indent=2, default=str))
+    return ["model_summary.txt", "facts.json"]
+
+
+def _trial_markdown(s: dict) -> str:
+    lines = [f"# {s['title']}", "", f"Accuracy on the {s['split']} split: **{s['accuracy']:.4f}**", ""]
+    if s["most_confused"]:
+        pairs = "; ".join(f"{t} → {p} ({n}×)" for t, p, n in s["most_confused"])
+        lines += [f"Most confused (true → predicted): {pairs}", ""]
+    if s.get("grad_norm_ratio_first_last"):
+        lines += [f"First / deepest conv layer gradient-norm ratio (last epoch): "
+                  f"{s['grad_norm_ratio_first_last']:.3g}", ""]
+    lines += ["## Per class", "", _markdown(s["per_class"]), "## Files", ""]
+    lines += [f"- [{f}]({f})" for f in s["files"]]
+    for img in ("curves.png", "confusion_matrix.png", "misclassified.png", "grad_norms_subset.png",
+                "first_layer_filters.png"):
+        if img in s["files"]:
+            lines += ["", f"![{img}]({img})"]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- per search
+
+
+def search_report(folder: Path, *, meta: dict, rows: list, histories: dict) -> list[str]:
+    """Trials table, Optuna plots, ASHA rungs, overlaid curves. ``histories`` maps
+    trial_id -> {metric: [(step, value)]}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    metric = meta["spec"]["objective"]["metric"]
+    table = [{"trial": r.index, "trial_id": r.trial_id, "state": r.state,
+              "stop_reason": r.stop_reason, "epochs": r.epochs, f"best_{metric}": r.best,
+              **r.params} for r in rows]
+    keys = list(dict.fromkeys(k for row in table for k in row))
+    with open(folder / "trials.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(table)
+    (folder / "trials.md").write_text(_markdown(table, keys))
+    files = ["trials.csv", "trials.md"]
+    files += _plot_rungs(rows, meta, folder)
+    files += _plot_overlay(histories, rows, metric, folder)
+    files += _optuna_plots(meta, rows, histories, folder)
+    return files
+
+
+def _plot_rungs(rows, meta, folder: Path) -> list[str]:
+    if not rows:
+        return []
+    fig, ax = plt.subplots(figsize=(8, 4))
+    colors = {"completed": "tab:green", "asha_stopped": "tab:orange"}
+    ax.bar([str(r.index) for r in rows], [r.epochs for r in rows],
+           color=[colors.get(r.stop_reason, "tab:red") for r in rows])
+    sched = meta["spec"].get("scheduler", {})
+    grace, rf, top = sched.get("grace_period", 1), sched.get("reduction_factor", 3), sched.get("max_epochs")
+    rung = grace
+    while top and rung < top:
+        ax.axhline(rung, color="gray", ls=":", lw=1)
+        rung *= rf
+    ax.set_xlabel("trial (start order)")
+    ax.set_ylabel("epochs reached")
+    ax.set_title("ASHA: epochs per trial (green completed, orange stopped, red error)")
+    return _save(fig, folder, "asha_rungs")
+
+
+def _plot_overlay(histories, rows, metric, folder: Path) -> list[str]:
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in rows:
+        pts = histories.get(r.trial_id, {}).get(metric, [])
+        if pts:
+            ax.plot([s for s, _ in pts], [v for _, v in pts], "-o", ms=2, alpha=0.8,
+                    label=f"{r.index}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} of every trial")
+    ax.grid(alpha=0.3)
+    if len(rows) <= 20:
+        ax.legend(fontsize=7, ncol=2, title="trial")
+    return _save(fig, folder, "val_curves_all_trials")
+
+
+def rebuild_study(meta: dict, rows: list, histories: dict):
+    """An in-memory Optuna study holding the search's trials, for Optuna's plots."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from search.spec import parse_spec
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    spec = parse_spec(meta["spec"], source=meta.get("spec_file", "spec"))
+    dists = {}
+    for p in spec.space:
+        if p.kind == "choice":
+            dists[p.name] = CategoricalDistribution(list(p.args))
+        elif p.kind == "int":
+            dists[p.name] = IntDistribution(int(p.args[0]), int(p.args[1]), log=p.log,
+                                            step=1 if p.log else int(p.step or 1))
+        else:
+            dists[p.name] = FloatDistribution(float(p.args[0]), float(p.args[1]), log=p.log)
+    study = optuna.create_study(direction="maximize" if spec.mode == "max" else "minimize")
+    for r in rows:
+        params, used = {}, {}
+        for name, dist in dists.items():
+            if name not in r.params:
+                continue
+            raw = r.params[name]
+            if isinstance(dist, CategoricalDistribution):
+                value = next((c for c in dist.choices if str(c) == raw), None)
+                if value is None:
+                    continue
+            elif isinstance(dist, IntDistribution):
+                value = int(float(raw))
+            else:
+                value = min(max(float(raw), dist.low), dist.high)
+            params[name], used[name] = value, dist
+        intermediate = {s: v for s, v in histories.get(r.trial_id, {}).get(spec.metric, [])}
+        finite = r.best is not None and math.isfinite(r.best)
+        state = optuna.trial.TrialState.COMPLETE if finite else optuna.trial.TrialState.FAIL
+        study.add_trial(optuna.trial.create_trial(
+            params=params, distributions=used, value=r.best if finite else None,
+            intermediate_values=intermediate, state=state))
+    return study
+
+
+def _optuna_plots(meta, rows, histories, folder: Path) -> list[str]:
+    import warnings
+
+    from optuna.visualization import matplotlib as ov
+
+    study = rebuild_study(meta, rows, histories)
+    files = []
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    plots = [("optuna_history", ov.plot_optimization_history),
+             ("optuna_parallel_coordinate", ov.plot_parallel_coordinate)]
+    if len(complete) >= 3:
+        plots.append(("optuna_param_importances", ov.plot_param_importances))
+    for stem, fn in plots:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Optuna marks its matplotlib API experimental
+                ax = fn(study)
+            fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+            fig.set_size_inches(9, 5)
+            files += _save(fig, folder, stem)
+        except Exception as e:  # a plot Optuna cannot draw (e.g. one distinct value)
+            (folder / f"{stem}.txt").write_text(f"Optuna could not draw this plot: {e}\n")
+            files.append(f"{stem}.txt")
+    return files
+
+
+def summary_markdown(name: str, meta: dict, rows: list, search_files: list[str],
+                     trial: dict | None, bundle_metrics: dict | None,
+                     search_dir: str = "search", trial_dir: str = "best_trial") -> str:
+    metric = meta["spec"]["objective"]["metric"]
+    best = [r for r in rows if r.best is not None]
+    lines = [f"# Search `{name}`", "",
+             f"- trainable: `{meta['spec']['trainable']}`; objective: {meta['spec']['objective']['mode']} "
+             f"`{metric}`",
+             f"- trials: {len(rows)} ({sum(r.stop_reason == 'completed' for r in rows)} completed, "
+             f"{sum(r.stop_reason == 'asha_stopped' for r in rows)} stopped by ASHA, "
+             f"{sum(r.stop_reason.startswith('error') for r in rows)} errored)",
+             f"- versions: {meta.get('versions', {})}", ""]
+    if bundle_metrics:
+        t = bundle_metrics["test"]
+        lines += [f"**Best trial `{bundle_metrics.get('trial_id', '')}`**: val accuracy "
+                  f"{bundle_metrics['val']['accuracy']:.4f}, **test accuracy {t['accuracy']:.4f}** "
+                  f"(n={t['n']}, evaluated once at export)", ""]
+    elif best:
+        lines += [f"Best {metric}: {max(r.best for r in best):.4f}", ""]
+    lines += ["## Search", ""] + [f"- [{f}]({search_dir}/{f})" for f in search_files]
+    for img in ("optuna_history.png", "optuna_param_importances.png",
+                "optuna_parallel_coordinate.png", "asha_rungs.png", "val_curves_all_trials.png"):
+        if img in search_files:
+            lines += ["", f"![{img}]({search_dir}/{img})"]
+    if trial:
+        lines += ["", f"## Trial report ({trial['split']} split)", "",
+                  f"See [{trial_dir}/report.md]({trial_dir}/report.md).", "",
+                  f"![curves]({trial_dir}/curves.png)", "",
+                  f"![confusion]({trial_dir}/confusion_matrix.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown(rows: list[dict], keys: list[str] | None = None) -> str:
+    if not rows:
+        return "(none)\n"
+    keys = keys or list(rows[0])
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))  # noqa: E731
+    out = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    out += ["| " + " | ".join(fmt(r.get(k)) for k in keys) + " |" for r in rows]
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------- assembly
+
+
+def histories(meta: dict, run_id: str, keys: list[str] | None = None) -> dict:
+    """{metric: [(epoch, value), ...]} of one MLflow run (all its metrics by default)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(meta["tracking_uri"])
+    if keys is None:
+        keys = list(client.get_run(run_id).data.metrics)
+    return {k: [(m.step, m.value) for m in sorted(client.get_metric_history(run_id, k),
+                                                  key=lambda m: m.step)] for k in keys}
+
+
+def write_reports(dest: Path, *, name: str, meta: dict, rows: list, row, model, data,
+                  config: dict, split: str, y_pred, facts: dict | None = None,
+                  bundle_metrics: dict | None = None) -> dict:
+    """Trial report (``best_trial/``), search report (``search/``) and summary.md
+    under ``dest``. Returns {"trial": summary, "search": files}."""
+    metric = meta["spec"]["objective"]["metric"]
+    x, y = data.test if split == "test" else data.val
+    trial = trial_report(dest / "best_trial", title=f"{name} trial {row.trial_id}",
+                         history=histories(meta, row.run_id), model=model, data=data,
+                         config=config, split=split, y_true=y.numpy(), y_pred=y_pred.numpy(),
+                         x=x, facts=facts)
+    all_h = {r.trial_id: histories(meta, r.run_id, [metric]) for r in rows}
+    search_files = search_report(dest / "search", meta=meta, rows=rows, histories=all_h)
+    (dest / "summary.md").write_text(summary_markdown(name, meta, rows, search_files, trial,
+                                                      bundle_metrics))
+    return {"trial": trial, "search": search_files}
+
+
+def attach_to_mlflow(meta: dict, row, dest: Path) -> None:
+    """Trial files to the trial's run, search files and summary.md to the parent run."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(meta["tracking_uri"])
+    client.log_artifacts(row.run_id, str(dest / "best_trial"), artifact_path="report")
+    client.log_artifacts(meta["parent_run_id"], str(dest / "search"), artifact_path="report/search")
+    client.log_artifact(meta["parent_run_id"], str(dest / "summary.md"), artifact_path="report")
