@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: quickstart test env data lint clean
+.PHONY: quickstart test env data browser lint clean
 
 env: $(STAMP)
 
@@ -24,7 +24,12 @@ data: $(STAMP)
 quickstart: data
 	$(BIN)/hpsearch run spaces/quickstart.yaml --overwrite --export
 
-test: data
+# The UI test drives Debian's chromium through Playwright (which downloads no browser).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || { echo "make test needs Debian's chromium: apt-get install chromium (as root)"; exit 1; }
+
+test: data browser
 	$(BIN)/ruff check search trainables results cluster tests benchmarks
 	$(BIN)/python -m pytest -q tests $(PYTEST_ARGS)
 

@@ -88,7 +88,7 @@ def load_trial(name: str, storage: Storage, trial_id: str | None = None):
 
 
 def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
-                to: Path | None = None, report: bool = True) -> Bundle:
+                to: Path | None = None, report: bool = True, register: bool = True) -> Bundle:
     import torch
 
     from trainables import data as data_sources
@@ -153,6 +153,9 @@ def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
     _record_in_mlflow(meta, row, metrics, dest)
     if report:
         attach_to_mlflow(meta, row, dest / "report")
+    if register:
+        version = register_model(meta, row, model, name, metrics, x_test[:2].clone())
+        print(f"registered in the MLflow Model Registry as {name!r} version {version}")
     return Bundle(dest, row.trial_id, metrics, bundle_config)
 
 
@@ -190,3 +193,27 @@ def _record_in_mlflow(meta: dict, row, metrics: dict, bundle: Path) -> None:
         Metric("best_test_accuracy", metrics["test"]["accuracy"], now, 0)])
     for name in ("config.json", "metrics.json", "MANIFEST.sha256"):  # the bundle's small files
         client.log_artifact(row.run_id, str(bundle / name), artifact_path="export")
+
+
+def register_model(meta: dict, row, model, name: str, metrics: dict, example) -> str:
+    """Log the model with mlflow.pytorch on its trial's run and register it under
+    the search name (a new version per export), tagged with the test metrics."""
+    import mlflow
+    import mlflow.pytorch
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(meta["tracking_uri"])
+    client = MlflowClient(meta["tracking_uri"])
+    status = client.get_run(row.run_id).info.status
+    with mlflow.start_run(run_id=row.run_id):  # reopens the finished run for the upload
+        info = mlflow.pytorch.log_model(
+            model, name="model", registered_model_name=name, input_example=example.numpy(),
+            pip_requirements=["torch", "torchvision"])  # skip slow requirement inference
+    client.set_terminated(row.run_id, status=status)  # back to what it was
+    version = str(info.registered_model_version)
+    tags = {"trial_id": row.trial_id, "test_accuracy": metrics["test"]["accuracy"],
+            "test_loss": metrics["test"]["loss"], "val_accuracy": metrics["val"]["accuracy"],
+            "search": name}
+    for k, v in tags.items():
+        client.set_model_version_tag(name, version, k, str(v))
+    return version

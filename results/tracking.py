@@ -53,8 +53,12 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | Non
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             client.restore_experiment(exp.experiment_id)
-        return exp.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_location)
+        experiment_id = exp.experiment_id
+    else:
+        experiment_id = client.create_experiment(name, artifact_location=artifact_location)
+    # MLflow 3's UI opens GenAI trace dashboards unless told this is model training
+    client.set_experiment_tag(experiment_id, "mlflow.experimentKind", "custom_model_development")
+    return experiment_id
 
 
 def start_parent(tracking_uri: str, experiment_id: str, *, run_name: str, params: dict,

@@ -128,6 +128,34 @@ def cmd_compare(args) -> int:
     return EXIT_OK
 
 
+def cmd_predict(args) -> int:
+    from results.predict import PredictError, predict
+
+    try:
+        rows = predict(Path(args.bundle), [Path(p) for p in args.inputs],
+                       use_weights=args.use_weights)
+    except PredictError as e:
+        raise BadInput(str(e)) from None
+    for r in rows:
+        print(f"{r['input']}\t{r['class']}\t{r['probability']:.3f}")
+    return EXIT_OK
+
+
+def cmd_tensorboard(args) -> int:
+    import subprocess
+
+    storage = _storage(args)
+    logdir = storage.search_dir(args.name)
+    storage.read_meta(args.name)  # a clear error for an unknown search
+    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir),
+           "--host", "127.0.0.1", "--port", str(args.port)]
+    print(f"TensorBoard on http://127.0.0.1:{args.port} over {logdir} (Ctrl-C to stop)", flush=True)
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
 def cmd_ui(args) -> int:
     import subprocess
 
@@ -138,7 +166,7 @@ def cmd_ui(args) -> int:
                        "(hpsearch run SPEC.yaml) or pass --storage DIR")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
            "--default-artifact-root", storage.artifact_root.as_uri(),
-           "--host", "127.0.0.1", "--port", str(args.port)]
+           "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
     print(f"MLflow UI on http://127.0.0.1:{args.port} (Ctrl-C to stop)", flush=True)
     try:
         return subprocess.call(cmd)
@@ -292,6 +320,25 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--to", metavar="DIR", help="default <storage>/reports/compare-A-vs-B")
     storage_opts(c)
     c.set_defaults(func=cmd_compare)
+
+    pr = sub.add_parser("predict", help="classify image files with an exported bundle",
+                        description="Runs the bundle's portable model.pt2 (no project code "
+                                    "needed) with the stored preprocessing; prints "
+                                    "file, class, probability.")
+    pr.add_argument("bundle", metavar="BUNDLE", help="folder written by `hpsearch export`")
+    pr.add_argument("inputs", metavar="INPUT", nargs="+", help="image files")
+    pr.add_argument("--use-weights", action="store_true",
+                    help="use weights.pt and the project's model code instead of model.pt2")
+    pr.set_defaults(func=cmd_predict)
+
+    tb = sub.add_parser("tensorboard", help="TensorBoard on 127.0.0.1 over a search's trials",
+                        description="Each trial writes TensorBoard event files (train/val loss "
+                                    "and accuracy per epoch) into its folder under the storage "
+                                    "root; this serves them.")
+    tb.add_argument("name", metavar="NAME")
+    tb.add_argument("--port", type=_positive_int, default=6006)
+    storage_opts(tb)
+    tb.set_defaults(func=cmd_tensorboard)
 
     u = sub.add_parser("ui", help="MLflow UI on 127.0.0.1 over the storage root's tracking store")
     u.add_argument("--port", type=_positive_int, default=5000)

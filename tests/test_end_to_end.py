@@ -139,6 +139,30 @@ def test_search_tracks_every_trial_and_exports_the_best(ray_session, storage, fa
     assert "report/curves.png" in trial_artifacts and "report/confusion_matrix.svg" in trial_artifacts
     assert "report/summary.md" in {a.path for a in client.list_artifacts(meta["parent_run_id"], "report")}
 
+    # registered in the Model Registry under the search name, tagged with test metrics
+    version = client.get_latest_versions(spec.name)[0]
+    assert version.run_id == best.run_id
+    assert float(version.tags["test_accuracy"]) == pytest.approx(metrics["test"]["accuracy"])
+
+    # `hpsearch predict` on image files: the portable program agrees with weights.pt
+    import numpy as np
+    from PIL import Image
+
+    from results.predict import predict
+
+    mean, std = config["data"]["mean"][0], config["data"]["std"][0]
+    images = []
+    for i in range(6):
+        pixels = ((x_test[i, 0].numpy() * std + mean) * 255).round().clip(0, 255).astype(np.uint8)
+        images.append(storage.root / f"img{i}.png")
+        Image.fromarray(pixels).save(images[-1])
+    portable = predict(bundle.path, images)
+    reference = predict(bundle.path, images, use_weights=True)
+    assert [r["class"] for r in portable] == [r["class"] for r in reference]
+    assert [r["probability"] for r in portable] == pytest.approx([r["probability"] for r in reference], abs=1e-5)
+    # PNG round trip of the pixels keeps the model's answers on these test images
+    assert [r["index"] for r in portable] == again["predictions"][:6].tolist()
+
     # on demand, any trial: the validation split
     from search.cli import main
 
