@@ -16,9 +16,11 @@ The test split is read here and nowhere else in the product.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -195,6 +197,24 @@ def _record_in_mlflow(meta: dict, row, metrics: dict, bundle: Path) -> None:
         client.log_artifact(row.run_id, str(bundle / name), artifact_path="export")
 
 
+@contextlib.contextmanager
+def _scoped_tracking_uri(uri: str):
+    """mlflow.set_tracking_uri also writes $MLFLOW_TRACKING_URI (MLflow 3), so a
+    later search in the same process would log into this search's store; set it
+    for the block only and restore both the global and the environment."""
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    old_env = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        with tracking_utils._use_tracking_uri(uri):
+            yield
+    finally:
+        if old_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old_env
+
+
 def register_model(meta: dict, row, model, name: str, metrics: dict, example) -> str:
     """Log the model with mlflow.pytorch on its trial's run and register it under
     the search name (a new version per export), tagged with the test metrics."""
@@ -202,13 +222,13 @@ def register_model(meta: dict, row, model, name: str, metrics: dict, example) ->
     import mlflow.pytorch
     from mlflow.tracking import MlflowClient
 
-    mlflow.set_tracking_uri(meta["tracking_uri"])
     client = MlflowClient(meta["tracking_uri"])
     status = client.get_run(row.run_id).info.status
-    with mlflow.start_run(run_id=row.run_id):  # reopens the finished run for the upload
-        info = mlflow.pytorch.log_model(
-            model, name="model", registered_model_name=name, input_example=example.numpy(),
-            pip_requirements=["torch", "torchvision"])  # skip slow requirement inference
+    with _scoped_tracking_uri(meta["tracking_uri"]):
+        with mlflow.start_run(run_id=row.run_id):  # reopens the finished run for the upload
+            info = mlflow.pytorch.log_model(
+                model, name="model", registered_model_name=name, input_example=example.numpy(),
+                pip_requirements=["torch", "torchvision"])  # skip slow requirement inference
     client.set_terminated(row.run_id, status=status)  # back to what it was
     version = str(info.registered_model_version)
     tags = {"trial_id": row.trial_id, "test_accuracy": metrics["test"]["accuracy"],

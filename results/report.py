@@ -217,15 +217,17 @@ def _model_facts(model, data_info, config, facts, folder: Path) -> list[str]:
     import torchinfo
 
     shape = (1, data_info["in_channels"], data_info["image_size"], data_info["image_size"])
+    macs = None
     try:
-        text = str(torchinfo.summary(model, input_size=shape, verbose=0,
-                                     device=next(model.parameters()).device))
+        stats = torchinfo.summary(model, input_size=shape, verbose=0,
+                                  device=next(model.parameters()).device)
+        text, macs = str(stats), int(stats.total_mult_adds)
     except Exception as e:  # still write the rest
         text = f"torchinfo could not summarize this model: {e}"
     (folder / "model_summary.txt").write_text(text + "\n")
     out = {"num_params": sum(p.numel() for p in model.parameters()),
            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-           "hyperparameters": config, "seed": config.get("seed"), **facts}
+           "macs_per_sample": macs, "hyperparameters": config, "seed": config.get("seed"), **facts}
     (folder / "facts.json").write_text(json.dumps(out, indent=2, default=str))
     return ["model_summary.txt", "facts.json"]
 

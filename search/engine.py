@@ -96,7 +96,9 @@ def fit_resources(spec: SearchSpec, *, local: bool, echo=print) -> SearchSpec:
     return spec
 
 
-def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list):
+def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list, trainable=None):
+    """The Tuner for a spec. ``trainable`` defaults to the shared loop's adapter;
+    the orchestration benchmark passes a no-op one to time the rest."""
     import optuna
     from optuna.samplers import RandomSampler, TPESampler
     from ray import tune
@@ -120,7 +122,7 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list):
         scheduler = FIFOScheduler()
     resources = {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
     return tune.Tuner(
-        tune.with_resources(trial, resources),
+        tune.with_resources(trainable or trial, resources),
         tune_config=tune.TuneConfig(
             search_alg=searcher, scheduler=scheduler, num_samples=spec.samples,
             max_concurrent_trials=spec.concurrency,
@@ -141,7 +143,8 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list):
 
 
 def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None = None,
-               address: str | None = None, overwrite: bool = False, echo=print) -> SearchOutcome:
+               address: str | None = None, overwrite: bool = False, echo=print,
+               trainable=None, tracker_class=None) -> SearchOutcome:
     """Run a validated search to the end. Raises SearchExists before starting anything."""
     from results import tracking
 
@@ -172,12 +175,12 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
         "tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent,
         "storage": str(storage.root), "versions": vers, "created": time.time(),
     })
-    tracker = tracking.MlflowTracker(
+    tracker = (tracker_class or tracking.MlflowTracker)(
         tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent,
         param_names=[p.name for p in spec.space], metric=spec.metric, mode=spec.mode,
         max_epochs=spec.max_epochs, samples=spec.samples, echo=echo)
     return _fit(spec, storage, tracker, uri, experiment_id, parent, address,
-                lambda: build_tuner(spec, storage, [tracker]), echo)
+                lambda: build_tuner(spec, storage, [tracker], trainable), echo)
 
 
 def _fit(spec, storage, tracker, uri, experiment_id, parent, address, make_tuner, echo):

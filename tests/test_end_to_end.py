@@ -89,7 +89,9 @@ def test_search_tracks_every_trial_and_exports_the_best(ray_session, storage, fa
     assert "best trial (*)" in table and table.count("\n") >= 8
 
     # export: the best trial by the objective, test split evaluated once
+    env_before = os.environ.get("MLFLOW_TRACKING_URI")
     bundle = export_best(spec.name, storage=storage)
+    assert os.environ.get("MLFLOW_TRACKING_URI") == env_before, "export leaked its tracking URI"
     best = max(rows, key=lambda r: r.best)
     assert bundle.trial_id == best.trial_id
     assert sorted(p.name for p in bundle.path.iterdir()) == [
@@ -140,7 +142,7 @@ def test_search_tracks_every_trial_and_exports_the_best(ray_session, storage, fa
     assert "report/summary.md" in {a.path for a in client.list_artifacts(meta["parent_run_id"], "report")}
 
     # registered in the Model Registry under the search name, tagged with test metrics
-    version = client.get_latest_versions(spec.name)[0]
+    version = client.search_model_versions(f"name = '{spec.name}'")[0]
     assert version.run_id == best.run_id
     assert float(version.tags["test_accuracy"]) == pytest.approx(metrics["test"]["accuracy"])
 

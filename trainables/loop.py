@@ -311,7 +311,8 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
             optimizer.step()
             # accumulate on the device: one host sync per epoch, not per batch
             loss_sum += loss.detach() * len(idx)
-        train_loss = loss_sum.item() / n
+        train_loss = loss_sum.item() / n  # the epoch's one host sync
+        train_seconds = time.perf_counter() - t0
         if not math.isfinite(train_loss):
             raise NonFiniteLoss(f"training loss became {train_loss} in epoch {epoch + 1} "
                                 f"(lr={config.get('lr')}, optimizer={config.get('optimizer')})")
@@ -337,7 +338,7 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
             "val_loss": val["loss"],
             "val_accuracy": val["accuracy"],
             "epoch_seconds": seconds,
-            "samples_per_second": n / seconds,
+            "samples_per_second": n / train_seconds,  # training throughput, eval excluded
             "lr": lr,
             # lets the driver tell "finished on its own" from "stopped by the scheduler"
             "trial_finished": epoch + 1 == max_epochs or stop_early,

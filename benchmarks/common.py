@@ -1,0 +1,57 @@
+"""Shared helpers of the benchmark scripts: machine facts, statistics, and the
+section of RESULTS.md each script owns (between its begin/end markers)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = "no GPU"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {gpu}"
+
+
+def spread(values: list[float], fmt: str = "{:.3g}") -> str:
+    """'median (min-max), n=N' as the benchmark tables state it."""
+    med = statistics.median(values)
+    return f"{fmt.format(med)} ({fmt.format(min(values))}–{fmt.format(max(values))}), n={len(values)}"
+
+
+def write_section(name: str, body: str) -> None:
+    """Replace this script's section of RESULTS.md (created on first use)."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = RESULTS.read_text() if RESULTS.exists() else (
+        "# Benchmark results\n\nEach section is rewritten by the script named in it. Ratios "
+        "are measured in the same run, since absolute times on shared machines drift.\n")
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    command = "python " + " ".join([Path(sys.argv[0]).as_posix().split("/work/main/")[-1], *sys.argv[1:]])
+    block = (f"{begin}\n## {name}\n\nMeasured {stamp} on {machine()}.\n"
+             f"Command: `{command}`\n\n{body.strip()}\n{end}")
+    if begin in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    RESULTS.write_text(text)
