@@ -119,38 +119,45 @@ def plot_misclassified(x, y_true, y_pred, classes, data_info, folder: Path, limi
         return []
     mean = np.asarray(data_info["mean"])[:, None, None]
     std = np.asarray(data_info["std"])[:, None, None]
-    cols = 8
-    rows = math.ceil(len(wrong) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 1.9))
-    for ax in np.atleast_1d(axes).ravel():
-        ax.axis("off")
-    for ax, i in zip(np.atleast_1d(axes).ravel(), wrong):
-        img = (x[i].numpy() * std + mean).clip(0, 1)  # undo the normalization for display
-        ax.imshow(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0),
-                  cmap="gray" if img.shape[0] == 1 else None)
+    fig, axes = _grid(len(wrong), cell=(1.6, 1.9))
+    for ax, i in zip(axes, wrong):
+        _show(ax, (x[i].numpy() * std + mean).clip(0, 1))  # undo the normalization
         ax.set_title(f"T:{classes[int(y_true[i])][:10]}\nP:{classes[int(y_pred[i])][:10]}",
                      fontsize=7, color="crimson")
     return _save(fig, folder, "misclassified", svg=False)
 
 
+def _grid(n: int, *, cell: tuple[float, float], cols: int = 8):
+    """A figure of n image cells, 8 per row, axes off; returns (fig, flat axes)."""
+    import numpy as np
+
+    rows = max(1, math.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * cell[0], rows * cell[1]))
+    axes = np.atleast_1d(axes).ravel()
+    for ax in axes:
+        ax.axis("off")
+    return fig, axes
+
+
+def _show(ax, chw) -> None:
+    """A [C, H, W] array in [0, 1]: RGB when it has three channels, else its first in gray."""
+    if chw.shape[0] == 3:
+        ax.imshow(chw.transpose(1, 2, 0))
+    else:
+        ax.imshow(chw[0], cmap="gray")
+
+
 def plot_filters(model, folder: Path) -> list[str]:
     """The first conv layer's filters as an image grid."""
-    import numpy as np
     import torch
 
     conv = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
     if conv is None:
         return []
     w = conv.weight.detach().float().cpu().numpy()[:64]
-    cols = 8
-    rows = math.ceil(len(w) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.1))
-    for ax in np.atleast_1d(axes).ravel():
-        ax.axis("off")
-    for ax, f in zip(np.atleast_1d(axes).ravel(), w):
-        f = (f - f.min()) / (f.max() - f.min() + 1e-8)
-        ax.imshow(f[0] if f.shape[0] != 3 else f.transpose(1, 2, 0),
-                  cmap="gray" if f.shape[0] != 3 else None)
+    fig, axes = _grid(len(w), cell=(1.1, 1.1))
+    for ax, f in zip(axes, w):
+        _show(ax, (f - f.min()) / (f.max() - f.min() + 1e-8))
     fig.suptitle(f"first conv layer: {conv.out_channels} filters of "
                  f"{conv.in_channels}x{conv.kernel_size[0]}x{conv.kernel_size[1]}")
     return _save(fig, folder, "first_layer_filters", svg=False)

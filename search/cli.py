@@ -142,32 +142,31 @@ def cmd_predict(args) -> int:
 
 
 def cmd_tensorboard(args) -> int:
-    import subprocess
-
     storage = _storage(args)
     logdir = storage.search_dir(args.name)
     storage.read_meta(args.name)  # a clear error for an unknown search
-    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir),
-           "--host", "127.0.0.1", "--port", str(args.port)]
-    print(f"TensorBoard on http://127.0.0.1:{args.port} over {logdir} (Ctrl-C to stop)", flush=True)
-    try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return EXIT_OK
+    return _serve([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir),
+                   "--host", "127.0.0.1", "--port", str(args.port)],
+                  f"TensorBoard on http://127.0.0.1:{args.port} over {logdir}")
 
 
 def cmd_ui(args) -> int:
-    import subprocess
-
     storage = _storage(args)
     uri = storage.tracking_uri(args.tracking_uri)
     if uri.startswith("sqlite:") and not (storage.root / "mlflow.db").exists():
         raise BadInput(f"no MLflow store at {storage.root / 'mlflow.db'}; run a search first "
                        "(hpsearch run SPEC.yaml) or pass --storage DIR")
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-           "--default-artifact-root", storage.artifact_root.as_uri(),
-           "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
-    print(f"MLflow UI on http://127.0.0.1:{args.port} (Ctrl-C to stop)", flush=True)
+    return _serve([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                   "--default-artifact-root", storage.artifact_root.as_uri(),
+                   "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"],
+                  f"MLflow UI on http://127.0.0.1:{args.port}")
+
+
+def _serve(cmd: list[str], banner: str) -> int:
+    """Run a local web server in the foreground until Ctrl-C (127.0.0.1 only)."""
+    import subprocess
+
+    print(f"{banner} (Ctrl-C to stop)", flush=True)
     try:
         return subprocess.call(cmd)
     except KeyboardInterrupt:
