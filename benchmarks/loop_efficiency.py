@@ -10,6 +10,11 @@ Run: python benchmarks/loop_efficiency.py [--repeats 3] [--images 512]
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable as a plain script
+
 import argparse
 import statistics
 import time

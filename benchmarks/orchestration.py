@@ -13,6 +13,11 @@ Run: python benchmarks/orchestration.py [--repeats 3] [--trials 32]
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable as a plain script
+
 import argparse
 import os
 import tempfile
@@ -37,6 +42,11 @@ def noop_trial(config: dict) -> None:
         tune.report({"val_accuracy": score(config["x"], i), "val_loss": 1 - score(config["x"], i),
                      "train_loss": 0.5, "train_accuracy": 0.5, "epoch_seconds": 0.0,
                      "samples_per_second": 0.0, "lr": 0.01, "trial_finished": i == REPORTS})
+
+
+def space(trial) -> None:
+    """Define-by-run space of the plain Ray Tune variant (module level: Tune pickles it)."""
+    trial.suggest_float("x", 0.0, 1.0)
 
 
 class Timed:
@@ -92,9 +102,6 @@ def run_ray_tune(trials: int, root: Path) -> tuple[float, float]:
     class TimedMLflow(Timed, MLflowLoggerCallback):
         pass
 
-    def space(trial):
-        trial.suggest_float("x", 0.0, 1.0)
-
     callback = TimedMLflow(tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
                            experiment_name="bench-ray-tune", save_artifact=False)
     tuner = tune.Tuner(
@@ -145,6 +152,9 @@ def main() -> None:
     rows = {k: ([], []) for k in runs}
     for r in range(args.repeats):
         for name, fn in runs.items():  # interleaved, so drift hits every variant alike
+            # Ray's MLflowLoggerCallback calls mlflow.set_tracking_uri, which writes
+            # $MLFLOW_TRACKING_URI: reset it so no variant logs into another's store
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
             with tempfile.TemporaryDirectory() as tmp:
                 per_trial, per_result = fn(args.trials, Path(tmp))
             rows[name][0].append(per_trial)
