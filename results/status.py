@@ -21,7 +21,7 @@ class TrialRow:
 
 def trial_rows(name: str, storage: Storage) -> tuple[dict, list[TrialRow]]:
     """(search metadata, one row per trial in start order)."""
-    from results.tracking import child_runs
+    from results.mlflow_runs import child_runs
 
     meta = storage.read_meta(name)
     metric = meta["spec"]["objective"]["metric"]
