@@ -96,7 +96,8 @@ def fit_resources(spec: SearchSpec, *, local: bool, echo=print) -> SearchSpec:
     return spec
 
 
-def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list, trainable=None):
+def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list, trainable=None,
+                stopper=None):
     """The Tuner for a spec. ``trainable`` defaults to the shared loop's adapter;
     the orchestration benchmark passes a no-op one to time the rest."""
     import optuna
@@ -132,7 +133,7 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list, trainable=N
             trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
-            name=spec.name, storage_path=str(storage.root), callbacks=callbacks,
+            name=spec.name, storage_path=str(storage.root), callbacks=callbacks, stop=stopper,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=1,  # the best by the objective; Ray always keeps the latest too
@@ -144,7 +145,7 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list, trainable=N
 
 def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None = None,
                address: str | None = None, overwrite: bool = False, echo=print,
-               trainable=None, tracker_class=None) -> SearchOutcome:
+               trainable=None, tracker_class=None, stopper=None) -> SearchOutcome:
     """Run a validated search to the end. Raises SearchExists before starting anything."""
     from results import tracking
 
@@ -180,7 +181,7 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
         param_names=[p.name for p in spec.space], metric=spec.metric, mode=spec.mode,
         max_epochs=spec.max_epochs, samples=spec.samples, echo=echo)
     return _fit(spec, storage, tracker, uri, experiment_id, parent, address,
-                lambda: build_tuner(spec, storage, [tracker], trainable), echo)
+                lambda: build_tuner(spec, storage, [tracker], trainable, stopper), echo)
 
 
 def _fit(spec, storage, tracker, uri, experiment_id, parent, address, make_tuner, echo):
