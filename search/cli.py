@@ -41,8 +41,6 @@ def cmd_run(args) -> int:
         spec = load_spec(args.spec, overrides, smoke=args.smoke)
     except SpecError as e:
         raise BadInput(str(e)) from None
-    if spec.max_epochs < spec.grace_period:  # --max-epochs below the spec's grace period
-        spec = _replace(spec, grace_period=spec.max_epochs)
     storage = Storage.resolve(args.storage)
     if args.dry_run:
         from search.space import sample_configs
@@ -192,12 +190,6 @@ def cmd_data(args) -> int:
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _replace(spec, **changes):
-    import dataclasses
-
-    return dataclasses.replace(spec, **changes)
 
 
 def _check_data(spec) -> None:

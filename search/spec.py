@@ -224,6 +224,8 @@ class _Validator:
                                               f"{sched['name']!r}")
         max_epochs = self.number("scheduler.max_epochs", sched["max_epochs"], integer=True, minimum=1)
         grace = self.number("scheduler.grace_period", sched["grace_period"], integer=True, minimum=1)
+        if grace > max_epochs and "scheduler.max_epochs" in self.flags:
+            grace = max_epochs  # --max-epochs below the file's grace period: the flag wins
         if grace > max_epochs:
             raise self.fail("scheduler.grace_period", f"`grace_period <= max_epochs` must hold, "
                                                       f"but got ({grace=}, {max_epochs=})")
@@ -247,6 +249,7 @@ class _Validator:
                                               f"`{_owner(k)}` instead")
         space = self.space(doc["space"], fixed)
 
+        sched["grace_period"] = grace
         raw = {**doc, "search": search, "scheduler": sched, "resources": res, "failure": failure}
         return SearchSpec(
             name=name, trainable=info.name, data=dict(data), metric=objective["metric"],

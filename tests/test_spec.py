@@ -61,6 +61,14 @@ def test_overrides_apply_before_validation():
         parse_spec(GOOD, overrides={"search.samples": (0, "--samples")})
 
 
+def test_max_epochs_flag_below_grace_period_clamps_it():
+    doc = with_changes(scheduler={"max_epochs": 10, "grace_period": 3})
+    spec = parse_spec(doc, overrides={"scheduler.max_epochs": (1, "--max-epochs")})
+    assert (spec.max_epochs, spec.grace_period) == (1, 1)
+    with pytest.raises(SpecError, match="grace_period <= max_epochs"):  # in the file: an error
+        parse_spec(with_changes(scheduler={"max_epochs": 1, "grace_period": 3}))
+
+
 def test_smoke_shrinks_any_spec():
     spec = parse_spec(GOOD, smoke=True)
     assert (spec.samples, spec.max_epochs, spec.grace_period) == (2, 1, 1)
