@@ -13,7 +13,10 @@ from types import ModuleType
 
 METRICS = {
     "classification": ("train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                       "val_precision", "val_recall", "val_f1", "val_f1_macro",
                        "epoch_seconds", "samples_per_second", "lr", "val_top5_accuracy"),
+    "regression": ("train_loss", "train_rmse", "val_loss", "val_rmse", "val_mae", "val_r2",
+                   "val_naive_rmse", "val_skill", "epoch_seconds", "samples_per_second", "lr"),
 }
 
 
@@ -25,6 +28,7 @@ class TrainableInfo:
     default_spec: str
     description: str
     builder: str = "build"  # the module's function that builds the model
+    data: str = "image"     # the data kind it takes: image | series | text
 
     def load(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -62,6 +66,22 @@ REGISTRY: dict[str, TrainableInfo] = {
                       "ResNet-18 embeddings: batch-hard triplet or center loss, NCC accuracy"),
         TrainableInfo("transfer", "trainables.transfer", "classification", "spaces/transfer.yaml",
                       "torchvision pretrained ShuffleNetV2 / MobileNetV3 / ResNet-18, new head"),
+        TrainableInfo("forecaster", "trainables.forecaster", "regression",
+                      "spaces/forecast_chicago.yaml",
+                      "time series: RNN | LSTM | GRU stack (>= 3 layers) + Linear head",
+                      data="series"),
+        TrainableInfo("sentiment_lstm", "trainables.sentiment", "classification",
+                      "spaces/sentiment_baseline.yaml",
+                      "baseline: Embedding -> 3+ LSTM layers, dropout after each -> Linear",
+                      "build_baseline", data="text"),
+        TrainableInfo("sentiment", "trainables.sentiment", "classification",
+                      "spaces/sentiment.yaml",
+                      "improved: BiLSTM | GRU | RNN, attention pooling, GloVe/word2vec vectors",
+                      data="text"),
+        TrainableInfo("text_baseline", "trainables.text_baselines", "classification",
+                      "spaces/text_baselines.yaml",
+                      "Naive Bayes (counts or TF-IDF) and a decision tree (TF-IDF), scikit-learn",
+                      data="text"),
     )
 }
 
@@ -78,6 +98,7 @@ def get(name: str) -> TrainableInfo:
         if not callable(getattr(module, "build", None)) or getattr(module, "TASK", None) not in METRICS:
             raise KeyError(f"module {name!r} must define build(config, data_info) and "
                            f"TASK in {sorted(METRICS)}")
-        return TrainableInfo(name, name, module.TASK, "", module.__doc__ or "")
+        return TrainableInfo(name, name, module.TASK, "", module.__doc__ or "",
+                             data=getattr(module, "DATA", "image"))
     raise KeyError(f"unknown trainable {name!r}; registered: {', '.join(sorted(REGISTRY))} "
                    "(or a dotted module path defining build() and TASK)")

@@ -23,13 +23,25 @@ Config keys (defaults in parentheses; units in comments):
     early_stopping_patience   epochs without val improvement before stopping (0 = off)
     track_grad_norms   log the L2 norm of every conv weight's gradient (False);
                    grad_norm_every: sample every k iterations (10), averaged per epoch
+    grad_clip      clip the global gradient norm to this value (0 = off); RNNs want ~1-5
+    loss           regression only: mse | huber (mse), on the scaled target
     max_epochs     (10); seed (0); cpus_per_trial: torch threads on CPU (1)
+
+Tasks: classification (cross-entropy; accuracy, precision, recall, F1) and
+regression (the data's ``info["task"]``; MSE or Huber on the scaled target,
+RMSE / MAE / R^2 in the target's own units beside a naive last-value
+forecast). Early stopping and the plateau scheduler follow the *score*:
+accuracy for classification, R^2 for regression (higher is better for both).
 
 A trainable module may define optional hooks, each replacing one default:
     KEEP_INIT = True                       keep the module's own (e.g. pretrained) weights
     pretrain(model, data, config, device)  a stage before epoch 1; returns metrics
     training_loss(model, out, y, config)   instead of cross-entropy on logits
     evaluate(model, x, y, *, reference, device, config)   instead of argmax accuracy
+    prepare(data, config) -> data          per-trial inputs from the loaded source
+                                           (windows of seq_length, token ids of a tokenizer)
+    fit(config, data, report)              the whole trial, for models that are not
+                                           trained by SGD epochs (Naive Bayes, trees)
 """
 
 from __future__ import annotations
@@ -157,11 +169,72 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: 
         preds.append(logits.argmax(1))
     pred = torch.cat(preds).cpu()
     return {"loss": loss_sum.item() / max(1, len(x)),
-            "accuracy": (pred == y).float().mean().item(), "predictions": pred}
+            "accuracy": (pred == y).float().mean().item(), **prf(y, pred), "predictions": pred}
+
+
+def prf(y: torch.Tensor, pred: torch.Tensor) -> dict:
+    """Precision, recall and F1: of class 1 (the positive class) for two classes,
+    macro-averaged otherwise; ``f1_macro`` always. From bincounts: no sklearn call."""
+    k = int(max(int(y.max()), int(pred.max())) + 1) if len(y) else 1
+    k = max(k, 2)
+    tp = torch.bincount(y[pred == y], minlength=k).double()
+    predicted = torch.bincount(pred, minlength=k).double()
+    actual = torch.bincount(y, minlength=k).double()
+    precision = torch.where(predicted > 0, tp / predicted.clamp_min(1), torch.zeros_like(tp))
+    recall = torch.where(actual > 0, tp / actual.clamp_min(1), torch.zeros_like(tp))
+    f1 = torch.where(precision + recall > 0,
+                     2 * precision * recall / (precision + recall).clamp_min(1e-12),
+                     torch.zeros_like(tp))
+    present = actual > 0
+    macro = lambda v: float(v[present].mean()) if present.any() else 0.0  # noqa: E731
+    if k == 2:
+        return {"precision": float(precision[1]), "recall": float(recall[1]), "f1": float(f1[1]),
+                "f1_macro": macro(f1)}
+    return {"precision": macro(precision), "recall": macro(recall), "f1": macro(f1),
+            "f1_macro": macro(f1)}
+
+
+@torch.inference_mode()
+def evaluate_regression(model: nn.Module, x: torch.Tensor, y: torch.Tensor, info: dict, *,
+                        loss_name: str = "mse", batch_size: int = 1024,
+                        device: torch.device | None = None) -> dict:
+    """Loss on the scaled target; RMSE, MAE, R^2 in the target's units, and the
+    same for the naive forecast (the last input step's target, column 0)."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    outs = []
+    for i in range(0, len(x), batch_size):
+        with _autocast(device):
+            outs.append(model(_to(x[i:i + batch_size], device)).float().cpu())
+    pred = torch.cat(outs).reshape(y.shape)
+    loss = regression_loss(pred, y, loss_name).item()
+    scale, offset = info["target_scale"], info["target_offset"]
+    truth, fitted = y * scale + offset, pred * scale + offset
+    naive = (x[:, -1, 0:1] * scale + offset).expand_as(truth)
+    out = {"loss": loss, **_errors(truth, fitted),
+           **{f"naive_{k}": v for k, v in _errors(truth, naive).items()},
+           "predictions": fitted, "truth": truth, "naive": naive}
+    out["skill"] = 1 - out["rmse"] / out["naive_rmse"] if out["naive_rmse"] > 0 else 0.0
+    return out
+
+
+def _errors(truth: torch.Tensor, pred: torch.Tensor) -> dict:
+    err = (pred - truth).double()
+    sst = ((truth - truth.mean()) ** 2).sum().double()
+    return {"rmse": err.pow(2).mean().sqrt().item(), "mae": err.abs().mean().item(),
+            "r2": (1 - err.pow(2).sum() / sst).item() if sst > 0 else 0.0}
+
+
+def regression_loss(pred: torch.Tensor, y: torch.Tensor, name: str) -> torch.Tensor:
+    if name == "mse":
+        return F.mse_loss(pred, y)
+    if name == "huber":
+        return F.huber_loss(pred, y, delta=1.0)
+    raise ValueError(f"loss must be mse or huber, got {name!r}")
 
 
 def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    if device.type == "cuda":
+    if device.type == "cuda" and x.dim() == 4:
         return x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
     return x
 
@@ -176,6 +249,14 @@ def build_model(config: dict, data_info: dict) -> nn.Module:
     return getattr(info.load(), info.builder)(config, data_info)
 
 
+def load_data(config: dict):
+    """The trial's data: the source (cached per process), then the trainable's
+    ``prepare`` hook when it has one (windows, token ids, text features)."""
+    data = data_sources.load(config["data"])
+    prepare = getattr(get_trainable(config["trainable"]).load(), "prepare", None)
+    return prepare(data, config) if prepare is not None else data
+
+
 def evaluate_split(config: dict, model: nn.Module, data, split: tuple, *,
                    device: torch.device | None = None) -> dict:
     """Evaluate on one split with the trainable's own hook when it has one."""
@@ -184,19 +265,25 @@ def evaluate_split(config: dict, model: nn.Module, data, split: tuple, *,
     hook = getattr(module, "evaluate", None)
     if hook is not None:
         return hook(model, split[0], split[1], reference=data.train, device=device, config=config)
+    if data.info.get("task") == "regression":
+        return evaluate_regression(model, split[0], split[1], data.info,
+                                   loss_name=config.get("loss", "mse"), device=device)
     return evaluate(model, split[0], split[1], device=device)
 
 
-def model_facts(model: nn.Module, data_info: dict) -> dict:
+def model_summary(model: nn.Module, example: torch.Tensor):
+    """torchinfo's summary for one example input (any shape and dtype)."""
+    import torchinfo
+
+    device = next(model.parameters()).device
+    return torchinfo.summary(model, input_data=[example[:1].to(device)], verbose=0, device=device)
+
+
+def model_facts(model: nn.Module, example: torch.Tensor) -> dict:
     """Parameter count and multiply-accumulates per sample (torchinfo)."""
     facts = {"num_params": sum(p.numel() for p in model.parameters())}
     try:
-        import torchinfo
-
-        shape = (1, data_info["in_channels"], data_info["image_size"], data_info["image_size"])
-        stats = torchinfo.summary(model, input_size=shape, verbose=0,
-                                  device=next(model.parameters()).device)
-        facts["macs_per_sample"] = int(stats.total_mult_adds)
+        facts["macs_per_sample"] = int(model_summary(model, example).total_mult_adds)
     except Exception:  # an exotic model torchinfo cannot trace: the count still stands
         pass
     return facts
@@ -246,22 +333,28 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
         torch.set_num_threads(max(1, int(config.get("cpus_per_trial", 1))))
     seed = int(config.get("seed", 0))
     seed_everything(seed)
-    data = data_sources.load(config["data"])
+    data = load_data(config)
     module = get_trainable(config["trainable"]).load()
+    if hasattr(module, "fit"):  # not an epoch-trained network: the module runs the trial
+        module.fit(config, data, report)
+        return
     model = build_model(config, data.info)
     if not getattr(module, "KEEP_INIT", False):
         init_weights(model, config.get("init", "kaiming"))
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    facts = model_facts(model, data.info)
+    facts = model_facts(model, data.train[0])
     max_epochs = int(config.get("max_epochs", 10))
     trainable_params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(config, trainable_params)
     scheduler = make_scheduler(config, optimizer, max_epochs)
     patience = int(config.get("early_stopping_patience", 0) or 0)
     batch_size = int(config.get("batch_size", 64))
-    augment = bool(config.get("augment", False))
+    regression = data.info.get("task") == "regression"
+    loss_name = config.get("loss", "mse")
+    augment = bool(config.get("augment", False)) and data.train[0].dim() == 4
+    grad_clip = float(config.get("grad_clip", 0) or 0)
     loss_hook = getattr(module, "training_loss", None)
     grad_norms = (GradNormTracker(model, int(config.get("grad_norm_every", 10)))
                   if config.get("track_grad_norms") else None)
@@ -290,6 +383,7 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
         order = torch.randperm(n).to(x_train.device)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
+        sse = torch.zeros((), device=device)
         for i in range(0, n, batch_size):
             idx = order[i:i + batch_size]
             if len(idx) < 2:  # BatchNorm cannot train on a single sample
@@ -299,7 +393,11 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
                 xb = augment_batch(xb)
             with _autocast(device):
                 out = model(xb)
-            if loss_hook is None:
+            if regression:
+                out = out.float().reshape(yb.shape)
+                loss = regression_loss(out, yb, loss_name)
+                sse += (out.detach() - yb).pow(2).sum()
+            elif loss_hook is None:
                 loss = F.cross_entropy(out.float(), yb)
                 correct += (out.argmax(1) == yb).sum()
             else:
@@ -308,6 +406,8 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
             loss.backward()
             if grad_norms is not None:
                 grad_norms.after_backward()
+            if grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(trainable_params, grad_clip)
             optimizer.step()
             # accumulate on the device: one host sync per epoch, not per batch
             loss_sum += loss.detach() * len(idx)
@@ -317,26 +417,31 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
             raise NonFiniteLoss(f"training loss became {train_loss} in epoch {epoch + 1} "
                                 f"(lr={config.get('lr')}, optimizer={config.get('optimizer')})")
         val = evaluate_split(config, model, data, (x_val, y_val), device=device)
-        if loss_hook is None:
-            train_accuracy = correct.item() / n
+        if regression:  # train RMSE in the target's units (a linear scaler: one factor)
+            train_fit = {"train_rmse": math.sqrt(sse.item() / y_train.numel())
+                         * data.info["target_scale"]}
+        elif loss_hook is None:
+            train_fit = {"train_accuracy": correct.item() / n}
         else:  # no logits to argmax: the module's evaluation on (part of) the train split
             sub = (data.train[0][:1000], data.train[1][:1000])
-            train_accuracy = evaluate_split(config, model, data, sub, device=device)["accuracy"]
+            train_fit = {"train_accuracy":
+                         evaluate_split(config, model, data, sub, device=device)["accuracy"]}
         seconds = time.perf_counter() - t0
         lr = optimizer.param_groups[0]["lr"]
+        score = val["r2"] if regression else val["accuracy"]
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(val["accuracy"])
+            scheduler.step(score)
         elif scheduler is not None:
             scheduler.step()
-        improved = val["accuracy"] > best
-        best, bad_epochs = (val["accuracy"], 0) if improved else (best, bad_epochs + 1)
+        improved = score > best
+        best, bad_epochs = (score, 0) if improved else (best, bad_epochs + 1)
         stop_early = patience > 0 and bad_epochs >= patience
         metrics = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
-            "train_accuracy": train_accuracy,
+            **train_fit,
             "val_loss": val["loss"],
-            "val_accuracy": val["accuracy"],
+            **({} if regression else {"val_accuracy": val["accuracy"]}),
             "epoch_seconds": seconds,
             "samples_per_second": n / train_seconds,  # training throughput, eval excluded
             "lr": lr,
@@ -344,7 +449,8 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
             "trial_finished": epoch + 1 == max_epochs or stop_early,
             "early_stopped": stop_early,
             **facts,
-            **{f"val_{k}": v for k, v in val.items() if k not in ("loss", "accuracy", "predictions")},
+            **{f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))
+               and k not in ("loss", "accuracy")},
             **(grad_norms.epoch_metrics() if grad_norms is not None else {}),
             **(stage_metrics if epoch == start_epoch else {}),
         }

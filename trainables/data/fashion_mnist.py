@@ -16,12 +16,14 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
-import subprocess
 import tempfile
 import urllib.request
 from pathlib import Path
 
 import numpy as np
+
+from trainables.data import debian
+from trainables.data.debian import DataNotFound, cache_root  # noqa: F401  (re-exported)
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -31,12 +33,6 @@ DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 UPSTREAM = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 
 
-class DataNotFound(RuntimeError):
-    pass
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("HPSEARCH_CACHE", Path.home() / ".cache" / "hpsearch"))
 
 
 def _raw_dir() -> Path:
@@ -83,22 +79,11 @@ def fetch(log=print) -> Path:
             _unpack_into_cache(d)
             return raw
     errors = []
-    if shutil.which("apt-get") and shutil.which("dpkg-deb"):
-        with tempfile.TemporaryDirectory() as tmp:
-            log("fashion-mnist: apt-get download dataset-fashion-mnist (no root needed)")
-            cmd = ["apt-get", "download", "dataset-fashion-mnist"]
-            r = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
-            if r.returncode != 0 and hasattr(os, "geteuid") and os.geteuid() == 0:
-                # a fresh machine may have no package lists yet: read them once
-                log("fashion-mnist: apt-get update (package lists missing)")
-                subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
-                r = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
-            debs = list(Path(tmp).glob("dataset-fashion-mnist_*.deb"))
-            if r.returncode == 0 and debs:
-                subprocess.run(["dpkg-deb", "-x", str(debs[0]), tmp + "/x"], check=True)
-                _unpack_into_cache(Path(tmp) / "x" / DEBIAN_DIR.relative_to("/"))
-                return raw
-            errors.append(f"apt-get download failed: {(r.stderr or r.stdout).strip()[:200]}")
+    try:
+        debian.extract("dataset-fashion-mnist", str(DEBIAN_DIR), _unpack_into_cache, log)
+        return raw
+    except DataNotFound as e:
+        errors.append(str(e))
     with tempfile.TemporaryDirectory() as tmp:
         try:
             for f in FILES:
