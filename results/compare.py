@@ -17,25 +17,32 @@ from results.status import best_row, trial_rows
 from results.storage import Storage
 
 PANELS = ("train_accuracy", "val_accuracy", "train_loss", "val_loss")
+REGRESSION_PANELS = ("train_rmse", "val_rmse", "train_loss", "val_loss")
 
 
 def compare(names: list[str], *, storage: Storage, dest: Path) -> list[str]:
     dest.mkdir(parents=True, exist_ok=True)
     curves, table = {}, []
+    metas = {name: trial_rows(name, storage) for name in names}
+    regression = all(m["spec"]["objective"]["metric"] in ("val_rmse", "val_mae", "val_r2",
+                                                          "val_skill", "val_loss")
+                     and m["spec"]["trainable"] == "forecaster" for m, _ in metas.values())
+    panels = REGRESSION_PANELS if regression else PANELS
     for name in names:
-        meta, rows = trial_rows(name, storage)
+        meta, rows = metas[name]
         best = best_row(meta, rows)
         if best is None:
             raise LookupError(f"search {name!r} has no finished trial to compare")
-        h = histories(meta, best.run_id, [*PANELS, "epoch_seconds", "num_params"])
+        h = histories(meta, best.run_id, [*panels, "val_r2", "epoch_seconds", "num_params"])
         curves[name] = h
         row = {"search": name, "trainable": meta["spec"]["trainable"], "trial": best.trial_id,
-               "split": "val", "accuracy": best.best}
+               "split": "val", ("r2" if regression else "accuracy"): best.best}
         bundle = storage.export_dir(name)
         if (bundle / "metrics.json").is_file():
             m = json.loads((bundle / "metrics.json").read_text())
             if m.get("test"):
-                row.update(split="test", accuracy=m["test"]["accuracy"], loss=m["test"]["loss"])
+                row.update(split="test", accuracy=m["test"].get("accuracy"), r2=m["test"].get("r2"),
+                           loss=m["test"]["loss"])
             per_class = bundle / "report" / "best_trial" / "per_class.csv"
             if per_class.is_file():
                 with open(per_class) as fh:
@@ -50,7 +57,7 @@ def compare(names: list[str], *, storage: Storage, dest: Path) -> list[str]:
         table.append(row)
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
     colors = plt.get_cmap("tab10")
-    for ax, key in zip(axes.ravel(), PANELS):
+    for ax, key in zip(axes.ravel(), panels):
         for i, name in enumerate(names):
             pts = curves[name].get(key, [])
             ax.plot([s for s, _ in pts], [v for _, v in pts], "-o", ms=3, color=colors(i % 10),
@@ -61,7 +68,7 @@ def compare(names: list[str], *, storage: Storage, dest: Path) -> list[str]:
         ax.legend(fontsize=8)
     files = _save(fig, dest, "comparison")
     keys = ["search", "trainable", "trial", "split", "accuracy", "precision", "recall", "f1",
-            "loss", "params", "epoch_seconds"]
+            "r2", "loss", "params", "epoch_seconds"]
     with open(dest / "comparison.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()

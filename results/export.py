@@ -93,41 +93,37 @@ def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
                 to: Path | None = None, report: bool = True, register: bool = True) -> Bundle:
     import torch
 
-    from trainables import data as data_sources
-    from trainables.loop import evaluate_split
+    from trainables.loop import evaluate_split, load_data
 
     meta, rows, row, state, model = load_trial(name, storage, trial_id)
     metric, mode = meta["spec"]["objective"]["metric"], meta["spec"]["objective"]["mode"]
     config, data_info = state["config"], state["data_info"]
-    data = data_sources.load(config["data"])
+    data = load_data(config)
     x_test, y_test = data.test
     t0 = time.perf_counter()
     # the one look at the test split
     test = evaluate_split(config, model, data, data.test, device=torch.device("cpu"))
     test_seconds = time.perf_counter() - t0
-    test_predictions = test["predictions"]
 
     metrics = {
         "objective": {"metric": metric, "mode": mode},
+        "task": data_info.get("task", "classification"),
         "epoch": state["epoch"],
-        "val": {"accuracy": state["metrics"].get("val_accuracy"),
-                "loss": state["metrics"].get("val_loss"), "n": data_info["sizes"]["val"]},
-        "train": {"accuracy": state["metrics"].get("train_accuracy"),
-                  "loss": state["metrics"].get("train_loss"), "n": data_info["sizes"]["train"]},
-        "test": {"accuracy": test["accuracy"], "loss": test["loss"], "n": len(y_test),
-                 "seconds": test_seconds,
-                 **{k: v for k, v in test.items() if k not in ("accuracy", "loss", "predictions")}},
+        "val": {**_prefixed(state["metrics"], "val_"), "n": data_info["sizes"]["val"]},
+        "train": {**_prefixed(state["metrics"], "train_"), "n": data_info["sizes"]["train"]},
+        "test": {**{k: v for k, v in test.items() if isinstance(v, (int, float))},
+                 "n": len(y_test), "seconds": test_seconds},
     }
     bundle_config = {
         "search": name, "trial_id": row.trial_id, "trainable": config["trainable"],
-        "hyperparameters": config, "data": data_info,
-        "input": {"shape": [data_info["in_channels"], data_info["image_size"],
-                            data_info["image_size"]], "dtype": "float32",
-                  "preprocess": "x / pixel_scale, then (x - mean) / std per channel"},
+        "hyperparameters": config, "data": data_info, "input": input_description(data_info, x_test),
         "seed": config.get("seed"), "versions": meta.get("versions", {}),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
+    # what torch.export traces (here and in MLflow 3's pt2 flavour): the model, or its
+    # trace-friendly twin with equal outputs (the text RNNs' version without packing)
+    portable = model.portable() if hasattr(model, "portable") else model
     dest = (to or storage.export_dir(name)).resolve()
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
@@ -137,11 +133,11 @@ def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
         # batch dimension left dynamic: the program takes any batch size
         batch = torch.export.Dim("batch", min=1, max=65536)
-        program = torch.export.export(model, (x_test[:2].clone(),), dynamic_shapes=({0: batch},))
+        program = torch.export.export(portable, (x_test[:2].clone(),), dynamic_shapes=({0: batch},))
         torch.export.save(program, tmp / "model.pt2")
         if report:
             write_reports(tmp / "report", name=name, meta=meta, rows=rows, row=row, model=model,
-                          data=data, config=config, split="test", y_pred=test_predictions,
+                          data=data, config=config, split="test", evaluation=test,
                           facts={"versions": meta.get("versions", {})},
                           bundle_metrics={**metrics, "trial_id": row.trial_id})
         write_manifest(tmp)
@@ -156,9 +152,36 @@ def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
     if report:
         attach_to_mlflow(meta, row, dest / "report")
     if register:
-        version = register_model(meta, row, model, name, metrics, x_test[:2].clone())
+        version = register_model(meta, row, portable, name, metrics, x_test[:2].clone())
         print(f"registered in the MLflow Model Registry as {name!r} version {version}")
     return Bundle(dest, row.trial_id, metrics, bundle_config)
+
+
+def _prefixed(metrics: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix)}
+
+
+def headline(metrics: dict) -> tuple[str, float | None]:
+    """The split-level number people quote: accuracy, or R^2 for regression."""
+    key = "r2" if metrics.get("task") == "regression" else "accuracy"
+    return key, metrics["test"].get(key)
+
+
+def input_description(info: dict, example) -> dict:
+    kind = info.get("kind", "image")
+    shape, dtype = list(example.shape[1:]), str(example.dtype).replace("torch.", "")
+    if kind == "series":
+        how = (f"the last {info['seq_length']} rows of columns {info['columns']} "
+               "(one-hot and day-of-week columns rebuilt), then (x - offset) / scale per column; "
+               "outputs * target_scale + target_offset are in the target's units")
+    elif kind == "text" and "vectorizer" in info:
+        how = "featurize(text) with data.vectorizer: n-gram counts (x idf, L2-normalized for tfidf)"
+    elif kind == "text":
+        how = (f"tokenize with {info['tokenizer']} (lowercase={info['lowercase']}), map through "
+               f"data.vocab (unknown -> 1), truncate/pad with 0 to {info['max_len']}")
+    else:
+        how = "x / pixel_scale, then (x - mean) / std per channel"
+    return {"shape": shape, "dtype": dtype, "preprocess": how}
 
 
 def write_manifest(folder: Path) -> None:
@@ -186,13 +209,13 @@ def _record_in_mlflow(meta: dict, row, metrics: dict, bundle: Path) -> None:
     client = MlflowClient(meta["tracking_uri"])
     now = int(time.time() * 1000)
     client.log_batch(row.run_id, metrics=[
-        Metric("test_accuracy", metrics["test"]["accuracy"], now, 0),
-        Metric("test_loss", metrics["test"]["loss"], now, 0)],
+        Metric(f"test_{k}", float(v), now, 0) for k, v in metrics["test"].items()
+        if isinstance(v, (int, float)) and math.isfinite(v) and k not in ("n", "seconds")],
         tags=[RunTag("exported", "true")])
+    key, value = headline(metrics)
     client.log_batch(meta["parent_run_id"], tags=[
         RunTag("best_trial_id", row.trial_id), RunTag("best_run_id", row.run_id),
-        RunTag("export_path", str(bundle))], metrics=[
-        Metric("best_test_accuracy", metrics["test"]["accuracy"], now, 0)])
+        RunTag("export_path", str(bundle))], metrics=[Metric(f"best_test_{key}", value, now, 0)])
     for name in ("config.json", "metrics.json", "MANIFEST.sha256"):  # the bundle's small files
         client.log_artifact(row.run_id, str(bundle / name), artifact_path="export")
 
@@ -231,9 +254,9 @@ def register_model(meta: dict, row, model, name: str, metrics: dict, example) ->
                 pip_requirements=["torch", "torchvision"])  # skip slow requirement inference
     client.set_terminated(row.run_id, status=status)  # back to what it was
     version = str(info.registered_model_version)
-    tags = {"trial_id": row.trial_id, "test_accuracy": metrics["test"]["accuracy"],
-            "test_loss": metrics["test"]["loss"], "val_accuracy": metrics["val"]["accuracy"],
-            "search": name}
+    key, value = headline(metrics)
+    tags = {"trial_id": row.trial_id, f"test_{key}": value, "test_loss": metrics["test"]["loss"],
+            f"val_{key}": metrics["val"].get(key), "search": name}
     for k, v in tags.items():
         client.set_model_version_tag(name, version, k, str(v))
     return version

@@ -1,8 +1,16 @@
-"""`hpsearch predict BUNDLE INPUT...`: classify with an exported bundle alone.
+"""`hpsearch predict BUNDLE INPUT...`: predict with an exported bundle alone.
 
 The portable ``model.pt2`` (a ``torch.export`` program) runs without this
-project's model code; preprocessing is rebuilt from ``config.json`` (image size
-and channels, pixel scale, training-split mean/std, class names). With
+project's model code; preprocessing is rebuilt from ``config.json``:
+
+- image classifiers: INPUTs are image files (size, channels, pixel scale,
+  training-split mean/std, class names);
+- text classifiers: each INPUT is a text, or a ``.txt`` file with one text per
+  line (tokenizer + vocabulary + length, or the n-gram vocabulary + idf);
+- forecasters: one INPUT, a CSV with the source's columns; its last
+  ``seq_length`` rows -> the next ``horizon`` values of the target.
+
+With
 ``use_weights=True`` the same inputs go through ``weights.pt`` and the project's
 model builder instead: the two must agree (tested).
 """
@@ -63,19 +71,91 @@ def load_model(bundle: Path, config: dict, *, use_weights: bool):
     return torch.export.load(str(bundle / "model.pt2")).module()
 
 
+def read_texts(inputs: list) -> list[str]:
+    texts = []
+    for item in inputs:
+        p = Path(str(item))
+        if p.suffix == ".txt" and p.is_file():
+            texts += [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+        else:
+            texts.append(str(item))
+    if not texts:
+        raise PredictError("no text to classify: give texts or .txt files with one text per line")
+    return texts
+
+
+def preprocess_texts(texts: list[str], info: dict) -> torch.Tensor:
+    """Texts -> the model's input: token ids (sequence models) or n-gram features."""
+    if "vectorizer" in info:
+        from trainables.text_baselines import featurize
+
+        return torch.from_numpy(featurize(texts, info["vectorizer"]).toarray().astype("float32"))
+    from trainables.data import text as text_data
+
+    tok = text_data.tokenizer(info["tokenizer"], info["lowercase"])
+    stoi = {w: i for i, w in enumerate(info["vocab"])}
+    return text_data.pad([text_data.ids(tok(t), stoi, info["max_len"]) for t in texts],
+                         info["max_len"])
+
+
+def preprocess_window(path: Path, info: dict) -> torch.Tensor:
+    """A CSV of the source's columns -> one scaled window [1, seq_length, F]."""
+    import numpy as np
+    import pandas as pd
+
+    if not path.is_file():
+        raise PredictError(f"input {path} does not exist; give a CSV with the columns of "
+                           f"{info['source']}")
+    df = pd.read_csv(path)
+    time_col = info.get("time_column")
+    if time_col and time_col in df.columns:
+        df[time_col] = pd.to_datetime(df[time_col])
+        df = df.sort_values(time_col)
+    df = df.ffill().bfill()
+    need = info["seq_length"]
+    if len(df) < need:
+        raise PredictError(f"{path} has {len(df)} rows; the model reads the last {need}")
+    df = df.tail(need).reset_index(drop=True)
+    cols = []
+    for c in info["columns"]:
+        if c in df.columns:
+            cols.append(df[c].astype(float).to_numpy())
+            continue
+        base = next((b for b in info.get("one_hot", []) if c.startswith(f"{b}_")), None)
+        if base is not None and base in df.columns:
+            cols.append((df[base].astype(str) == c[len(base) + 1:]).astype(float).to_numpy())
+        elif c.startswith("dow_") and time_col in df.columns:
+            cols.append((df[time_col].dt.dayofweek == int(c[4:])).astype(float).to_numpy())
+        else:
+            raise PredictError(f"{path} lacks column {c!r} (needed: the columns of {info['source']})")
+    x = (np.stack(cols, axis=1) - np.asarray(info["offset"])) / np.asarray(info["scale"])
+    return torch.from_numpy(x.astype("float32"))[None]
+
+
 @torch.inference_mode()
-def predict(bundle: Path, inputs: list[Path], *, use_weights: bool = False) -> list[dict]:
+def predict(bundle: Path, inputs: list, *, use_weights: bool = False) -> list[dict]:
     config = load_bundle_config(bundle)
-    if config["data"].get("task", "classification") != "classification" or "classes" not in config["data"]:
-        raise PredictError(f"{bundle}: predict supports image classifier bundles")
+    info = config["data"]
     if config["trainable"] == "metric_resnet18":
         raise PredictError(f"{bundle}: a metric-learning bundle outputs embeddings, not classes")
-    x = preprocess_images(inputs, config)
-    probs = torch.softmax(load_model(bundle, config, use_weights=use_weights)(x).float(), dim=1)
+    model = load_model(bundle, config, use_weights=use_weights)
+    if info.get("task") == "regression":
+        if len(inputs) != 1:
+            raise PredictError("a forecaster takes one CSV input (its last seq_length rows)")
+        y = model(preprocess_window(Path(str(inputs[0])), info)).float()[0]
+        values = (y * info["target_scale"] + info["target_offset"]).tolist()
+        return [{"input": str(inputs[0]), "target": info["target"], "steps_ahead": h + 1,
+                 "forecast": v} for h, v in enumerate(values)]
+    if info.get("kind") == "text":
+        inputs = read_texts(inputs)
+        x = preprocess_texts(inputs, info)
+    else:
+        x = preprocess_images([Path(str(i)) for i in inputs], config)
+    probs = torch.softmax(model(x).float(), dim=1)
     classes = config["data"]["classes"]
     out = []
     for path, p in zip(inputs, probs):
         k = int(p.argmax())
-        out.append({"input": str(path), "class": classes[k], "index": k,
+        out.append({"input": str(path)[:80], "class": classes[k], "index": k,
                     "probability": float(p[k])})
     return out

@@ -29,6 +29,7 @@ matplotlib.use("Agg")  # no display: files only
 import matplotlib.pyplot as plt  # noqa: E402
 
 CURVE_PAIRS = (("loss", "train_loss", "val_loss"), ("accuracy", "train_accuracy", "val_accuracy"))
+REGRESSION_PAIRS = (("loss", "train_loss", "val_loss"), ("RMSE", "train_rmse", "val_rmse"))
 
 
 def _save(fig, folder: Path, stem: str, svg: bool = True) -> list[str]:
@@ -43,10 +44,10 @@ def _save(fig, folder: Path, stem: str, svg: bool = True) -> list[str]:
 # ---------------------------------------------------------------- per trial
 
 
-def plot_curves(history: dict, folder: Path, title: str) -> list[str]:
-    """Train vs validation loss and accuracy per epoch."""
+def plot_curves(history: dict, folder: Path, title: str, pairs=CURVE_PAIRS) -> list[str]:
+    """Train vs validation loss and accuracy (regression: RMSE) per epoch."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, (label, train_key, val_key) in zip(axes, CURVE_PAIRS):
+    for ax, (label, train_key, val_key) in zip(axes, pairs):
         for key, style in ((train_key, "-o"), (val_key, "-s")):
             points = history.get(key, [])
             if points:
@@ -193,46 +194,55 @@ def _subset(layers: list[str]) -> list[str]:
 
 
 def trial_report(folder: Path, *, title: str, history: dict, model, data, config: dict,
-                 split: str, y_true, y_pred, x=None, facts: dict | None = None) -> dict:
+                 split: str, evaluation: dict, facts: dict | None = None) -> dict:
     """Write one trial's report into ``folder``; return a summary for summary.md."""
     folder.mkdir(parents=True, exist_ok=True)
+    if data.info.get("task") == "regression":
+        return regression_report(folder, title=title, history=history, model=model, data=data,
+                                 config=config, split=split, evaluation=evaluation, facts=facts)
+    x, y = getattr(data, split)
+    y_true, y_pred = y.numpy(), evaluation["predictions"].numpy()
     classes = data.info["classes"]
     files = plot_curves(history, folder, title)
     cm = confusion(y_true, y_pred, classes)
     files += plot_confusion(cm, classes, folder, split)
     table_files, per_class = per_class_table(y_true, y_pred, classes, folder)
     files += table_files
-    if x is not None:
+    text_notes: list[str] = []
+    if data.info.get("kind") == "text":
+        files += misclassified_texts(data.texts[split], y_true, y_pred, classes, folder)
+        more, text_notes = text_analysis(model, x, y_true, data.info, folder)
+        files += more
+    elif x.dim() == 4:
         files += plot_misclassified(x, y_true, y_pred, classes, data.info, folder)
     files += plot_grad_norms(history, folder)
     files += plot_filters(model, folder)
-    files += _model_facts(model, data.info, config, facts or {}, folder)
+    files += _model_facts(model, x, config, facts or {}, folder)
     confused = most_confused(cm, classes)
     accuracy = float((cm.trace()) / max(1, cm.sum()))
     ratio = history.get("grad_norm_ratio_first_last")
     summary = {
         "title": title, "split": split, "accuracy": accuracy, "files": files,
         "most_confused": confused, "per_class": per_class,
-        "grad_norm_ratio_first_last": ratio[-1][1] if ratio else None,
+        "grad_norm_ratio_first_last": ratio[-1][1] if ratio else None, "notes": text_notes,
     }
     (folder / "report.md").write_text(_trial_markdown(summary))
     summary["files"].append("report.md")
     return summary
 
 
-def _model_facts(model, data_info, config, facts, folder: Path) -> list[str]:
-    import torchinfo
+def _model_facts(model, x, config, facts, folder: Path) -> list[str]:
+    from trainables.loop import model_summary
 
-    shape = (1, data_info["in_channels"], data_info["image_size"], data_info["image_size"])
     macs = None
     try:
-        stats = torchinfo.summary(model, input_size=shape, verbose=0,
-                                  device=next(model.parameters()).device)
+        stats = model_summary(model, x)
         text, macs = str(stats), int(stats.total_mult_adds)
     except Exception as e:  # still write the rest
         text = f"torchinfo could not summarize this model: {e}"
     (folder / "model_summary.txt").write_text(text + "\n")
-    out = {"num_params": sum(p.numel() for p in model.parameters()),
+    out = {"num_params": sum(p.numel() for p in model.parameters())
+           or sum(b.numel() for b in model.buffers()),  # a fitted NB / tree keeps buffers
            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
            "macs_per_sample": macs, "hyperparameters": config, "seed": config.get("seed"), **facts}
     (folder / "facts.json").write_text(json.dumps(out, indent=2, default=str))
@@ -241,6 +251,7 @@ def _model_facts(model, data_info, config, facts, folder: Path) -> list[str]:
 
 def _trial_markdown(s: dict) -> str:
     lines = [f"# {s['title']}", "", f"Accuracy on the {s['split']} split: **{s['accuracy']:.4f}**", ""]
+    lines += [n + "\n" for n in s.get("notes", [])]
     if s["most_confused"]:
         pairs = "; ".join(f"{t} → {p} ({n}×)" for t, p, n in s["most_confused"])
         lines += [f"Most confused (true → predicted): {pairs}", ""]
@@ -250,10 +261,152 @@ def _trial_markdown(s: dict) -> str:
     lines += ["## Per class", "", _markdown(s["per_class"]), "## Files", ""]
     lines += [f"- [{f}]({f})" for f in s["files"]]
     for img in ("curves.png", "confusion_matrix.png", "misclassified.png", "grad_norms_subset.png",
+                "attention_tokens.png",
                 "first_layer_filters.png"):
         if img in s["files"]:
             lines += ["", f"![{img}]({img})"]
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- text and regression
+
+
+def misclassified_texts(texts, y_true, y_pred, classes, folder: Path, limit: int = 50) -> list[str]:
+    """The misclassified examples with true and predicted labels (CSV and Markdown)."""
+    wrong = [i for i in range(len(y_true)) if int(y_true[i]) != int(y_pred[i])]
+    rows = [{"index": i, "true": classes[int(y_true[i])], "predicted": classes[int(y_pred[i])],
+             "text": " ".join(texts[i].split())} for i in wrong]
+    with open(folder / "misclassified.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["index", "true", "predicted", "text"])
+        w.writeheader()
+        w.writerows(rows)
+    short = [{**r, "text": r["text"][:240].replace("|", "/") + ("…" if len(r["text"]) > 240 else "")}
+             for r in rows[:limit]]
+    (folder / "misclassified.md").write_text(
+        f"# Misclassified examples ({len(rows)} of {len(y_true)}; first {len(short)} shown)\n\n"
+        + _markdown(short, ["index", "true", "predicted", "text"]))
+    return ["misclassified.csv", "misclassified.md"]
+
+
+def text_analysis(model, x, y_true, info: dict, folder: Path, top: int = 15):
+    """Most-attended tokens per class (attention pooling), or the most indicative
+    n-grams per class (Naive Bayes). Returns (files, summary lines)."""
+    import numpy as np
+    import torch
+
+    classes = info["classes"]
+    if hasattr(model, "log_prob") and "vectorizer" in info:  # Naive Bayes: log P(w|c) contrasts
+        vocab = info["vectorizer"]["vocabulary"]
+        lp = model.log_prob.cpu().numpy()
+        rows = []
+        for c, name in enumerate(classes):
+            contrast = lp[c] - np.delete(lp, c, axis=0).max(0)
+            for rank, j in enumerate(np.argsort(-contrast)[:top]):
+                rows.append({"class": name, "rank": rank + 1, "ngram": vocab[j],
+                             "log_ratio": round(float(contrast[j]), 3)})
+        (folder / "indicative_ngrams.md").write_text("# Most indicative n-grams per class\n\n"
+                                                     + _markdown(rows))
+        return ["indicative_ngrams.md"], []
+    if getattr(model, "pooling", None) != "attention" or "vocab" not in info:
+        return [], []
+    vocab = info["vocab"]
+    mass = [dict() for _ in classes]
+    counts = [dict() for _ in classes]
+    model.eval()
+    with torch.inference_mode():
+        for i in range(0, len(x), 256):
+            xb = x[i:i + 256]
+            _, weights, lengths = model.attend(xb.to(next(model.parameters()).device))
+            for row, w, n, label in zip(xb, weights.cpu(), lengths.cpu(), y_true[i:i + 256]):
+                for tok, a in zip(row[:n].tolist(), w[:n].tolist()):
+                    if tok > 1:  # not <pad> / <unk>
+                        mass[int(label)][tok] = mass[int(label)].get(tok, 0.0) + a
+                        counts[int(label)][tok] = counts[int(label)].get(tok, 0) + 1
+    rows, lines = [], []
+    fig, axes = plt.subplots(1, len(classes), figsize=(5 * len(classes), 5))
+    for c, (name, ax) in enumerate(zip(classes, np.atleast_1d(axes))):
+        best = sorted(mass[c].items(), key=lambda kv: -kv[1])[:top]
+        for rank, (tok, m) in enumerate(best):
+            rows.append({"class": name, "rank": rank + 1, "token": vocab[tok],
+                         "attention_mass": round(m, 3), "occurrences": counts[c][tok],
+                         "mean_weight": round(m / counts[c][tok], 4)})
+        ax.barh([vocab[t] for t, _ in best][::-1], [m for _, m in best][::-1], color="tab:blue")
+        ax.set_title(f"true class {name!r}: total attention")
+        lines.append(f"Most-attended tokens for {name!r}: "
+                     + ", ".join(vocab[t] for t, _ in best[:8]))
+    files = _save(fig, folder, "attention_tokens")
+    (folder / "attention_tokens.md").write_text(
+        "# Most-attended tokens per true class (attention weight summed over the split)\n\n"
+        + _markdown(rows))
+    return files + ["attention_tokens.md"], lines
+
+
+def regression_report(folder: Path, *, title: str, history: dict, model, data, config: dict,
+                      split: str, evaluation: dict, facts: dict | None = None) -> dict:
+    """Curves (loss, RMSE), predicted vs actual over the split's period with the naive
+    forecast, residual histogram, error by horizon step, metrics beside the naive ones."""
+    import numpy as np
+
+    info = data.info
+    truth, pred = evaluation["truth"].numpy(), evaluation["predictions"].numpy()
+    naive = evaluation["naive"].numpy()
+    times = data.times[split]
+    files = plot_curves(history, folder, title, REGRESSION_PAIRS)
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    step = max(1, len(times) // 10)
+    ax.plot(range(len(times)), truth[:, 0], "-", color="black", lw=1.2, label="actual")
+    ax.plot(range(len(times)), pred[:, 0], "-", color="tab:blue", lw=1.0, label="model")
+    ax.plot(range(len(times)), naive[:, 0], ":", color="tab:orange", lw=1.0,
+            label="naive (last value)")
+    ax.set_xticks(range(0, len(times), step), [times[i] for i in range(0, len(times), step)],
+                  rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(info["target"])
+    ax.set_title(f"{title}: predicted vs actual, {split} period (next step)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    files += _save(fig, folder, "predicted_vs_actual")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist((pred - truth).ravel(), bins=40, color="tab:blue", alpha=0.8)
+    ax.axvline(0, color="black", lw=1)
+    ax.set_xlabel(f"residual (predicted - actual), {info['target']}")
+    ax.set_ylabel("count")
+    ax.set_title("residuals")
+    files += _save(fig, folder, "residuals")
+    by_h = [{"horizon_step": h + 1,
+             "rmse": float(np.sqrt(((pred[:, h] - truth[:, h]) ** 2).mean())),
+             "naive_rmse": float(np.sqrt(((naive[:, h] - truth[:, h]) ** 2).mean()))}
+            for h in range(truth.shape[1])]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    hs = np.arange(1, len(by_h) + 1)
+    ax.bar(hs - 0.2, [r["rmse"] for r in by_h], 0.4, label="model")
+    ax.bar(hs + 0.2, [r["naive_rmse"] for r in by_h], 0.4, label="naive")
+    ax.set_xlabel("steps ahead")
+    ax.set_ylabel("RMSE")
+    ax.set_title("error by horizon")
+    ax.legend()
+    files += _save(fig, folder, "error_by_horizon")
+    x = getattr(data, split)[0]
+    files += _model_facts(model, x, config, facts or {}, folder)
+    table = [{"forecast": name, **{k: round(float(evaluation[f"{p}{k}"]), 4)
+                                   for k in ("rmse", "mae", "r2")}}
+             for name, p in (("model", ""), ("naive last value", "naive_"))]
+    summary = {"title": title, "split": split, "r2": evaluation["r2"], "rmse": evaluation["rmse"],
+               "skill": evaluation["skill"], "files": files, "table": table, "by_horizon": by_h}
+    lines = [f"# {title}", "",
+             f"{info['target']} on the {split} split ({info['periods'][split][0]} to "
+             f"{info['periods'][split][1]}): **R² {evaluation['r2']:.4f}**, RMSE "
+             f"{evaluation['rmse']:.4g}; skill over the naive forecast "
+             f"(1 - RMSE/RMSE_naive) {evaluation['skill']:.3f}", "",
+             _markdown(table), "## Error by horizon", "", _markdown(by_h),
+             f"Missing values in the source: {info.get('missing_values') or 'none'} "
+             f"(fill: {info.get('fill')}); one-hot columns: {info.get('one_hot') or 'none'}; "
+             f"scaler: {info.get('scaler')} fitted on the training period only.", "",
+             "## Files", ""] + [f"- [{f}]({f})" for f in files]
+    for img in ("curves.png", "predicted_vs_actual.png", "residuals.png", "error_by_horizon.png"):
+        lines += ["", f"![{img}]({img})"]
+    (folder / "report.md").write_text("\n".join(lines) + "\n")
+    summary["files"].append("report.md")
+    return summary
 
 
 # ---------------------------------------------------------------- per search
@@ -398,9 +551,11 @@ def summary_markdown(name: str, meta: dict, rows: list, search_files: list[str],
              f"- versions: {meta.get('versions', {})}", ""]
     if bundle_metrics:
         t = bundle_metrics["test"]
-        lines += [f"**Best trial `{bundle_metrics.get('trial_id', '')}`**: val accuracy "
-                  f"{bundle_metrics['val']['accuracy']:.4f}, **test accuracy {t['accuracy']:.4f}** "
-                  f"(n={t['n']}, evaluated once at export)", ""]
+        key = "r2" if bundle_metrics.get("task") == "regression" else "accuracy"
+        naive = (f"; naive last-value forecast R² {t['naive_r2']:.4f}" if key == "r2" else "")
+        lines += [f"**Best trial `{bundle_metrics.get('trial_id', '')}`**: val {key} "
+                  f"{bundle_metrics['val'].get(key, float('nan')):.4f}, **test {key} "
+                  f"{t[key]:.4f}**{naive} (n={t['n']}, evaluated once at export)", ""]
     elif best:
         lines += [f"Best {metric}: {max(r.best for r in best):.4f}", ""]
     lines += ["## Search", ""] + [f"- [{f}]({search_dir}/{f})" for f in search_files]
@@ -409,10 +564,12 @@ def summary_markdown(name: str, meta: dict, rows: list, search_files: list[str],
         if img in search_files:
             lines += ["", f"![{img}]({search_dir}/{img})"]
     if trial:
+        second = ("confusion_matrix.png" if "confusion_matrix.png" in trial["files"]
+                  else "predicted_vs_actual.png")
         lines += ["", f"## Trial report ({trial['split']} split)", "",
                   f"See [{trial_dir}/report.md]({trial_dir}/report.md).", "",
                   f"![curves]({trial_dir}/curves.png)", "",
-                  f"![confusion]({trial_dir}/confusion_matrix.png)"]
+                  f"![{second}]({trial_dir}/{second})"]
     return "\n".join(lines) + "\n"
 
 
@@ -441,16 +598,15 @@ def histories(meta: dict, run_id: str, keys: list[str] | None = None) -> dict:
 
 
 def write_reports(dest: Path, *, name: str, meta: dict, rows: list, row, model, data,
-                  config: dict, split: str, y_pred, facts: dict | None = None,
+                  config: dict, split: str, evaluation: dict, facts: dict | None = None,
                   bundle_metrics: dict | None = None) -> dict:
     """Trial report (``best_trial/``), search report (``search/``) and summary.md
-    under ``dest``. Returns {"trial": summary, "search": files}."""
+    under ``dest``. ``evaluation`` is ``evaluate_split``'s result on ``split``.
+    Returns {"trial": summary, "search": files}."""
     metric = meta["spec"]["objective"]["metric"]
-    x, y = data.test if split == "test" else data.val
     trial = trial_report(dest / "best_trial", title=f"{name} trial {row.trial_id}",
                          history=histories(meta, row.run_id), model=model, data=data,
-                         config=config, split=split, y_true=y.numpy(), y_pred=y_pred.numpy(),
-                         x=x, facts=facts)
+                         config=config, split=split, evaluation=evaluation, facts=facts)
     all_h = {r.trial_id: histories(meta, r.run_id, [metric]) for r in rows}
     search_files = search_report(dest / "search", meta=meta, rows=rows, histories=all_h)
     (dest / "summary.md").write_text(summary_markdown(name, meta, rows, search_files, trial,

@@ -36,8 +36,9 @@ CONTRACT_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", 
                     "val_mae", "val_r2", "epoch_seconds", "samples_per_second", "lr",
                     "val_top5_accuracy", "num_params", "macs_per_sample",
                     "grad_norm_ratio_first_last")
-# per-layer gradient norms (grad_norm/conv01 ...) and pretraining stages (ae_*)
-LOGGED_PREFIXES = ("grad_norm/", "ae_")
+# per-layer gradient norms (grad_norm/conv01 ...), pretraining stages (ae_*), text facts
+# (text_vocab_size ...) and every train_/val_ metric (val_f1, val_naive_rmse ...)
+LOGGED_PREFIXES = ("grad_norm/", "ae_", "text_", "train_", "val_")
 
 
 def logged_metrics(result: dict) -> dict:

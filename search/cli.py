@@ -83,12 +83,15 @@ def cmd_export(args) -> int:
 
 
 def _export(name, storage, trial, to) -> None:
-    from results.export import export_best
+    from results.export import export_best, headline
 
     bundle = export_best(name, storage=storage, trial_id=trial, to=Path(to) if to else None)
     m = bundle.metrics
+    key, value = headline(m)
+    extra = (f"  naive forecast test_r2={m['test']['naive_r2']:.4f}"
+             if m.get("task") == "regression" else "")
     print(f"\nexported trial {bundle.trial_id} of {name!r}: "
-          f"val_accuracy={m['val']['accuracy']:.4f}  test_accuracy={m['test']['accuracy']:.4f} "
+          f"val_{key}={m['val'].get(key, float('nan')):.4f}  test_{key}={value:.4f}{extra} "
           f"(n_test={m['test']['n']})")
     print(f"bundle: {bundle.path}")
 
@@ -96,18 +99,17 @@ def _export(name, storage, trial, to) -> None:
 def cmd_report(args) -> int:
     from results.export import load_trial
     from results.report import attach_to_mlflow, write_reports
-    from trainables import data as data_sources
-    from trainables.loop import evaluate_split
+    from trainables.loop import evaluate_split, load_data
 
     storage = _storage(args)
     meta, rows, row, state, model = load_trial(args.name, storage, args.trial)
     config = state["config"]
-    data = data_sources.load(config["data"])
+    data = load_data(config)
     # on demand, any trial: the validation split (the test split is for export only)
     val = evaluate_split(config, model, data, data.val)
     dest = Path(args.to) if args.to else storage.root / "reports" / args.name / row.trial_id
     write_reports(dest, name=args.name, meta=meta, rows=rows, row=row, model=model, data=data,
-                  config=config, split="val", y_pred=val["predictions"],
+                  config=config, split="val", evaluation=val,
                   facts={"versions": meta.get("versions", {})})
     attach_to_mlflow(meta, row, dest)
     print(f"report for trial {row.trial_id} of {args.name!r} (validation split): "
@@ -130,12 +132,14 @@ def cmd_predict(args) -> int:
     from results.predict import PredictError, predict
 
     try:
-        rows = predict(Path(args.bundle), [Path(p) for p in args.inputs],
-                       use_weights=args.use_weights)
+        rows = predict(Path(args.bundle), list(args.inputs), use_weights=args.use_weights)
     except PredictError as e:
         raise BadInput(str(e)) from None
     for r in rows:
-        print(f"{r['input']}\t{r['class']}\t{r['probability']:.3f}")
+        if "forecast" in r:
+            print(f"{r['target']}\t+{r['steps_ahead']}\t{r['forecast']:.4f}")
+        else:
+            print(f"{r['input']}\t{r['class']}\t{r['probability']:.3f}")
     return EXIT_OK
 
 
@@ -181,11 +185,14 @@ def cmd_trainables(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from trainables.data import fashion_mnist
+    from trainables.data import fashion_mnist, modeldata
 
     if args.action == "fetch":
         path = fashion_mnist.fetch()
         print(f"fashion-mnist: ready in {path}")
+        path = modeldata.fetch()
+        print(f"modeldata (fine-foods, chicago-ridership): ready in {path}")
+        print("seattle-weather and digits ship inside their Python packages")
     return EXIT_OK
 
 
@@ -193,15 +200,19 @@ def cmd_data(args) -> int:
 
 
 def _check_data(spec) -> None:
-    if spec.data.get("source") == "fashion-mnist":
-        from trainables.data import fashion_mnist
+    """Fetch a Debian-shipped data set once, before any trial needs it."""
+    from trainables.data import fashion_mnist, modeldata
+    from trainables.data.debian import DataNotFound
 
-        if not fashion_mnist.available():
-            print("fashion-mnist: not found locally, fetching it once", file=sys.stderr)
-            try:
-                fashion_mnist.fetch()
-            except fashion_mnist.DataNotFound as e:
-                raise BadInput(f"{spec.source}: `data.source`: {e}") from None
+    source = spec.data.get("source")
+    module = {"fashion-mnist": fashion_mnist, "fine-foods": modeldata,
+              "chicago-ridership": modeldata}.get(source)
+    if module is not None and not module.available():
+        print(f"{source}: not found locally, fetching it once", file=sys.stderr)
+        try:
+            module.fetch()
+        except DataNotFound as e:
+            raise BadInput(f"{spec.source}: `data.source`: {e}") from None
 
 
 def _storage(args):
@@ -257,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--samples", type=_positive_int, metavar="N", help="number of trials")
     r.add_argument("--max-epochs", type=_positive_int, metavar="N", help="epochs per trial (ASHA max_t)")
     r.add_argument("--data", metavar="SOURCE",
-                   help="data source: fashion-mnist, digits, imagefolder:<dir>")
+                   help="data source: fashion-mnist, digits, imagefolder:<dir>, seattle-weather, "
+                        "chicago-ridership, fine-foods, aclimdb:<dir>, csv:<file>")
     r.add_argument("--cpus-per-trial", type=_number, metavar="N", help="CPUs (and torch threads) per trial")
     r.add_argument("--gpus-per-trial", type=_number, metavar="F",
                    help="GPU share per trial; 0.25 packs four trials on one GPU")
@@ -312,12 +324,15 @@ def build_parser() -> argparse.ArgumentParser:
     storage_opts(c)
     c.set_defaults(func=cmd_compare)
 
-    pr = sub.add_parser("predict", help="classify image files with an exported bundle",
+    pr = sub.add_parser("predict", help="predict with an exported bundle (images, texts, a CSV)",
                         description="Runs the bundle's portable model.pt2 (no project code "
-                                    "needed) with the stored preprocessing; prints "
-                                    "file, class, probability.")
+                                    "needed) with the stored preprocessing. Classifiers print "
+                                    "input, class, probability; forecasters print target, "
+                                    "steps ahead, forecast.")
     pr.add_argument("bundle", metavar="BUNDLE", help="folder written by `hpsearch export`")
-    pr.add_argument("inputs", metavar="INPUT", nargs="+", help="image files")
+    pr.add_argument("inputs", metavar="INPUT", nargs="+",
+                    help="image files; texts or .txt files (one text per line); or one CSV "
+                         "with the series' columns (its last seq_length rows are read)")
     pr.add_argument("--use-weights", action="store_true",
                     help="use weights.pt and the project's model code instead of model.pt2")
     pr.set_defaults(func=cmd_predict)

@@ -32,6 +32,8 @@ PARAM_KEYS = set(KINDS) | {"when", "step", "log"}
 # config keys that the engine itself sets; a space or fixed block must not shadow them
 RESERVED = {"trainable", "data", "max_epochs", "seed", "cpus_per_trial"}
 SMOKE_PER_CLASS = 12
+# trainable options whose values are files: checked before anything starts
+FILE_KEYS = {"embeddings": "a GloVe or word2vec text file (word v1 v2 ... per line)"}
 
 
 class SpecError(ValueError):
@@ -133,7 +135,7 @@ def _apply_smoke(doc: dict) -> None:
         doc["search"]["concurrency"] = min(2, int(doc["search"].get("concurrency", 2) or 2))
     if isinstance(doc["scheduler"], dict):
         doc["scheduler"].update(max_epochs=1, grace_period=1)
-    if isinstance(doc["data"], dict):
+    if isinstance(doc["data"], dict) and data_sources.kind(doc["data"]) in ("image", "text"):
         doc["data"]["per_class"] = min(SMOKE_PER_CLASS, doc["data"].get("per_class") or 10**9)
     if isinstance(doc.get("name"), str):
         doc["name"] = doc["name"] + "-smoke"
@@ -198,6 +200,10 @@ class _Validator:
             data_sources.check(data)
         except ValueError as e:
             raise self.fail("data", str(e)) from None
+        data_kind = data_sources.kind(data)
+        if data_kind != info.data:
+            raise self.fail("data.source", f"{data['source']!r} is {data_kind} data but trainable "
+                                           f"{info.name!r} takes {info.data} data")
 
         objective = doc["objective"]
         if not isinstance(objective, dict) or set(objective) != {"metric", "mode"}:
@@ -248,6 +254,7 @@ class _Validator:
                 raise self.fail(f"fixed.{k}", f"is set by the engine; use the spec's own "
                                               f"`{_owner(k)}` instead")
         space = self.space(doc["space"], fixed)
+        self.files(fixed, space)
 
         sched["grace_period"] = grace
         raw = {**doc, "search": search, "scheduler": sched, "resources": res, "failure": failure}
@@ -258,6 +265,16 @@ class _Validator:
             grace_period=grace, reduction_factor=rf, cpus_per_trial=cpus, gpus_per_trial=gpus,
             max_failures=max_failures, space=space, fixed=dict(fixed), source=self.source, raw=raw,
         )
+
+    def files(self, fixed: dict, space: tuple) -> None:
+        """Options naming files (FILE_KEYS) must name existing files."""
+        for key, what in FILE_KEYS.items():
+            values = [(f"fixed.{key}", fixed[key])] if fixed.get(key) else []
+            values += [(f"space.{key}.choice", v) for p in space if p.name == key and p.kind == "choice"
+                       for v in p.args if v]
+            for where, value in values:
+                if not isinstance(value, str) or not Path(value).is_file():
+                    raise self.fail(where, f"file {value!r} does not exist; give {what}")
 
     def space(self, space: Any, fixed: dict) -> tuple[Param, ...]:
         if not isinstance(space, dict) or not space:
