@@ -294,6 +294,8 @@ def text_analysis(model, x, y_true, info: dict, folder: Path, top: int = 15):
     import numpy as np
     import torch
 
+    from trainables.loop import model_device
+
     classes = info["classes"]
     if hasattr(model, "log_prob") and "vectorizer" in info:  # Naive Bayes: log P(w|c) contrasts
         vocab = info["vectorizer"]["vocabulary"]
@@ -316,7 +318,7 @@ def text_analysis(model, x, y_true, info: dict, folder: Path, top: int = 15):
     with torch.inference_mode():
         for i in range(0, len(x), 256):
             xb = x[i:i + 256]
-            _, weights, lengths = model.attend(xb.to(next(model.parameters()).device))
+            _, weights, lengths = model.attend(xb.to(model_device(model)))
             for row, w, n, label in zip(xb, weights.cpu(), lengths.cpu(), y_true[i:i + 256]):
                 for tok, a in zip(row[:n].tolist(), w[:n].tolist()):
                     if tok > 1:  # not <pad> / <unk>

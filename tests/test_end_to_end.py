@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -259,6 +260,8 @@ def test_smoke_run_and_export_of_every_shipped_spec(ray_session, storage, fashio
         if spec.trainable == "small_vgg":  # parameter count logged for every trial
             for r in children(meta):
                 assert r.data.metrics["num_params"] > 0
+        if spec.trainable in ("forecaster", "sentiment", "sentiment_lstm", "text_baseline"):
+            _check_sequence_bundle(spec, bundle, meta, rows)
     print("\n".join(f"{k}: smoke run {v:.1f} s" for k, v in timings.items()))
     deep_report = storage.export_dir("vgg-deep-fashion-smoke") / "report" / "best_trial"
     assert (deep_report / "grad_norms_all.png").is_file()
@@ -277,3 +280,44 @@ def test_smoke_run_and_export_of_every_shipped_spec(ray_session, storage, fashio
         table = list(csv.DictReader(fh))
     assert [r["search"] for r in table] == names
     assert all(r["split"] == "test" and float(r["params"]) > 0 and r["f1"] for r in table)
+
+
+def _check_sequence_bundle(spec, bundle, meta, rows):
+    """Parts III/IV: task metrics reach MLflow, the report has the task's plots, and
+    `predict` through the portable program equals predict through weights.pt."""
+    from results.predict import predict
+
+    metrics = json.loads((bundle.path / "metrics.json").read_text())
+    report = bundle.path / "report" / "best_trial"
+    run = MlflowClient(meta["tracking_uri"]).get_run(rows[0].run_id)
+    if spec.trainable == "forecaster":
+        assert {"val_rmse", "val_mae", "val_r2", "val_naive_rmse", "train_rmse"} <= set(run.data.metrics)
+        assert {"r2", "rmse", "mae", "naive_r2", "skill"} <= set(metrics["test"])
+        for f in ("predicted_vs_actual.svg", "residuals.png", "error_by_horizon.png", "curves.svg"):
+            assert (report / f).is_file(), f
+        info = json.loads((bundle.path / "config.json").read_text())["data"]
+        window = bundle.path.parent / f"{spec.name}-window.csv"
+        if spec.data["source"] == "seattle-weather":
+            from vega_datasets import local_data
+
+            local_data.seattle_weather().tail(60).to_csv(window, index=False)
+        else:
+            from trainables.data import modeldata
+
+            df = modeldata.read("Chicago").tail(60).copy()
+            df["date"] = pd.to_datetime(df["date"], unit="D").dt.strftime("%Y-%m-%d")
+            df.to_csv(window, index=False)
+        a = predict(bundle.path, [window])
+        b = predict(bundle.path, [window], use_weights=True)
+        assert len(a) == info["horizon"] and a[0]["target"] == info["target"]
+        assert a[0]["forecast"] == pytest.approx(b[0]["forecast"], rel=1e-4, abs=1e-4)
+        return
+    assert {"val_f1", "val_precision", "val_recall", "val_f1_macro"} <= set(run.data.metrics)
+    assert {"accuracy", "f1", "precision", "recall"} <= set(metrics["test"])
+    assert (report / "misclassified.md").is_file() and (report / "confusion_matrix.png").is_file()
+    texts = ["Great coffee, I would buy it again!", "stale, bland and overpriced",
+             "meh", "The dog loves these treats " * 40]
+    a = predict(bundle.path, texts)
+    b = predict(bundle.path, texts, use_weights=True)
+    assert [r["class"] for r in a] == [r["class"] for r in b]
+    assert [r["probability"] for r in a] == pytest.approx([r["probability"] for r in b], abs=1e-4)

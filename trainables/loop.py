@@ -149,6 +149,14 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None) -> 
     return torch.where(flip[:, None, None, None], out.flip(3), out)
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where a model lives (a fitted Naive Bayes or tree has buffers, no parameters)."""
+    t = next(model.parameters(), None)
+    if t is None:
+        t = next(model.buffers(), None)
+    return t.device if t is not None else torch.device("cpu")
+
+
 def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -157,7 +165,7 @@ def pick_device() -> torch.device:
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 512,
              device: torch.device | None = None) -> dict:
     """Mean loss, accuracy and predictions of a classifier over (x, y)."""
-    device = device or next(model.parameters()).device
+    device = device or model_device(model)
     model.eval()
     loss_sum = torch.zeros((), device=device)
     preds = []
@@ -200,7 +208,7 @@ def evaluate_regression(model: nn.Module, x: torch.Tensor, y: torch.Tensor, info
                         device: torch.device | None = None) -> dict:
     """Loss on the scaled target; RMSE, MAE, R^2 in the target's units, and the
     same for the naive forecast (the last input step's target, column 0)."""
-    device = device or next(model.parameters()).device
+    device = device or model_device(model)
     model.eval()
     outs = []
     for i in range(0, len(x), batch_size):
@@ -261,7 +269,7 @@ def evaluate_split(config: dict, model: nn.Module, data, split: tuple, *,
                    device: torch.device | None = None) -> dict:
     """Evaluate on one split with the trainable's own hook when it has one."""
     module = get_trainable(config["trainable"]).load()
-    device = device or next(model.parameters()).device
+    device = device or model_device(model)
     hook = getattr(module, "evaluate", None)
     if hook is not None:
         return hook(model, split[0], split[1], reference=data.train, device=device, config=config)
@@ -275,7 +283,7 @@ def model_summary(model: nn.Module, example: torch.Tensor):
     """torchinfo's summary for one example input (any shape and dtype)."""
     import torchinfo
 
-    device = next(model.parameters()).device
+    device = model_device(model)
     return torchinfo.summary(model, input_data=[example[:1].to(device)], verbose=0, device=device)
 
 

@@ -1,0 +1,210 @@
+"""Parts III and IV without Ray: real data sources, preprocessing rules, the
+models' contracts, and the classical baselines against scikit-learn itself."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from search.spec import SpecError, parse_spec
+from trainables.data import series as series_data
+from trainables.data import text as text_data
+from trainables.loop import evaluate, load_data, train
+
+
+def test_chicago_series_split_is_sequential_and_scaled_on_training_rows_only():
+    s = series_data.load({"source": "chicago-ridership"})
+    a, b = s.bounds
+    n = len(s.values)
+    assert n == 5698 and s.info["columns"][0] == "ridership"
+    assert (a, b - a, n - b) == (round(n * 0.7), round(n * 0.85) - round(n * 0.7), n - round(n * 0.85))
+    assert s.info["periods"]["train"][1] < s.info["periods"]["val"][0] < s.info["periods"]["test"][0]
+    # standard scaler fitted on the training rows: they have mean 0, later rows need not
+    assert abs(float(s.values[:a, 0].mean())) < 1e-4 and abs(float(s.values[:a, 0].std()) - 1) < 1e-3
+    assert abs(float(s.values[b:, 0].mean())) > 0.05
+    assert [c for c in s.info["columns"] if c.startswith("dow_")] == [f"dow_{d}" for d in range(7)]
+    w = series_data.windows(s, 14)
+    x, y = w.val
+    # the first validation window predicts the first validation row from the last 14 training rows
+    assert torch.equal(x[0], torch.from_numpy(s.values[a - 14:a]))
+    assert float(y[0, 0]) == pytest.approx(float(s.values[a, 0]))
+    assert w.times["val"][0] == s.info["periods"]["val"][0]
+
+
+def test_seattle_missing_values_are_reported_and_filled(tmp_path):
+    import pandas as pd
+    from vega_datasets import local_data
+
+    df = local_data.seattle_weather()
+    df.loc[[5, 6, 100], "temp_max"] = np.nan
+    path = tmp_path / "sea.csv"
+    df.to_csv(path, index=False)
+    for fill, rows in (("interpolate", 1461), ("ffill", 1461), ("drop", 1458)):
+        s = series_data.load({"source": f"csv:{path}", "target": "temp_max", "time_column": "date",
+                              "fill": fill})
+        assert s.info["missing_values"] == {"temp_max": 3} and len(s.values) == rows
+        assert not np.isnan(s.values).any()
+        assert "weather_rain" in s.info["columns"] and s.info["one_hot"] == ["weather"]
+    s = series_data.load({"source": f"csv:{path}", "target": "temp_max", "time_column": "date"})
+    raw = s.values[6, 0] * s.info["scale"][0] + s.info["offset"][0]
+    assert raw == pytest.approx((df.temp_max[4] + 2 * (df.temp_max[7] - df.temp_max[4]) / 3), abs=1e-3)
+    assert isinstance(pd.Timestamp(s.times[0]), pd.Timestamp)
+
+
+def test_forecaster_learns_chicago_beyond_the_naive_forecast():
+    reports = []
+    cfg = {"trainable": "forecaster", "data": {"source": "chicago-ridership"}, "max_epochs": 3,
+           "optimizer": "adam", "lr": 3e-3, "batch_size": 64, "hidden_size": 32, "num_layers": 3,
+           "seq_length": 14, "grad_clip": 1.0, "init": "default", "cpus_per_trial": 2}
+    train(cfg, lambda m, s: reports.append(m))
+    last = reports[-1]
+    assert {"train_rmse", "val_rmse", "val_mae", "val_r2", "val_naive_rmse", "val_skill"} <= set(last)
+    assert "val_accuracy" not in last
+    assert last["val_r2"] > 0.6 and last["val_rmse"] < last["val_naive_rmse"]
+
+
+def test_text_vocabulary_comes_from_the_training_split_only():
+    d = text_data.load({"source": "fine-foods"})
+    assert d.info["sizes"] == {"train": 3400, "val": 600, "test": 1000}
+    assert d.info["classes"] == ["other", "great"]
+    e = text_data.encode(d, tokenizer_name="basic_english")
+    train_tokens = {t for s in d.train[0] for t in text_data.basic_english(s)}
+    test_only = {t for s in d.test[0] for t in text_data.basic_english(s)} - train_tokens
+    assert test_only and not (test_only & set(e.info["vocab"]))
+    assert e.info["vocab"][:2] == ["<pad>", "<unk>"]
+    lengths = [len(text_data.basic_english(s)) for s in d.train[0]]
+    assert e.info["max_len"] == int(np.ceil(np.percentile(lengths, 95)))
+    assert e.train[0].shape == (3400, e.info["max_len"])
+    # 5% of training reviews are longer than the 95th percentile: truncated, not dropped
+    assert 0.03 < e.info["truncated_fraction"] <= 0.05
+    assert e.info["vocab_size"] > 5000 and e.info["tokenize_seconds"] > 0
+
+
+def test_nltk_tokenizers_work_offline_and_word_tokenize_says_what_is_missing():
+    assert text_data.tokenizer("treebank")("Don't stop!") == ["do", "n't", "stop", "!"]
+    assert text_data.tokenizer("tweet")("sooooo GOOD :-)") == ["sooo", "good", ":-)"]
+    import nltk
+
+    try:
+        nltk.data.find("tokenizers/punkt_tab")
+        pytest.fail("this test expects a machine without NLTK's punkt_tab data")
+    except LookupError:
+        pass
+    with pytest.raises(text_data.PunktMissing, match="punkt_tab"):
+        text_data.tokenizer("word_tokenize")
+
+
+@pytest.mark.parametrize("cell,bidirectional,pooling,layers", [
+    ("lstm", True, "attention", 2), ("gru", True, "last", 1), ("rnn", False, "mean", 3),
+    ("lstm", False, "last", 3)])
+def test_portable_text_rnn_equals_the_packed_one(cell, bidirectional, pooling, layers):
+    from trainables.sentiment import SentimentRNN
+
+    torch.manual_seed(0)
+    model = SentimentRNN(50, 2, embed_dim=8, hidden_size=12, num_layers=layers, cell=cell,
+                         bidirectional=bidirectional, pooling=pooling).eval()
+    x = torch.randint(2, 50, (6, 15))
+    for i, n in enumerate([15, 3, 9, 1, 12, 7]):
+        x[i, n:] = 0
+    with torch.no_grad():
+        packed, portable = model(x), model.portable()(x)
+        # padding must not change a review's output (packing makes it free)
+        wider = torch.nn.functional.pad(x, (0, 10))
+        assert torch.allclose(model(wider), packed, atol=1e-5)
+    assert torch.allclose(portable, packed, atol=1e-5)
+    program = torch.export.export(model.portable(), (x,),
+                                  dynamic_shapes=({0: torch.export.Dim("b", min=1, max=64)},))
+    assert torch.allclose(program.module()(x[:4]), packed[:4], atol=1e-5)
+
+
+def test_attention_weights_sum_to_one_over_real_tokens_only():
+    from trainables.sentiment import SentimentRNN
+
+    model = SentimentRNN(30, 2, embed_dim=4, hidden_size=6, pooling="attention").eval()
+    x = torch.tensor([[5, 6, 7, 0, 0], [8, 9, 10, 11, 12]])
+    _, w, lengths = model.attend(x)
+    assert torch.allclose(w.sum(1), torch.ones(2)) and float(w[0, 3:].sum()) == 0.0
+    assert lengths.tolist() == [3, 5]
+
+
+def test_baseline_has_three_or_more_lstm_layers_and_designs_match_the_reports():
+    from trainables.sentiment import build, build_baseline
+
+    info = {"vocab_size": 100, "num_classes": 2}
+    m = build_baseline({}, info)
+    assert len(m.rnns) == 3 and all(isinstance(r, torch.nn.LSTM) for r in m.rnns)
+    with pytest.raises(ValueError, match="at least 3"):
+        build_baseline({"num_layers": 2}, info)
+    rnn256 = build({"design": "rnn256"}, info)
+    assert isinstance(rnn256.rnns[0], torch.nn.RNN) and rnn256.rnns[0].hidden_size == 256
+    bi = build({"design": "bilstm1"}, info)
+    assert len(bi.rnns) == 1 and bi.rnns[0].bidirectional
+
+
+def test_pretrained_embeddings_load_with_coverage(tmp_path):
+    from trainables.sentiment import load_vectors
+
+    vocab = ["<pad>", "<unk>", "good", "bad", "meh"]
+    path = tmp_path / "vectors.txt"
+    path.write_text("2 3\ngood 1 2 3\nbad 4 5 6\nunrelated 7 8 9\n")  # word2vec header
+    matrix, coverage = load_vectors(str(path), vocab, 3)
+    assert coverage == pytest.approx(2 / 3)
+    assert matrix[2].tolist() == [1, 2, 3] and matrix[0].abs().sum() == 0
+
+
+def test_missing_embeddings_file_is_a_spec_error(tmp_path):
+    doc = {"name": "s", "trainable": "sentiment", "data": {"source": "fine-foods"},
+           "objective": {"metric": "val_accuracy", "mode": "max"},
+           "space": {"lr": {"loguniform": [1e-3, 1e-2]}},
+           "fixed": {"embeddings": str(tmp_path / "glove.txt")}}
+    with pytest.raises(SpecError, match=r"`fixed.embeddings`: file .*glove.txt.* does not exist"):
+        parse_spec(doc, source="s.yaml")
+    bad = dict(doc, fixed={}, data={"source": "fashion-mnist"})
+    with pytest.raises(SpecError, match="is image data but trainable 'sentiment' takes text"):
+        parse_spec(bad, source="s.yaml")
+    spec = tmp_path / "s.yaml"
+    import yaml
+
+    spec.write_text(yaml.safe_dump(doc))
+    r = subprocess.run([sys.executable, "-m", "search.cli", "run", str(spec)], capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "embeddings" in r.stderr and "does not exist" in r.stderr
+
+
+@pytest.mark.parametrize("extra", [{"model": "nb", "features": "count", "alpha": 0.5},
+                                   {"model": "nb", "features": "tfidf", "ngram_max": 2},
+                                   {"model": "tree", "features": "tfidf", "max_depth": 12}])
+def test_text_baselines_equal_scikit_learn(extra):
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+    from sklearn.naive_bayes import MultinomialNB
+    from sklearn.tree import DecisionTreeClassifier
+
+    from trainables.text_baselines import preprocess
+
+    states = []
+    cfg = {"trainable": "text_baseline", "data": {"source": "fine-foods"}, "strip": False,
+           "lowercase": True, "min_df": 2, **extra}
+    train(cfg, lambda m, s: states.append((m, s)))
+    (metrics, state), = states
+    data = load_data(cfg)
+    # the same pipeline written directly with scikit-learn
+    vec_cls = CountVectorizer if extra["features"] == "count" else TfidfVectorizer
+    vec = vec_cls(ngram_range=(1, extra.get("ngram_max", 1)), min_df=2, max_features=20000,
+                  lowercase=False, preprocessor=lambda t: preprocess(t, lowercase=True, strip=False))
+    xtr = vec.fit_transform(data.texts["train"])
+    clf = (MultinomialNB(alpha=extra.get("alpha", 1.0)) if extra["model"] == "nb"
+           else DecisionTreeClassifier(max_depth=12, random_state=0))
+    clf.fit(xtr, data.train[1].numpy())
+    expected = clf.predict(vec.transform(data.texts["val"]))
+    from trainables.loop import build_model
+
+    model = build_model(cfg, state["data_info"])
+    model.load_state_dict(state["model"])
+    ours = evaluate(model, *data.val)
+    assert np.array_equal(ours["predictions"].numpy(), expected)
+    assert metrics["val_accuracy"] == pytest.approx(float((expected == data.val[1].numpy()).mean()))
