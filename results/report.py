@@ -354,18 +354,20 @@ def regression_report(folder: Path, *, title: str, history: dict, model, data, c
     naive = evaluation["naive"].numpy()
     times = data.times[split]
     files = plot_curves(history, folder, title, REGRESSION_PAIRS)
-    fig, ax = plt.subplots(figsize=(12, 4.5))
-    step = max(1, len(times) // 10)
-    ax.plot(range(len(times)), truth[:, 0], "-", color="black", lw=1.2, label="actual")
-    ax.plot(range(len(times)), pred[:, 0], "-", color="tab:blue", lw=1.0, label="model")
-    ax.plot(range(len(times)), naive[:, 0], ":", color="tab:orange", lw=1.0,
-            label="naive (last value)")
-    ax.set_xticks(range(0, len(times), step), [times[i] for i in range(0, len(times), step)],
-                  rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel(info["target"])
-    ax.set_title(f"{title}: predicted vs actual, {split} period (next step)")
-    ax.legend()
-    ax.grid(alpha=0.3)
+    fig, axes = plt.subplots(2, 1, figsize=(12, 8))
+    tail = max(0, len(times) - 56)  # the whole period, then its last 8 weeks up close
+    for ax, start, what in ((axes[0], 0, "whole period"), (axes[1], tail, "last 56 steps")):
+        idx = list(range(start, len(times)))
+        ax.plot(idx, truth[start:, 0], "-", color="black", lw=1.2, label="actual")
+        ax.plot(idx, pred[start:, 0], "-", color="tab:blue", lw=1.0, label="model")
+        ax.plot(idx, naive[start:, 0], ":", color="tab:orange", lw=1.0, label="naive (last value)")
+        step = max(1, len(idx) // 10)
+        ax.set_xticks(idx[::step], [times[i] for i in idx[::step]], rotation=30, ha="right",
+                      fontsize=8)
+        ax.set_ylabel(info["target"])
+        ax.set_title(f"{title}: predicted vs actual, {split} split, {what} (next step)")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
     files += _save(fig, folder, "predicted_vs_actual")
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.hist((pred - truth).ravel(), bins=40, color="tab:blue", alpha=0.8)

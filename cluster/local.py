@@ -1,0 +1,122 @@
+"""A real local Ray cluster: one head plus N worker nodes started with `ray start`.
+
+Every node is its own raylet (its own resources, its own node id), exactly as
+on separate machines; Tune spreads trials over them. Security defaults:
+
+- token authentication (``RAY_AUTH_MODE=token``) with a generated token kept in
+  ``$HPSEARCH_HOME/ray_token`` (mode 0600); every node, ``submit`` and ``jobs``
+  read it from there, and it is never printed or logged;
+- the dashboard and Jobs API bind to 127.0.0.1 unless ``public=True``;
+- node memory is given explicitly (Ray over-reports memory on small machines).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+def home() -> Path:
+    return Path(os.environ.get("HPSEARCH_HOME", Path.home() / ".config" / "hpsearch"))
+
+
+def token_path() -> Path:
+    return home() / "ray_token"
+
+
+def state_path() -> Path:
+    return home() / "cluster.json"
+
+
+def ensure_token() -> Path:
+    """The cluster token file, generated once with 0600 permissions."""
+    path = token_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.is_file() or not path.read_text().strip():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    path.chmod(0o600)
+    return path
+
+
+def read_token() -> str | None:
+    """$RAY_AUTH_TOKEN, else the token file; None when neither exists."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"]
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", token_path()))
+    return path.read_text().strip() if path.is_file() else None
+
+
+def auth_env() -> dict:
+    """Environment for Ray processes of a cluster this tool starts or reaches."""
+    return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(ensure_token())}
+
+
+def _ray() -> str:
+    exe = Path(sys.executable).with_name("ray")
+    return str(exe) if exe.exists() else (shutil.which("ray") or "ray")
+
+
+def _start(args: list[str]) -> None:
+    r = subprocess.run([_ray(), "start", *args, "--disable-usage-stats"], env=auth_env(),
+                       capture_output=True, text=True, timeout=180)
+    if r.returncode != 0:
+        tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
+        raise ClusterError(f"`ray start {' '.join(args[:3])} ...` failed: {' | '.join(tail)}")
+
+
+def up(*, workers: int = 1, cpus_per_node: int = 1, gpus_per_node: int = 0,
+       memory_gb: float = 2.0, port: int = 6379, dashboard_port: int = 8265,
+       public: bool = False) -> dict:
+    if state_path().is_file():
+        raise ClusterError(f"a cluster is already up ({state_path()}); `hpsearch cluster down` first")
+    if workers < 0 or cpus_per_node < 1 or memory_gb <= 0:
+        raise ValueError("--workers >= 0, --cpus-per-node >= 1 and --memory > 0 are required")
+    host = "0.0.0.0" if public else "127.0.0.1"
+    memory = str(int(memory_gb * 1024**3))
+    resources = ["--num-cpus", str(cpus_per_node), "--num-gpus", str(gpus_per_node),
+                 "--memory", memory]
+    _start(["--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+            "--dashboard-host", host, "--dashboard-port", str(dashboard_port),
+            "--include-dashboard", "true", *resources])
+    state = {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dashboard_port}",
+             "workers": workers, "cpus_per_node": cpus_per_node, "gpus_per_node": gpus_per_node,
+             "memory_gb": memory_gb, "public": public, "token_path": str(token_path())}
+    state_path().write_text(json.dumps(state, indent=2))
+    try:
+        for _ in range(workers):
+            _start(["--address", state["address"], "--node-ip-address", "127.0.0.1", *resources])
+    except ClusterError:
+        down()
+        raise
+    return state
+
+
+def read_state() -> dict | None:
+    return json.loads(state_path().read_text()) if state_path().is_file() else None
+
+
+def status() -> str:
+    state = read_state()
+    if state is None:
+        raise ClusterError("no cluster is up; start one with `hpsearch cluster up`")
+    r = subprocess.run([_ray(), "status", "--address", state["address"]], env=auth_env(),
+                       capture_output=True, text=True, timeout=60)
+    return (f"address {state['address']}  dashboard/Jobs API {state['dashboard']}"
+            f"{'  (public)' if state['public'] else ''}\n" + (r.stdout or r.stderr))
+
+
+def down() -> None:
+    """Stop every Ray process of this machine's cluster and forget it."""
+    subprocess.run([_ray(), "stop", "--force"], env=auth_env(), capture_output=True, timeout=120)
+    state_path().unlink(missing_ok=True)
