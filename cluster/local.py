@@ -62,6 +62,12 @@ def auth_env() -> dict:
     return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(ensure_token())}
 
 
+def temp_dir(port: int) -> str:
+    """Short (Unix socket paths are limited to ~107 bytes) and unique to the cluster, so
+    `down` can find exactly this cluster's processes and leave other Ray instances alone."""
+    return f"/tmp/hpsearch-ray-{port}"
+
+
 def _ray() -> str:
     exe = Path(sys.executable).with_name("ray")
     return str(exe) if exe.exists() else (shutil.which("ray") or "ray")
@@ -87,11 +93,13 @@ def up(*, workers: int = 1, cpus_per_node: int = 1, gpus_per_node: int = 0,
     resources = ["--num-cpus", str(cpus_per_node), "--num-gpus", str(gpus_per_node),
                  "--memory", memory]
     _start(["--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+            "--temp-dir", temp_dir(port),
             "--dashboard-host", host, "--dashboard-port", str(dashboard_port),
             "--include-dashboard", "true", *resources])
     state = {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dashboard_port}",
              "workers": workers, "cpus_per_node": cpus_per_node, "gpus_per_node": gpus_per_node,
-             "memory_gb": memory_gb, "public": public, "token_path": str(token_path())}
+             "memory_gb": memory_gb, "public": public, "token_path": str(token_path()),
+             "temp_dir": temp_dir(port)}
     state_path().write_text(json.dumps(state, indent=2))
     try:
         for _ in range(workers):
@@ -116,7 +124,38 @@ def status() -> str:
             f"{'  (public)' if state['public'] else ''}\n" + (r.stdout or r.stderr))
 
 
-def down() -> None:
-    """Stop every Ray process of this machine's cluster and forget it."""
-    subprocess.run([_ray(), "stop", "--force"], env=auth_env(), capture_output=True, timeout=120)
+def down() -> int:
+    """Stop this cluster's Ray processes (not other Ray instances of the machine, as
+    `ray stop` would) and forget it. Returns how many processes were stopped."""
+    import psutil
+
+    state = read_state()
+    if state is None:
+        raise ClusterError("no cluster is up (nothing in " f"{state_path()})")
+    marker = state["temp_dir"]
+    roots = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if proc.pid != os.getpid() and any(marker in part for part in proc.info["cmdline"] or []):
+                roots.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    procs = {p.pid: p for p in roots}
+    for p in roots:
+        try:
+            procs.update({c.pid: c for c in p.children(recursive=True)})
+        except psutil.NoSuchProcess:
+            pass
+    for p in procs.values():
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(list(procs.values()), timeout=10)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
     state_path().unlink(missing_ok=True)
+    return len(procs)

@@ -67,6 +67,7 @@ class MlflowTracker(tune.Callback):
         self._finished: dict[str, bool] = {}
         self._index: dict[str, int] = {}
         self._errors: dict[str, str] = {}  # trials that ended themselves with an error
+        self._nodes: dict[str, str] = {}   # trial -> the Ray node it last reported from
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
         self.write_errors = 0
@@ -94,6 +95,10 @@ class MlflowTracker(tune.Callback):
             self._errors[tid] = result["error"].split(":", 1)[0]
             return
         step = int(result.get("training_iteration", 0))
+        node = result.get("node_id")
+        if isinstance(node, str) and self._nodes.get(tid) != node:  # first report, or moved
+            self._nodes[tid] = node
+            self._put(("tags", tid, {"node_id": node, "node_ip": str(result.get("node_ip", ""))}))
         metrics = logged_metrics(result)
         self._epochs[tid] = step
         self._finished[tid] = bool(result.get("trial_finished", False))
@@ -193,6 +198,9 @@ class MlflowTracker(tune.Callback):
                         runs[tid] = run.info.run_id
                         self._safely(client.log_batch, runs[tid],
                                      params=[Param(k, str(v)) for k, v in sorted(params.items())])
+                    elif ev[0] == "tags" and ev[1] in runs:
+                        self._safely(client.log_batch, runs[ev[1]],
+                                     tags=[RunTag(k, v) for k, v in ev[2].items()])
                     elif ev[0] == "end" and ev[1] in runs:
                         _, tid, status, reason, epochs, best = ev
                         tags = [RunTag("stop_reason", reason), RunTag("epochs_reached", str(epochs))]

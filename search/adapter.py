@@ -23,12 +23,14 @@ def load_state(directory: str | Path) -> dict:
 
 def trial(config: dict) -> None:
     """Tune function trainable: one trial of the shared loop."""
+    import ray
     import torch
     from ray import tune
 
     from trainables import get as get_trainable
     from trainables.loop import NonFiniteLoss, train
 
+    node_id = ray.get_runtime_context().get_node_id()  # recorded as a tag of the trial's run
     restore = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # a retry after a failure, or `hpsearch resume`
@@ -39,7 +41,8 @@ def trial(config: dict) -> None:
         with tempfile.TemporaryDirectory(prefix="hpsearch-ckpt-") as d:
             torch.save(state, Path(d) / STATE_FILE)
             # tune.report persists the directory to the storage root before returning
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+            tune.report({**metrics, "node_id": node_id},
+                        checkpoint=tune.Checkpoint.from_directory(d))
 
     try:
         train(config, report, restore=restore)

@@ -51,12 +51,12 @@ def cmd_run(args) -> int:
         return EXIT_OK
     _check_data(spec)
 
-    from search.engine import ResourceMismatch, SearchExists, run_search
+    from search.engine import ResourceMismatch, SearchExists, StorageUnreachable, run_search
 
     try:
         outcome = run_search(spec, storage=storage, tracking_uri=args.tracking_uri,
                              address=args.address, overwrite=args.overwrite)
-    except (SearchExists, ResourceMismatch) as e:
+    except (SearchExists, ResourceMismatch, StorageUnreachable) as e:
         raise BadInput(str(e)) from None
     print(f"\nsearch {outcome.name!r} finished: {outcome.num_trials} trials "
           f"({outcome.num_errors} errored) in {outcome.seconds:.0f} s")
@@ -425,8 +425,8 @@ def cmd_cluster(args) -> int:
         elif args.action == "status":
             print(local.status())
         else:
-            local.down()
-            print("Ray cluster stopped")
+            n = local.down()
+            print(f"Ray cluster stopped ({n} processes)")
     except (local.ClusterError, ValueError) as e:
         raise BadInput(str(e)) from None
     return EXIT_OK

@@ -56,6 +56,12 @@ def init_ray(address: str | None, spec: SearchSpec) -> None:
     if ray.is_initialized():
         return
     if address:
+        from cluster.local import token_path
+
+        if "RAY_AUTH_MODE" not in os.environ and token_path().is_file():
+            # a cluster started by `hpsearch cluster up`: its token, never printed
+            os.environ["RAY_AUTH_MODE"] = "token"
+            os.environ.setdefault("RAY_AUTH_TOKEN_PATH", str(token_path()))
         ray.init(address=address, log_to_driver=False)
         return
     # A local cluster sized to this machine. Ray 2.60 generates an auth token
@@ -63,6 +69,47 @@ def init_ray(address: str | None, spec: SearchSpec) -> None:
     ray.init(num_cpus=os.cpu_count(), num_gpus=None, include_dashboard=False,
              dashboard_host="127.0.0.1", log_to_driver=False,
              runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}})
+
+
+class StorageUnreachable(RuntimeError):
+    """The storage root cannot be written from every node of the cluster."""
+
+
+def check_storage(root) -> None:
+    """Tune's storage must be reachable from every node: write and read a probe
+    file there from a task pinned to each alive node (a path on a shared file
+    system passes; a path local to the driver's machine fails on other machines)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    root = str(root)
+    if "://" in root:  # s3://, gs://: Tune's pyarrow filesystem reaches it from anywhere
+        return
+
+    @ray.remote(num_cpus=0)
+    def probe(path: str, token: str) -> str | None:
+        import os as _os
+        import socket
+
+        try:
+            f = _os.path.join(path, f".probe-{token}")
+            with open(f, "w") as fh:
+                fh.write(token)
+            _os.remove(f)
+            return None
+        except OSError as e:
+            return f"{socket.gethostname()}: {e}"
+
+    import uuid
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+            .remote(root, uuid.uuid4().hex) for n in nodes]
+    errors = [e for e in ray.get(refs, timeout=120) if e]
+    if errors:
+        raise StorageUnreachable(
+            f"storage root {root} is not writable from every node ({'; '.join(errors[:3])}); "
+            "give --storage a path on a shared file system or an s3:// / gs:// URI")
 
 
 def trial_dirname(trial) -> str:
@@ -155,6 +202,9 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
             f"a search named {spec.name!r} already exists in {exp_dir}; pass --name NEW, "
             f"--overwrite to replace it, or `hpsearch status {spec.name}` to see it")
     init_ray(address, spec)
+    if address:
+        storage.root.mkdir(parents=True, exist_ok=True)
+        check_storage(storage.root.resolve())
     spec = fit_resources(spec, local=address is None, echo=echo)  # before anything is written
     if exp_dir.exists():
         shutil.rmtree(exp_dir)

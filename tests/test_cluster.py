@@ -1,0 +1,146 @@
+"""Issue 6: cloud launcher files against Ray's own schema, the upload guard, and a
+real local multi-node cluster: token auth on the Jobs API, `hpsearch submit`
+spreading trials over two nodes, no secret in the tracking store or logs."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import jsonschema
+import pytest
+import ray
+import yaml
+
+from cluster import jobs
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = json.loads((Path(ray.__file__).parent / "autoscaler" / "ray-schema.json").read_text())
+
+
+@pytest.mark.parametrize("name", ["aws.yaml", "gcp.yaml"])
+def test_launcher_configs_follow_rays_cluster_schema(name):
+    cfg = yaml.safe_load((ROOT / "cluster" / name).read_text())
+    jsonschema.validate(cfg, SCHEMA)
+    gpu = cfg["available_node_types"]["gpu_worker"]
+    assert gpu["min_workers"] == 0 and gpu["max_workers"] >= 1
+    assert cfg["available_node_types"]["head"]["resources"] == {"CPU": 0}
+    assert any("pip install" in c and "-e ." in c for c in cfg["setup_commands"])
+    assert all("RAY_AUTH_MODE=token" in c for c in
+               cfg["head_start_ray_commands"][1:] + cfg["worker_start_ray_commands"][1:])
+    typo = copy.deepcopy(cfg)
+    typo["max_worker"] = typo.pop("max_workers")  # the schema must catch this
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(typo, SCHEMA)
+
+
+def test_kuberay_file_has_a_gpu_worker_group_and_a_rayjob_running_hpsearch():
+    docs = list(yaml.safe_load_all((ROOT / "cluster" / "kuberay.yaml").read_text()))
+    cluster, job = docs
+    assert (cluster["apiVersion"], cluster["kind"]) == ("ray.io/v1", "RayCluster")
+    head = cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    workers = cluster["spec"]["workerGroupSpecs"]
+    gpu = [w for w in workers
+           if w["template"]["spec"]["containers"][0]["resources"]["limits"].get("nvidia.com/gpu")]
+    assert gpu and gpu[0]["minReplicas"] <= gpu[0]["replicas"] <= gpu[0]["maxReplicas"]
+    for container in (head, gpu[0]["template"]["spec"]["containers"][0]):
+        env = {e["name"]: e for e in container["env"]}
+        assert env["RAY_AUTH_MODE"]["value"] == "token"
+        assert "secretKeyRef" in env["RAY_AUTH_TOKEN"]["valueFrom"]  # never a literal token
+    assert (job["kind"], job["spec"]["clusterSelector"]["ray.io/cluster"]) == ("RayJob", "hpsearch")
+    assert job["spec"]["entrypoint"].startswith("hpsearch run spaces/")
+    assert (ROOT / job["spec"]["entrypoint"].split()[2]).is_file()
+
+
+def test_upload_guard_counts_what_ray_would_upload(tmp_path):
+    (tmp_path / "spaces").mkdir()
+    (tmp_path / "spaces" / "a.yaml").write_text("x: 1\n")
+    for big in (tmp_path / "runs" / "huge.bin", tmp_path / ".venv" / "lib.so"):
+        big.parent.mkdir(parents=True)
+        with open(big, "wb") as fh:
+            fh.truncate(200 * 1024**2)  # excluded folders do not count
+    assert jobs.upload_size(tmp_path) == 5
+    with open(tmp_path / "data.bin", "wb") as fh:
+        fh.truncate(101 * 1024**2)
+    with pytest.raises(jobs.JobError, match="over Ray's 100 MiB working_dir limit"):
+        jobs.submit(tmp_path / "spaces" / "a.yaml", address="http://127.0.0.1:1", run_args=[],
+                    root=tmp_path)
+    assert jobs.upload_size(ROOT) < jobs.LIMIT
+
+
+def _cli(*args, env, timeout=300):
+    return subprocess.run([sys.executable, "-m", "search.cli", *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _http(url, token=None):
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=20) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+@pytest.mark.e2e
+def test_local_cluster_token_auth_and_a_submitted_search_over_two_nodes(tmp_path):
+    env = {**os.environ, "HPSEARCH_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    for k in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        env.pop(k, None)
+    up = _cli("cluster", "up", "--workers", "1", "--cpus-per-node", "1", "--memory", "2",
+              "--port", "6399", "--dashboard-port", "8299", env=env)
+    try:
+        assert up.returncode == 0, up.stderr
+        token_file = tmp_path / "home" / "ray_token"
+        token = token_file.read_text().strip()
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600 and len(token) == 64
+        assert token not in up.stdout + up.stderr
+        status = _cli("cluster", "status", env=env)
+        assert status.returncode == 0 and status.stdout.count("node_") == 2, status.stdout
+        # the Jobs API refuses a request without the token and serves one with it
+        assert _http("http://127.0.0.1:8299/api/jobs/") == 401
+        assert _http("http://127.0.0.1:8299/api/jobs/", token) == 200
+
+        storage = tmp_path / "runs"
+        sub = _cli("submit", "spaces/cluster_digits.yaml", "--address", "http://127.0.0.1:8299",
+                   "--", "--storage", str(storage), env=env, timeout=600)
+        assert sub.returncode == 0, sub.stdout[-3000:] + sub.stderr[-2000:]
+        assert "submitted job" in sub.stdout and "SUCCEEDED" in sub.stdout
+        listing = _cli("jobs", "list", "--address", "http://127.0.0.1:8299", env=env)
+        assert "SUCCEEDED" in listing.stdout and "cluster_digits.yaml" in listing.stdout
+
+        from mlflow.tracking import MlflowClient
+
+        from results.status import trial_rows
+        from results.storage import Storage
+
+        meta, rows = trial_rows("cluster-digits", Storage(storage))
+        assert len(rows) == 4 and all(r.state == "FINISHED" for r in rows)
+        client = MlflowClient(meta["tracking_uri"])
+        nodes = {client.get_run(r.run_id).data.tags.get("node_id") for r in rows}
+        assert None not in nodes and len(nodes) == 2  # trials ran on both nodes
+        # the token is nowhere in the tracking store, the job's logs or the search's files
+        db = sqlite3.connect(storage / "mlflow.db")
+        dump = "\n".join(db.iterdump())
+        assert "node_id" in dump and token not in dump
+        logs = _cli("jobs", "logs", listing.stdout.split()[0], "--address",
+                    "http://127.0.0.1:8299", env=env).stdout
+        assert "finished: 4 trials" in logs and token not in logs
+        for f in storage.rglob("*"):
+            if f.is_file() and f.stat().st_size < 5_000_000:
+                assert token.encode() not in f.read_bytes(), f
+    finally:
+        down = _cli("cluster", "down", env=env)
+    assert down.returncode == 0 and "stopped" in down.stdout
+    with pytest.raises(urllib.error.URLError):  # the dashboard is gone with the cluster
+        urllib.request.urlopen("http://127.0.0.1:8299/api/jobs/", timeout=5)
+    leftover = subprocess.run(["pgrep", "-f", "/tmp/hpsearch-ray-6399"], capture_output=True)
+    assert leftover.stdout.strip() == b""
