@@ -76,7 +76,18 @@ def submit(spec: Path, *, address: str, run_args: list[str], root: Path = ROOT) 
     entry = " ".join(["python", "-m", "search.cli", "run", rel.as_posix(), "--address", "auto",
                       *run_args])
     runtime_env = {"working_dir": str(root), "excludes": EXCLUDES}
-    return client(address).submit_job(entrypoint=entry, runtime_env=runtime_env)
+    if os.environ.get("HPSEARCH_DEBUG"):
+        runtime_env["env_vars"] = {"HPSEARCH_DEBUG": "1"}
+    c = client(address)
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            return c.submit_job(entrypoint=entry, runtime_env=runtime_env)
+        except RuntimeError as e:
+            # a freshly started head: its job agent registers a few seconds after the dashboard
+            if "No available agent" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
 
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}

@@ -57,6 +57,14 @@ def read_token() -> str | None:
     return path.read_text().strip() if path.is_file() else None
 
 
+def use_cluster_token() -> None:
+    """Before Ray is imported: when this machine started a cluster (`cluster up`) and no
+    auth mode is set, connect with its token (Ray reads these variables at import)."""
+    if "RAY_AUTH_MODE" not in os.environ and token_path().is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+        os.environ.setdefault("RAY_AUTH_TOKEN_PATH", str(token_path()))
+
+
 def auth_env() -> dict:
     """Environment for Ray processes of a cluster this tool starts or reaches."""
     return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(ensure_token())}
@@ -68,13 +76,27 @@ def temp_dir(port: int) -> str:
     return f"/tmp/hpsearch-ray-{port}"
 
 
+def node_ports(port: int, index: int) -> list[str]:
+    """Per-node agent ports. Ray's defaults (52365 ...) are per machine, so a second
+    node on the same machine, or another Ray instance, would collide with them and the
+    Jobs API would answer "No available agent"."""
+    base = port + 100 + 10 * index
+    return ["--dashboard-agent-listen-port", str(base), "--dashboard-agent-grpc-port",
+            str(base + 1), "--runtime-env-agent-port", str(base + 2),
+            "--metrics-export-port", str(base + 3)]
+
+
 def _ray() -> str:
     exe = Path(sys.executable).with_name("ray")
     return str(exe) if exe.exists() else (shutil.which("ray") or "ray")
 
 
 def _start(args: list[str]) -> None:
-    r = subprocess.run([_ray(), "start", *args, "--disable-usage-stats"], env=auth_env(),
+    # jobs run `python -m search.cli ...` with the nodes' PATH: put this environment first,
+    # as an activated virtual environment would (cloud nodes install into their python)
+    env = auth_env()
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    r = subprocess.run([_ray(), "start", *args, "--disable-usage-stats"], env=env,
                        capture_output=True, text=True, timeout=180)
     if r.returncode != 0:
         tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
@@ -95,15 +117,20 @@ def up(*, workers: int = 1, cpus_per_node: int = 1, gpus_per_node: int = 0,
     _start(["--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
             "--temp-dir", temp_dir(port),
             "--dashboard-host", host, "--dashboard-port", str(dashboard_port),
-            "--include-dashboard", "true", *resources])
+            "--include-dashboard", "true", "--ray-client-server-port", str(port + 99),
+            *node_ports(port, 0), *resources])
     state = {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dashboard_port}",
              "workers": workers, "cpus_per_node": cpus_per_node, "gpus_per_node": gpus_per_node,
              "memory_gb": memory_gb, "public": public, "token_path": str(token_path()),
              "temp_dir": temp_dir(port)}
     state_path().write_text(json.dumps(state, indent=2))
     try:
-        for _ in range(workers):
-            _start(["--address", state["address"], "--node-ip-address", "127.0.0.1", *resources])
+        for i in range(workers):
+            # its own temp dir: nodes sharing one would share runtime_resources/, and one
+            # node's clean-up of a job's working_dir would delete it under the other
+            _start(["--address", state["address"], "--node-ip-address", "127.0.0.1",
+                    "--temp-dir", f"{temp_dir(port)}-w{i + 1}", *node_ports(port, i + 1),
+                    *resources])
     except ClusterError:
         down()
         raise

@@ -50,6 +50,10 @@ def cmd_run(args) -> int:
         print(f"spec {args.spec} is valid; storage root {storage.root}")
         return EXIT_OK
     _check_data(spec)
+    if args.address:
+        from cluster.local import use_cluster_token
+
+        use_cluster_token()  # before Ray is imported
 
     from search.engine import ResourceMismatch, SearchExists, StorageUnreachable, run_search
 
@@ -436,7 +440,20 @@ def cmd_submit(args) -> int:
     from cluster import jobs
     from results.storage import Storage
 
-    run_args = [a for a in args.run_args if a != "--"]
+    # argparse's REMAINDER also swallows submit's own options given after SPEC
+    rest, run_args = list(args.run_args), []
+    cut = rest.index("--") if "--" in rest else len(rest)
+    head, run_args = rest[:cut], rest[cut + 1:]
+    while head:
+        a = head.pop(0)
+        if a == "--address" and head:
+            args.address = head.pop(0)
+        elif a.startswith("--address="):
+            args.address = a.split("=", 1)[1]
+        elif a == "--no-wait":
+            args.no_wait = True
+        else:
+            run_args.append(a)  # a run flag given without "--"
     if "--storage" not in run_args:  # the job's working dir is a temporary copy: keep results here
         run_args += ["--storage", str(Storage.resolve(None).root.resolve())]
     try:

@@ -56,12 +56,6 @@ def init_ray(address: str | None, spec: SearchSpec) -> None:
     if ray.is_initialized():
         return
     if address:
-        from cluster.local import token_path
-
-        if "RAY_AUTH_MODE" not in os.environ and token_path().is_file():
-            # a cluster started by `hpsearch cluster up`: its token, never printed
-            os.environ["RAY_AUTH_MODE"] = "token"
-            os.environ.setdefault("RAY_AUTH_TOKEN_PATH", str(token_path()))
         ray.init(address=address, log_to_driver=False)
         return
     # A local cluster sized to this machine. Ray 2.60 generates an auth token
