@@ -7,6 +7,7 @@ into place, so a failed export leaves nothing half-written):
     config.json      hyperparameters + every fact needed to rebuild inputs
     metrics.json     val metrics of the exported epoch and the test metrics
     model.pt2        torch.export program (loads with torch.export.load, no project code)
+    model.onnx       the same network for onnxruntime, where it exports cleanly
     report/          summary.md, best_trial/ (curves, confusion matrix, per-class table,
                      misclassified images, model facts, filters, grad norms), search/
     MANIFEST.sha256  sha256 of every file above, `sha256sum -c` compatible
@@ -135,6 +136,8 @@ def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
         batch = torch.export.Dim("batch", min=1, max=65536)
         program = torch.export.export(portable, (x_test[:2].clone(),), dynamic_shapes=({0: batch},))
         torch.export.save(program, tmp / "model.pt2")
+        bundle_config["onnx"] = export_onnx(portable, x_test[:2].clone(), tmp / "model.onnx")
+        (tmp / "config.json").write_text(json.dumps(bundle_config, indent=2, default=str))
         if report:
             write_reports(tmp / "report", name=name, meta=meta, rows=rows, row=row, model=model,
                           data=data, config=config, split="test", evaluation=test,
@@ -155,6 +158,26 @@ def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
         version = register_model(meta, row, portable, name, metrics, x_test[:2].clone())
         print(f"registered in the MLflow Model Registry as {name!r} version {version}")
     return Bundle(dest, row.trial_id, metrics, bundle_config)
+
+
+def export_onnx(model, example, path: Path) -> str:
+    """ONNX (opset from torch's dynamo exporter, dynamic batch) where the model exports
+    cleanly; returns the file name, or why there is none. Runs with onnxruntime alone."""
+    import warnings
+
+    import torch
+
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(None):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                model, (example,), dynamo=True, verbose=False,
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=65536)},))
+            program.save(str(path))
+        return path.name
+    except Exception as e:  # the bundle stands without it: model.pt2 is the portable file
+        path.unlink(missing_ok=True)
+        return f"not exported: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
 
 
 def _prefixed(metrics: dict, prefix: str) -> dict:

@@ -96,7 +96,8 @@ def test_search_tracks_every_trial_and_exports_the_best(ray_session, storage, fa
     best = max(rows, key=lambda r: r.best)
     assert bundle.trial_id == best.trial_id
     assert sorted(p.name for p in bundle.path.iterdir()) == [
-        "MANIFEST.sha256", "config.json", "metrics.json", "model.pt2", "report", "weights.pt"]
+        "MANIFEST.sha256", "config.json", "metrics.json", "model.onnx", "model.pt2", "report",
+        "weights.pt"]
     assert verify_manifest(bundle.path) == []
     metrics = json.loads((bundle.path / "metrics.json").read_text())
     assert metrics["val"]["accuracy"] == pytest.approx(best.best)
@@ -116,6 +117,7 @@ def test_search_tracks_every_trial_and_exports_the_best(ray_session, storage, fa
     # the portable program predicts what weights.pt predicts
     program = torch.export.load(str(bundle.path / "model.pt2")).module()
     assert torch.equal(program(x_test[:16]).argmax(1), again["predictions"][:16])
+    _onnx_matches(bundle.path, model, x_test[:16])
     # the export is recorded on the trial's run and the parent
     run = client.get_run(best.run_id)
     assert run.data.metrics["test_accuracy"] == pytest.approx(metrics["test"]["accuracy"])
@@ -282,6 +284,18 @@ def test_smoke_run_and_export_of_every_shipped_spec(ray_session, storage, fashio
     assert all(r["split"] == "test" and float(r["params"]) > 0 and r["f1"] for r in table)
 
 
+def _onnx_matches(path, model, x):
+    """model.onnx (onnxruntime, no torch) computes what weights.pt computes."""
+    import onnxruntime as ort
+
+    assert json.loads((path / "config.json").read_text())["onnx"] == "model.onnx"
+    session = ort.InferenceSession(str(path / "model.onnx"))
+    out = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        ref = model.eval()(x).float().numpy()
+    assert out.shape == ref.shape and abs(out - ref).max() < 1e-3
+
+
 def _check_sequence_bundle(spec, bundle, meta, rows):
     """Parts III/IV: task metrics reach MLflow, the report has the task's plots, and
     `predict` through the portable program equals predict through weights.pt."""
@@ -311,6 +325,7 @@ def _check_sequence_bundle(spec, bundle, meta, rows):
         b = predict(bundle.path, [window], use_weights=True)
         assert len(a) == info["horizon"] and a[0]["target"] == info["target"]
         assert a[0]["forecast"] == pytest.approx(b[0]["forecast"], rel=1e-4, abs=1e-4)
+        _onnx_matches(bundle.path, _bundle_model(bundle.path), _bundle_test_inputs(bundle.path))
         return
     assert {"val_f1", "val_precision", "val_recall", "val_f1_macro"} <= set(run.data.metrics)
     assert {"accuracy", "f1", "precision", "recall"} <= set(metrics["test"])
@@ -321,3 +336,20 @@ def _check_sequence_bundle(spec, bundle, meta, rows):
     b = predict(bundle.path, texts, use_weights=True)
     assert [r["class"] for r in a] == [r["class"] for r in b]
     assert [r["probability"] for r in a] == pytest.approx([r["probability"] for r in b], abs=1e-4)
+    _onnx_matches(bundle.path, _bundle_model(bundle.path), _bundle_test_inputs(bundle.path))
+
+
+def _bundle_model(path):
+    from trainables.loop import build_model
+
+    config = json.loads((path / "config.json").read_text())
+    model = build_model(config["hyperparameters"], config["data"])
+    model.load_state_dict(torch.load(path / "weights.pt", weights_only=True))
+    return model.eval()
+
+
+def _bundle_test_inputs(path):
+    from trainables.loop import load_data
+
+    config = json.loads((path / "config.json").read_text())
+    return load_data(config["hyperparameters"]).test[0][:8]
