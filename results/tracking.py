@@ -72,11 +72,18 @@ class MlflowTracker(tune.Callback):
         self._thread: threading.Thread | None = None
         self.write_errors = 0
 
+    live: list = []  # instances alive in this process (a restored one included)
+
     # Tune pickles callbacks into its experiment state: leave the thread behind.
     def __getstate__(self):
         state = dict(self.__dict__)
         state.update(_queue=None, _thread=None, echo=None)
         return state
+
+    def __setstate__(self, state):  # restored by `hpsearch resume`: print progress again
+        self.__dict__.update(state)
+        self.echo = print
+        MlflowTracker.live.append(self)
 
     # ------------------------------------------------------------ Tune hooks
 

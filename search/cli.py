@@ -74,6 +74,26 @@ def cmd_run(args) -> int:
     return EXIT_OK
 
 
+def cmd_resume(args) -> int:
+    from search.engine import NothingToResume, ResourceMismatch, resume_search
+
+    if args.address:
+        from cluster.local import use_cluster_token
+
+        use_cluster_token()
+    storage = _storage(args)
+    try:
+        outcome = resume_search(args.name, storage=storage, address=args.address)
+    except (NothingToResume, ResourceMismatch) as e:
+        raise BadInput(str(e)) from None
+    print(f"\nsearch {outcome.name!r} finished: {outcome.num_trials} trials "
+          f"({outcome.num_errors} errored) in {outcome.seconds:.0f} s")
+    from results.status import print_status
+
+    print_status(outcome.name, storage)
+    return EXIT_OK
+
+
 def cmd_status(args) -> int:
     from results.status import print_status
 
@@ -290,6 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dry-run", action="store_true",
                    help="validate the spec and print three sampled configs; start nothing")
     r.set_defaults(func=cmd_run)
+
+    rs = sub.add_parser("resume", help="finish a search whose driver died",
+                        description="Restore the search from its Tune experiment state: "
+                                    "finished trials are kept, in-flight ones resume from "
+                                    "their last checkpoint, TPE keeps its history, MLflow runs "
+                                    "re-attach to their trials.")
+    rs.add_argument("name", metavar="NAME")
+    rs.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: local)")
+    storage_opts(rs)
+    rs.set_defaults(func=cmd_resume)
 
     s = sub.add_parser("status", help="one row per trial of a search",
                        description="State, stop_reason, epochs reached, sampled params and best "

@@ -228,6 +228,59 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
                 lambda: build_tuner(spec, storage, [tracker], trainable, stopper), echo)
 
 
+class NothingToResume(RuntimeError):
+    pass
+
+
+def resume_search(name: str, *, storage: Storage, address: str | None = None,
+                  echo=print) -> SearchOutcome:
+    """Finish a search whose driver died (SIGKILL, a lost machine): Tune restores the
+    experiment from its storage (finished trials stay finished, in-flight ones resume
+    from their last checkpoint, the Optuna searcher from its saved state, so TPE keeps
+    its history), MLflow child runs re-attach to their trials by the trial_id tag,
+    and runs the crash left RUNNING are ended."""
+    from mlflow.tracking import MlflowClient
+    from ray import tune
+
+    from search.adapter import trial
+    from search.spec import parse_spec
+
+    meta = storage.read_meta(name)
+    exp_dir = storage.search_dir(name)
+    if not tune.Tuner.can_restore(str(exp_dir)):
+        raise NothingToResume(f"search {name!r} has no Tune experiment state in {exp_dir} to "
+                              "resume from; start it again with `hpsearch run --overwrite`")
+    spec = parse_spec(meta["spec"], source=meta.get("spec_file", name))
+    init_ray(address, spec)
+    spec = fit_resources(spec, local=address is None, echo=echo)
+    uri, experiment_id, parent = meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"]
+    MlflowClient(uri).update_run(parent, status="RUNNING")
+    resources = {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
+
+    def make_tuner():
+        tuner = tune.Tuner.restore(str(exp_dir), trainable=tune.with_resources(trial, resources),
+                                   resume_unfinished=True, resume_errored=True)
+        return tuner
+
+    tracker = _RestoredTracker(echo)
+    echo(f"resuming search {name!r} from {exp_dir}")
+    return _fit(spec, storage, tracker, uri, experiment_id, parent, address, make_tuner, echo)
+
+
+class _RestoredTracker:
+    """Tune restores the search's own MlflowTracker from the experiment state (callbacks
+    are pickled there); this stand-in only closes it at the end, as _fit expects."""
+
+    def __init__(self, echo):
+        self.echo = echo
+
+    def close(self) -> None:
+        from results.tracking import MlflowTracker
+
+        for t in MlflowTracker.live:
+            t.close()
+
+
 def _fit(spec, storage, tracker, uri, experiment_id, parent, address, make_tuner, echo):
     from mlflow.tracking import MlflowClient
 

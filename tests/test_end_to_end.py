@@ -353,3 +353,62 @@ def _bundle_test_inputs(path):
 
     config = json.loads((path / "config.json").read_text())
     return load_data(config["hyperparameters"]).test[0][:8]
+
+
+def test_driver_sigkill_then_resume_finishes_the_search(tmp_path):
+    """The driver dies by SIGKILL mid-search; `hpsearch resume` finishes it: finished
+    trials are not re-run, the trial count is the spec's, the TPE study keeps its
+    history, one MLflow run per trial and none left RUNNING."""
+    spec = {**SEARCH, "name": "resume-probe", "data": {"source": "digits", "val_fraction": 0.2,
+                                                        "test_fraction": 0.2},
+            "search": {"algorithm": "tpe", "samples": 6, "seed": 0, "concurrency": 2},
+            "scheduler": {"name": "fifo", "max_epochs": 6, "grace_period": 1,
+                          "reduction_factor": 2},
+            "space": {"lr": {"loguniform": [1e-3, 3e-2]}, "batch_size": {"choice": [32, 64]}},
+            "fixed": {"stem": "cifar", "base_width": 8, "optimizer": "adam"}}
+    path = tmp_path / "resume.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    storage = tmp_path / "runs"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "search.cli", "run", str(path), "--storage",
+                             str(storage)], cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from results.storage import Storage
+
+    st = Storage(storage)
+    deadline = time.time() + 240
+    finished_before = {}
+    try:
+        while time.time() < deadline:
+            time.sleep(2)
+            try:
+                meta, rows = trial_rows("resume-probe", st)
+            except Exception:
+                continue
+            done = [r for r in rows if r.state == "FINISHED"]
+            if len(done) >= 2 and len(rows) < 6:
+                finished_before = {r.trial_id: r.epochs for r in done}
+                break
+        assert finished_before, "the search never reached two finished trials"
+        time.sleep(4)  # let Tune snapshot the experiment state with them
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
+        proc.wait(timeout=30)
+    r = subprocess.run([sys.executable, "-m", "search.cli", "resume", "resume-probe", "--storage",
+                        str(storage)], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    meta, rows = trial_rows("resume-probe", st)
+    assert len(rows) == 6 and len({x.trial_id for x in rows}) == 6  # one run per trial
+    assert all(x.state != "RUNNING" for x in rows)
+    client = MlflowClient(meta["tracking_uri"])
+    for row in rows:
+        if row.trial_id in finished_before:  # not re-run: its history is what it was
+            steps = [m.step for m in client.get_metric_history(row.run_id, "val_accuracy")]
+            assert steps == sorted(set(steps)) and len(steps) == finished_before[row.trial_id]
+    assert client.get_run(meta["parent_run_id"]).info.status == "FINISHED"
+    from ray.tune.search.optuna import OptunaSearch
+
+    searcher = OptunaSearch()
+    searcher.restore_from_dir(str(st.search_dir("resume-probe")))
+    assert len(searcher._ot_study.trials) == 6  # TPE's study spans the crash
