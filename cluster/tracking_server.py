@@ -35,22 +35,32 @@ def command(root: Path, *, port: int, public: bool, backend: str | None = None) 
     return cmd, env
 
 
+def _secret(path: Path) -> tuple[str, bool]:
+    """A random secret kept in ``path`` (mode 0600); (value, created now)."""
+    if path.is_file() and path.read_text().strip():
+        return path.read_text().strip(), False
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_urlsafe(24))
+    return path.read_text().strip(), True
+
+
 def auth_env(root: Path) -> dict:
-    """Basic-auth config under the storage root; the admin password generated once (0600)."""
+    """Basic-auth config under the storage root; the admin password and Flask's CSRF
+    key generated once (0600). The password is printed only when it is created."""
     pw_file = root / "mlflow-admin-password"
-    if not pw_file.is_file():
-        fd = os.open(pw_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(24))
-        print(f"MLflow admin user 'admin', password: {pw_file.read_text()} "
+    password, created = _secret(pw_file)
+    if created:
+        print(f"MLflow admin user 'admin', password: {password} "
               f"(shown once; stored in {pw_file}, mode 0600)", flush=True)
+    csrf_key, _ = _secret(root / "mlflow-flask-secret-key")
     ini = root / "mlflow-basic-auth.ini"
     ini.write_text("[mlflow]\ndefault_permission = READ\n"
                    f"database_uri = sqlite:///{(root / 'mlflow-basic-auth.db').resolve()}\n"
                    "admin_username = admin\n"
                    "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
-    return {"MLFLOW_AUTH_CONFIG_PATH": str(ini),
-            "MLFLOW_AUTH_ADMIN_PASSWORD": pw_file.read_text().strip()}
+    return {"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_AUTH_ADMIN_PASSWORD": password,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": csrf_key}
 
 
 def serve(root: Path, *, port: int, public: bool, backend: str | None = None) -> int:

@@ -144,3 +144,46 @@ def test_local_cluster_token_auth_and_a_submitted_search_over_two_nodes(tmp_path
         urllib.request.urlopen("http://127.0.0.1:8299/api/jobs/", timeout=5)
     leftover = subprocess.run(["pgrep", "-f", "/tmp/hpsearch-ray-6399"], capture_output=True)
     assert leftover.stdout.strip() == b""
+
+
+@pytest.mark.e2e
+def test_public_tracking_server_requires_basic_auth_and_stops_cleanly(tmp_path):
+    import base64
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "search.cli", "tracking", "serve", "--public",
+                             "--port", "5077", "--storage", str(tmp_path)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = "http://127.0.0.1:5077/api/2.0/mlflow/experiments/search?max_results=5"
+    try:
+        pw_file = tmp_path / "mlflow-admin-password"
+        deadline = time.time() + 120
+        code = None
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                code = _http(url)
+                break
+            except urllib.error.URLError:
+                time.sleep(1)
+        assert code == 401  # no credentials: refused
+        password = pw_file.read_text().strip()
+        assert stat.S_IMODE(pw_file.stat().st_mode) == 0o600 and len(password) >= 24
+        assert password != "password1234"  # MLflow's documented example password
+        basic = base64.b64encode(f"admin:{password}".encode()).decode()
+        req = urllib.request.Request(url, headers={"Authorization": f"Basic {basic}"})
+        with urllib.request.urlopen(req, timeout=20) as r:
+            assert r.status == 200
+        bad = base64.b64encode(b"admin:wrong").decode()
+        req = urllib.request.Request(url, headers={"Authorization": f"Basic {bad}"})
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=20)
+        assert e.value.code == 401
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert "password" in out  # printed once, to the person who started it
+    time.sleep(1)
+    leftover = subprocess.run(["pgrep", "-f", f"mlflow.*{tmp_path}"], capture_output=True)
+    assert leftover.stdout.strip() == b"", "the server's process group must be gone"
