@@ -30,6 +30,21 @@ def data_info(channels=1, size=28, classes=10):
     return {"in_channels": channels, "image_size": size, "num_classes": classes}
 
 
+def example(info: trainables.TrainableInfo, size: int = 28):
+    """(data_info, inputs, targets, output shape) of the trainable's data kind."""
+    if info.data == "series":  # 14 past steps of 5 columns -> the next 2 values
+        return ({"input_size": 5, "horizon": 2}, torch.randn(4, 14, 5), torch.randn(4, 2), (4, 2))
+    y = torch.tensor([0, 1, 0, 1])
+    if info.name == "text_baseline":  # features of 30 n-grams -> 2 classes
+        return {"n_features": 30, "num_classes": 2}, torch.rand(4, 30), y, (4, 2)
+    if info.data == "text":  # token ids, 0 = padding at the end
+        x = torch.randint(2, 60, (4, 12))
+        x[1, 5:] = 0
+        x[3, 9:] = 0
+        return {"vocab_size": 60, "num_classes": 2}, x, y, (4, 2)
+    return data_info(size=size), torch.randn(4, 1, size, size), y, (4, 10)
+
+
 def n_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -41,17 +56,26 @@ def test_trainable_contract(name, torch_hub_weights):
     assert (ROOT / info.default_spec).is_file(), f"{name}: default spec missing"
     torch.manual_seed(0)
     config = {"trainable": name, **SMALL.get(name, {})}
-    model = build_model(config, data_info())
+    dinfo, x, y, shape = example(info)
+    model = build_model(config, dinfo)
     if not getattr(module, "KEEP_INIT", False):
         init_weights(model, "kaiming")
-    x, y = torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 0, 1])
     out = model(x)
     assert torch.isfinite(out).all()
+    if hasattr(module, "fit"):  # fitted by scikit-learn, not SGD: buffers round-trip
+        assert out.shape == shape and not list(model.parameters())
+        clone = build_model(config, dinfo)
+        clone.load_state_dict(torch.load(_saved(model), weights_only=True))
+        assert torch.equal(model(x), clone(x))
+        return
     if hasattr(module, "training_loss"):  # embeddings, scored by the module's own loss
         assert out.shape[0] == 4
         loss = module.training_loss(model, out, y, config)
+    elif info.task == "regression":
+        assert out.shape == shape
+        loss = torch.nn.functional.mse_loss(out, y)
     else:
-        assert out.shape == (4, 10)
+        assert out.shape == shape
         loss = torch.nn.functional.cross_entropy(out, y)
     # one optimizer step changes the weights and keeps them finite
     opt = make_optimizer({"optimizer": "sgd", "lr": 0.1},
@@ -62,11 +86,8 @@ def test_trainable_contract(name, torch_hub_weights):
     assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
     assert all(torch.isfinite(p).all() for p in model.parameters())
     # checkpoint round trip: weights_only load into a fresh model gives equal outputs
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    buf.seek(0)
-    clone = build_model(config, data_info())
-    clone.load_state_dict(torch.load(buf, weights_only=True))
+    clone = build_model(config, dinfo)
+    clone.load_state_dict(torch.load(_saved(model), weights_only=True))
     model.eval(), clone.eval()
     assert torch.allclose(model(x), clone(x))
 
@@ -85,11 +106,19 @@ def test_spec_draws_build_valid_configs(path, torch_hub_weights):
                 assert p.args[0] <= cfg[p.name] <= p.args[1]
         if spec.trainable != "transfer":
             cfg = {**cfg, **SMALL.get(spec.trainable, {})}
-        size = spec.data.get("image_size", 28)
-        model = build_model(cfg, data_info(size=size))
+        dinfo, x, _, shape = example(trainables.get(spec.trainable),
+                                     size=spec.data.get("image_size", 28))
+        model = build_model(cfg, dinfo)
         model.eval()
-        out = model(torch.randn(2, 1, size, size))
+        out = model(x[:2])
         assert out.shape[0] == 2 and torch.isfinite(out).all()
+
+
+def _saved(model) -> io.BytesIO:
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    buf.seek(0)
+    return buf
 
 
 def test_paper_parameter_counts():
