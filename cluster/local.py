@@ -151,15 +151,31 @@ def status() -> str:
             f"{'  (public)' if state['public'] else ''}\n" + (r.stdout or r.stderr))
 
 
+def kill_worker(index: int) -> int:
+    """SIGKILL worker node ``index`` (1-based) and its workers, as a lost machine would
+    vanish: for fault-tolerance drills. Returns how many processes were killed."""
+    state = read_state()
+    if state is None or not 1 <= index <= state["workers"]:
+        raise ClusterError(f"no worker node {index} in this cluster")
+    return _stop_marked(f"{state['temp_dir']}-w{index}", hard=True)
+
+
 def down() -> int:
     """Stop this cluster's Ray processes (not other Ray instances of the machine, as
     `ray stop` would) and forget it. Returns how many processes were stopped."""
-    import psutil
-
     state = read_state()
     if state is None:
         raise ClusterError("no cluster is up (nothing in " f"{state_path()})")
-    marker = state["temp_dir"]
+    n = _stop_marked(state["temp_dir"])
+    state_path().unlink(missing_ok=True)
+    return n
+
+
+def _stop_marked(marker: str, hard: bool = False) -> int:
+    """Stop the processes whose command line names ``marker`` (a node's temp dir),
+    and their children: SIGTERM then SIGKILL, or SIGKILL at once when ``hard``."""
+    import psutil
+
     roots = []
     for proc in psutil.process_iter(["cmdline"]):
         try:
@@ -175,7 +191,7 @@ def down() -> int:
             pass
     for p in procs.values():
         try:
-            p.terminate()
+            p.kill() if hard else p.terminate()
         except psutil.NoSuchProcess:
             pass
     _, alive = psutil.wait_procs(list(procs.values()), timeout=10)
@@ -184,5 +200,4 @@ def down() -> int:
             p.kill()
         except psutil.NoSuchProcess:
             pass
-    state_path().unlink(missing_ok=True)
     return len(procs)

@@ -187,3 +187,75 @@ def test_public_tracking_server_requires_basic_auth_and_stops_cleanly(tmp_path):
     time.sleep(1)
     leftover = subprocess.run(["pgrep", "-f", f"mlflow.*{tmp_path}"], capture_output=True)
     assert leftover.stdout.strip() == b"", "the server's process group must be gone"
+
+
+@pytest.mark.e2e
+def test_losing_a_worker_node_mid_search_restarts_its_trial_elsewhere(tmp_path):
+    """Three 1-CPU nodes, three trials at once (so one runs on each node); worker
+    node 1 is SIGKILLed mid-trial. Its trial restarts from its last checkpoint on
+    another node, the search completes, and MLflow has one finished run per trial."""
+    import time
+
+    home, storage = tmp_path / "home", tmp_path / "runs"
+    env = {**os.environ, "HPSEARCH_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    for k in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        env.pop(k, None)
+    spec = yaml.safe_load((ROOT / "spaces" / "cluster_digits.yaml").read_text())
+    spec.update(name="node-loss", search={"algorithm": "random", "samples": 4, "seed": 0,
+                                          "concurrency": 3},
+                scheduler={"name": "fifo", "max_epochs": 8, "grace_period": 1,
+                           "reduction_factor": 2},
+                failure={"max_failures": 2})
+    path = tmp_path / "node_loss.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    up = _cli("cluster", "up", "--workers", "2", "--cpus-per-node", "1", "--memory", "1.5",
+              "--port", "6398", "--dashboard-port", "8298", env=env)
+    assert up.returncode == 0, up.stderr
+    search = None
+    try:
+        search = subprocess.Popen([sys.executable, "-m", "search.cli", "run", str(path),
+                                   "--address", "127.0.0.1:6398", "--storage", str(storage)],
+                                  cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+        from mlflow.tracking import MlflowClient
+
+        from results.status import trial_rows
+        from results.storage import Storage
+
+        deadline, ready = time.time() + 240, False
+        while time.time() < deadline and not ready and search.poll() is None:
+            time.sleep(1)
+            try:
+                meta, rows = trial_rows("node-loss", Storage(storage))
+            except Exception:
+                continue
+            client = MlflowClient(meta["tracking_uri"])
+            running = [r for r in rows if r.state == "RUNNING"
+                       and client.get_metric_history(r.run_id, "val_accuracy")]
+            ready = len(running) == 3  # one trial per node, each past its first checkpoint
+        assert ready, "three trials never ran at once"
+        env_local = {**os.environ, "HPSEARCH_HOME": str(home)}
+        killed = subprocess.run([sys.executable, "-c", "from cluster import local; "
+                                 "print(local.kill_worker(1))"], cwd=ROOT, env=env_local,
+                                capture_output=True, text=True, timeout=60)
+        assert killed.returncode == 0 and int(killed.stdout) > 0, killed.stderr
+        out, _ = search.communicate(timeout=600)
+        assert search.returncode == 0, out[-3000:]
+    finally:
+        if search is not None and search.poll() is None:
+            search.kill()
+        _cli("cluster", "down", env=env)
+    meta, rows = trial_rows("node-loss", Storage(storage))
+    assert len(rows) == 4 and len({r.trial_id for r in rows}) == 4  # no duplicate runs
+    assert all(r.state == "FINISHED" and r.epochs == 8 for r in rows), [
+        (r.state, r.epochs) for r in rows]
+    moved = []
+    for trial_dir in (storage / "node-loss").glob("trial_*"):
+        results = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
+        nodes = [r["node_id"] for r in results]
+        if len(set(nodes)) > 1:
+            moved.append(trial_dir.name)
+            # resumed from its checkpoint: epochs go on, they do not start again at 1
+            epochs = [r["epoch"] for r in results]
+            assert epochs[-1] == 8 and epochs.count(1) == 1
+    assert len(moved) == 1, moved
