@@ -130,7 +130,6 @@ def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
     try:
         torch.save(model.state_dict(), tmp / "weights.pt")
-        (tmp / "config.json").write_text(json.dumps(bundle_config, indent=2, default=str))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
         # batch dimension left dynamic: the program takes any batch size
         batch = torch.export.Dim("batch", min=1, max=65536)

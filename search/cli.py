@@ -50,10 +50,7 @@ def cmd_run(args) -> int:
         print(f"spec {args.spec} is valid; storage root {storage.root}")
         return EXIT_OK
     _check_data(spec)
-    if args.address:
-        from cluster.local import use_cluster_token
-
-        use_cluster_token()  # before Ray is imported
+    _use_cluster_token(args.address)
 
     from search.engine import ResourceMismatch, SearchExists, StorageUnreachable, run_search
 
@@ -62,11 +59,7 @@ def cmd_run(args) -> int:
                              address=args.address, overwrite=args.overwrite)
     except (SearchExists, ResourceMismatch, StorageUnreachable) as e:
         raise BadInput(str(e)) from None
-    print(f"\nsearch {outcome.name!r} finished: {outcome.num_trials} trials "
-          f"({outcome.num_errors} errored) in {outcome.seconds:.0f} s")
-    from results.status import print_status
-
-    print_status(outcome.name, storage)
+    _print_outcome(outcome, storage)
     if args.export:
         _export(outcome.name, storage, None, None)
     print(f"\nBrowse it: hpsearch ui{_storage_flag(args.storage)}   "
@@ -75,23 +68,32 @@ def cmd_run(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from search.engine import NothingToResume, ResourceMismatch, resume_search
+    _use_cluster_token(args.address)
+    from search.engine import NothingToResume, ResourceMismatch, StorageUnreachable, resume_search
 
-    if args.address:
-        from cluster.local import use_cluster_token
-
-        use_cluster_token()
     storage = _storage(args)
     try:
         outcome = resume_search(args.name, storage=storage, address=args.address)
-    except (NothingToResume, ResourceMismatch) as e:
+    except (NothingToResume, ResourceMismatch, StorageUnreachable) as e:
         raise BadInput(str(e)) from None
-    print(f"\nsearch {outcome.name!r} finished: {outcome.num_trials} trials "
-          f"({outcome.num_errors} errored) in {outcome.seconds:.0f} s")
+    _print_outcome(outcome, storage)
+    return EXIT_OK
+
+
+def _use_cluster_token(address: str | None) -> None:
+    """Reaching a cluster: its token environment must be set before Ray is imported."""
+    if address:
+        from cluster.local import use_cluster_token
+
+        use_cluster_token()
+
+
+def _print_outcome(outcome, storage) -> None:
     from results.status import print_status
 
+    print(f"\nsearch {outcome.name!r} finished: {outcome.num_trials} trials "
+          f"({outcome.num_errors} errored) in {outcome.seconds:.0f} s")
     print_status(outcome.name, storage)
-    return EXIT_OK
 
 
 def cmd_status(args) -> int:

@@ -106,6 +106,16 @@ def check_storage(root) -> None:
             "give --storage a path on a shared file system or an s3:// / gs:// URI")
 
 
+def connect(spec: SearchSpec, storage: Storage, address: str | None, echo=print) -> SearchSpec:
+    """Start or reach Ray; on a cluster check the storage from every node; fit the
+    spec's resources to what the cluster has. Shared by run and resume."""
+    init_ray(address, spec)
+    if address:
+        storage.root.mkdir(parents=True, exist_ok=True)
+        check_storage(storage.root.resolve())
+    return fit_resources(spec, local=address is None, echo=echo)
+
+
 def trial_dirname(trial) -> str:
     """Short trial folder names: Tune's default packs every config value into them."""
     return f"trial_{trial.trial_id}"
@@ -195,11 +205,7 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
         raise SearchExists(
             f"a search named {spec.name!r} already exists in {exp_dir}; pass --name NEW, "
             f"--overwrite to replace it, or `hpsearch status {spec.name}` to see it")
-    init_ray(address, spec)
-    if address:
-        storage.root.mkdir(parents=True, exist_ok=True)
-        check_storage(storage.root.resolve())
-    spec = fit_resources(spec, local=address is None, echo=echo)  # before anything is written
+    spec = connect(spec, storage, address, echo)  # before anything is written
     if exp_dir.exists():
         shutil.rmtree(exp_dir)
     storage.root.mkdir(parents=True, exist_ok=True)
@@ -251,8 +257,7 @@ def resume_search(name: str, *, storage: Storage, address: str | None = None,
         raise NothingToResume(f"search {name!r} has no Tune experiment state in {exp_dir} to "
                               "resume from; start it again with `hpsearch run --overwrite`")
     spec = parse_spec(meta["spec"], source=meta.get("spec_file", name))
-    init_ray(address, spec)
-    spec = fit_resources(spec, local=address is None, echo=echo)
+    spec = connect(spec, storage, address, echo)
     uri, experiment_id, parent = meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"]
     MlflowClient(uri).update_run(parent, status="RUNNING")
     resources = {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
@@ -277,8 +282,8 @@ class _RestoredTracker:
     def close(self) -> None:
         from results.tracking import MlflowTracker
 
-        for t in MlflowTracker.live:
-            t.close()
+        while MlflowTracker.live:  # drained: a later resume in this process starts empty
+            MlflowTracker.live.pop().close()
 
 
 def _fit(spec, storage, tracker, uri, experiment_id, parent, address, make_tuner, echo):

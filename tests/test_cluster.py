@@ -76,6 +76,15 @@ def test_upload_guard_counts_what_ray_would_upload(tmp_path):
     assert jobs.upload_size(ROOT) < jobs.LIMIT
 
 
+def _cluster_env(home: Path) -> dict:
+    """The CLI's environment for a cluster of its own: no Ray address or auth settings
+    inherited from this process, the cluster's state and token under ``home``."""
+    env = {**os.environ, "HPSEARCH_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    for k in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        env.pop(k, None)
+    return env
+
+
 def _cli(*args, env, timeout=300):
     return subprocess.run([sys.executable, "-m", "search.cli", *args], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
@@ -92,9 +101,7 @@ def _http(url, token=None):
 
 @pytest.mark.e2e
 def test_local_cluster_token_auth_and_a_submitted_search_over_two_nodes(tmp_path):
-    env = {**os.environ, "HPSEARCH_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
-    for k in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
-        env.pop(k, None)
+    env = _cluster_env(tmp_path / "home")
     up = _cli("cluster", "up", "--workers", "1", "--cpus-per-node", "1", "--memory", "2",
               "--port", "6399", "--dashboard-port", "8299", env=env)
     try:
@@ -197,9 +204,7 @@ def test_losing_a_worker_node_mid_search_restarts_its_trial_elsewhere(tmp_path):
     import time
 
     home, storage = tmp_path / "home", tmp_path / "runs"
-    env = {**os.environ, "HPSEARCH_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    for k in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
-        env.pop(k, None)
+    env = _cluster_env(home)
     spec = yaml.safe_load((ROOT / "spaces" / "cluster_digits.yaml").read_text())
     spec.update(name="node-loss", search={"algorithm": "random", "samples": 4, "seed": 0,
                                           "concurrency": 3},
