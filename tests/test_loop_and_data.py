@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from trainables import data as data_sources
-from trainables.loop import NonFiniteLoss, augment_batch, train
+from trainables.loop import NonFiniteLoss, augment_batch, gpu_options, train
 
 BASE = {"trainable": "resnet18", "base_width": 8, "stem": "cifar",
         "data": {"source": "digits", "seed": 0}, "optimizer": "adam", "lr": 3e-3,
@@ -64,6 +64,20 @@ def test_optimizers_and_schedulers(optimizer, scheduler):
                    "max_epochs": 2, "step_size": 1, "gamma": 0.5, "init": "xavier"})
     if scheduler == "step":
         assert rows[1]["lr"] == pytest.approx(rows[0]["lr"] * 0.5)
+
+
+def test_gpu_switches_default_on_for_cuda_off_on_cpu_and_are_checked():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")  # a device object needs no GPU
+    assert gpu_options({}, cuda) == {"amp": True, "channels_last": True, "data_on_device": True}
+    plain = {"precision": "fp32", "channels_last": False, "data_on_device": False}
+    assert not any(gpu_options(plain, cuda).values())
+    assert not any(gpu_options({}, cpu).values()), "CPU trains fp32 NCHW from host memory"
+    with pytest.raises(ValueError, match="precision must be bf16 or fp32, got 'fp16'"):
+        gpu_options({"precision": "fp16"}, cpu)
+    # the switches change nothing on CPU: same losses with and without them
+    a, _ = run({**BASE, "max_epochs": 1})
+    b, _ = run({**BASE, "max_epochs": 1, **plain})
+    assert a[0]["val_loss"] == pytest.approx(b[0]["val_loss"])
 
 
 def test_augment_batch_keeps_shape_and_moves_pixels():

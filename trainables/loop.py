@@ -26,6 +26,11 @@ Config keys (defaults in parentheses; units in comments):
     grad_clip      clip the global gradient norm to this value (0 = off); RNNs want ~1-5
     loss           regression only: mse | huber (mse), on the scaled target
     max_epochs     (10); seed (0); cpus_per_trial: torch threads on CPU (1)
+    On a GPU only (each is ignored on CPU, where fp32 NCHW is the fast path):
+    precision      bf16 | fp32 (bf16): bf16 autocast for forward passes
+    channels_last  NHWC memory format for images and convolutions (True)
+    data_on_device keep the training split on the GPU for the whole trial (True),
+                   so a batch is one gather, not a host-to-device copy
 
 Tasks: classification (cross-entropy; accuracy, precision, recall, F1) and
 regression (the data's ``info["task"]``; MSE or Huber on the scaled target,
@@ -163,15 +168,16 @@ def pick_device() -> torch.device:
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 512,
-             device: torch.device | None = None) -> dict:
+             device: torch.device | None = None, amp: bool = True,
+             channels_last: bool = True) -> dict:
     """Mean loss, accuracy and predictions of a classifier over (x, y)."""
     device = device or model_device(model)
     model.eval()
     loss_sum = torch.zeros((), device=device)
     preds = []
     for i in range(0, len(x), batch_size):
-        xb, yb = _to(x[i:i + batch_size], device), y[i:i + batch_size].to(device)
-        with _autocast(device):
+        xb, yb = _to(x[i:i + batch_size], device, channels_last), y[i:i + batch_size].to(device)
+        with _autocast(device, amp):
             logits = model(xb)
         loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum")
         preds.append(logits.argmax(1))
@@ -205,14 +211,14 @@ def prf(y: torch.Tensor, pred: torch.Tensor) -> dict:
 @torch.inference_mode()
 def evaluate_regression(model: nn.Module, x: torch.Tensor, y: torch.Tensor, info: dict, *,
                         loss_name: str = "mse", batch_size: int = 1024,
-                        device: torch.device | None = None) -> dict:
+                        device: torch.device | None = None, amp: bool = True) -> dict:
     """Loss on the scaled target; RMSE, MAE, R^2 in the target's units, and the
     same for the naive forecast (the last input step's target, column 0)."""
     device = device or model_device(model)
     model.eval()
     outs = []
     for i in range(0, len(x), batch_size):
-        with _autocast(device):
+        with _autocast(device, amp):
             outs.append(model(_to(x[i:i + batch_size], device)).float().cpu())
     pred = torch.cat(outs).reshape(y.shape)
     loss = regression_loss(pred, y, loss_name).item()
@@ -241,15 +247,28 @@ def regression_loss(pred: torch.Tensor, y: torch.Tensor, name: str) -> torch.Ten
     raise ValueError(f"loss must be mse or huber, got {name!r}")
 
 
-def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    if device.type == "cuda" and x.dim() == 4:
-        return x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+def gpu_options(config: dict, device: torch.device) -> dict:
+    """The GPU-only switches of a config (all off on CPU): amp, channels_last, data_on_device."""
+    cuda = device.type == "cuda"
+    precision = config.get("precision", "bf16")
+    if precision not in ("bf16", "fp32"):
+        raise ValueError(f"precision must be bf16 or fp32, got {precision!r}")
+    return {"amp": cuda and precision == "bf16",
+            "channels_last": cuda and bool(config.get("channels_last", True)),
+            "data_on_device": cuda and bool(config.get("data_on_device", True))}
+
+
+def _to(x: torch.Tensor, device: torch.device, channels_last: bool = True) -> torch.Tensor:
+    if device.type == "cuda":
+        x = x.to(device, non_blocking=True)
+        if channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
     return x
 
 
-def _autocast(device: torch.device):
+def _autocast(device: torch.device, amp: bool = True):
     # bf16 autocast on GPU only: on CPU it is slower than fp32 for these nets
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
 
 
 def build_model(config: dict, data_info: dict) -> nn.Module:
@@ -273,10 +292,12 @@ def evaluate_split(config: dict, model: nn.Module, data, split: tuple, *,
     hook = getattr(module, "evaluate", None)
     if hook is not None:
         return hook(model, split[0], split[1], reference=data.train, device=device, config=config)
+    gpu = gpu_options(config, device)
     if data.info.get("task") == "regression":
-        return evaluate_regression(model, split[0], split[1], data.info,
+        return evaluate_regression(model, split[0], split[1], data.info, amp=gpu["amp"],
                                    loss_name=config.get("loss", "mse"), device=device)
-    return evaluate(model, split[0], split[1], device=device)
+    return evaluate(model, split[0], split[1], device=device, amp=gpu["amp"],
+                    channels_last=gpu["channels_last"])
 
 
 def model_summary(model: nn.Module, example: torch.Tensor):
@@ -350,8 +371,11 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
     if not getattr(module, "KEEP_INIT", False):
         init_weights(model, config.get("init", "kaiming"))
     model.to(device)
-    if device.type == "cuda":
+    gpu = gpu_options(config, device)
+    if gpu["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
+    if device.type == "cuda":  # fixed image shapes: let cuDNN pick its fastest kernels once
+        torch.backends.cudnn.benchmark = True
     facts = model_facts(model, data.train[0])
     max_epochs = int(config.get("max_epochs", 10))
     trainable_params = [p for p in model.parameters() if p.requires_grad]
@@ -380,7 +404,7 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
         stage_metrics = module.pretrain(model, data, config, device)
 
     x_train, y_train = data.train
-    if device.type == "cuda":  # small image sets live on the GPU for the whole trial
+    if gpu["data_on_device"]:  # the training split lives on the GPU for the whole trial
         x_train, y_train = x_train.to(device), y_train.to(device)
     x_val, y_val = data.val
     n = len(x_train)
@@ -396,10 +420,10 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
             idx = order[i:i + batch_size]
             if len(idx) < 2:  # BatchNorm cannot train on a single sample
                 continue
-            xb, yb = _to(x_train[idx], device), y_train[idx].to(device)
+            xb, yb = _to(x_train[idx], device, gpu["channels_last"]), y_train[idx].to(device)
             if augment:
                 xb = augment_batch(xb)
-            with _autocast(device):
+            with _autocast(device, gpu["amp"]):
                 out = model(xb)
             if regression:
                 out = out.float().reshape(yb.shape)
