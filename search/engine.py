@@ -155,16 +155,16 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list, trainable=N
     from optuna.samplers import RandomSampler, TPESampler
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search.optuna import OptunaSearch
 
     from search.adapter import trial
+    from search.searcher import SchedulerAwareOptunaSearch
     from search.space import define_by_run
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = (TPESampler(seed=spec.seed, n_startup_trials=min(10, max(2, spec.samples // 3)))
                if spec.algorithm == "tpe" else RandomSampler(seed=spec.seed))
-    searcher = OptunaSearch(space=define_by_run(spec), metric=spec.metric, mode=spec.mode,
-                            sampler=sampler)
+    searcher = SchedulerAwareOptunaSearch(space=define_by_run(spec), metric=spec.metric,
+                                          mode=spec.mode, sampler=sampler)
     if spec.scheduler == "asha":
         scheduler = ASHAScheduler(time_attr="training_iteration", metric=spec.metric,
                                   mode=spec.mode, max_t=spec.max_epochs,

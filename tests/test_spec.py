@@ -199,3 +199,22 @@ def test_console_script_help_and_bad_input(tmp_path):
     assert r.stderr.strip().count("\n") == 0 and "spec file not found" in r.stderr
     r = subprocess.run([str(exe), "frobnicate"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def test_trials_the_scheduler_stopped_reach_tpe_as_pruned():
+    """ASHA's stops are Optuna's PRUNED: TPE ranks every complete trial above them,
+    and pruned ones by the rung they reached (a real OptunaSearch and study)."""
+    from optuna.trial import TrialState
+
+    from search.searcher import SchedulerAwareOptunaSearch
+
+    searcher = SchedulerAwareOptunaSearch(
+        space=lambda t: {"x": t.suggest_float("x", 0, 1)}, metric="acc", mode="max")
+    for tid, accs, finished in (("stopped", [0.5, 0.7], False), ("done", [0.4, 0.6], True)):
+        assert "x" in searcher.suggest(tid)
+        for step, acc in enumerate(accs, 1):
+            searcher.on_trial_result(tid, {"acc": acc, "training_iteration": step})
+        last = {"acc": accs[-1], "training_iteration": len(accs), "trial_finished": finished}
+        searcher.on_trial_complete(tid, last)
+    states = [(t.state, t.value) for t in searcher._ot_study.trials]
+    assert states == [(TrialState.PRUNED, 0.7), (TrialState.COMPLETE, 0.6)]
