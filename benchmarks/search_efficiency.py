@@ -11,7 +11,10 @@ which many configurations train badly. Three strategies, each over
     random       random proposals, every trial trains its 27 epochs
 Reports, per strategy, the best accuracy found and the cumulative epochs needed
 to come within 0.5 points of the best accuracy any strategy found in that seed.
-Run: python benchmarks/search_efficiency.py [--seeds 3] [--budget 540]
+Every search's curve is kept in search_efficiency_curves.json (keyed by
+strategy, seed, budget and space), so ``--rerun tpe+asha`` re-measures one
+strategy after a product change and reuses the others' curves.
+Run: python benchmarks/search_efficiency.py [--seeds 3] [--budget 540] [--rerun S ...]
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable as a plain script
 
 import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
 import statistics  # noqa: E402
@@ -33,6 +38,7 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 from ray import tune  # noqa: E402
 
 MAX_EPOCHS = 27
+CURVES = Path(__file__).resolve().parent / "search_efficiency_curves.json"
 PER_CLASS = 400
 SPACE = {
     "optimizer": {"choice": ["sgd", "adam", "rmsprop"]},
@@ -105,9 +111,16 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--budget", type=int, default=540,
                     help="training epochs per search (540 = 20 full-length trials)")
+    ap.add_argument("--rerun", nargs="*", default=None, metavar="STRATEGY",
+                    help="re-measure only these strategies (tpe+asha, tpe, random) and reuse the "
+                         "stored curves of the others; with no names, measure only what is not "
+                         "stored yet (resume an interrupted run); without --rerun, measure all")
     args = ap.parse_args()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     strategies = ("tpe+asha", "tpe", "random")
+    stored = json.loads(CURVES.read_text()) if CURVES.exists() else {}
+    space_id = hashlib.sha256(json.dumps([SPACE, PER_CLASS, MAX_EPOCHS], sort_keys=True)
+                              .encode()).hexdigest()[:12]
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     best = {s: [] for s in strategies}
     needed = {s: [] for s in strategies}
     trials = {s: [] for s in strategies}
@@ -115,8 +128,14 @@ def main() -> None:
     for seed in range(args.seeds):
         curves = {}
         for s in strategies:
-            with tempfile.TemporaryDirectory() as tmp:
-                curves[s], last = run(s, seed, args.budget, Path(tmp))
+            key = f"{s}/seed{seed}/budget{args.budget}/space{space_id}"
+            if args.rerun is not None and s not in args.rerun and key in stored:
+                curves[s], last = stored[key]["curve"], stored[key]["last"]
+            else:
+                with tempfile.TemporaryDirectory() as tmp:
+                    curves[s], last = run(s, seed, args.budget, Path(tmp))
+                stored[key] = {"curve": curves[s], "last": last}
+                CURVES.write_text(json.dumps(stored, separators=(",", ":")))
             trials[s].append(len(last))
             if s == "random":
                 finals += last
