@@ -63,8 +63,16 @@ def auth_env(root: Path) -> dict:
             "MLFLOW_FLASK_SERVER_SECRET_KEY": csrf_key}
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def serve(root: Path, *, port: int, public: bool, backend: str | None = None) -> int:
     cmd, env = command(root, port=port, public=public, backend=backend)
+    # Ctrl-C and SIGTERM (a service manager, `kill`) both stop the server's whole
+    # process group, also where SIGINT was ignored at start (a `cmd &` of a script)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)  # its own process group
     where = "0.0.0.0 (basic auth)" if public else "127.0.0.1"
     print(f"MLflow tracking server on {where}:{port}; searches log with "
