@@ -55,3 +55,16 @@ def write_section(name: str, body: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     RESULTS.write_text(text)
+
+
+def recording_tracker(on_result):
+    """The product's MLflow tracker, handing each trial result to ``on_result(trial,
+    result)`` first: how a benchmark watches a search run through ``run_search``."""
+    from results.tracking import MlflowTracker
+
+    class Recorder(MlflowTracker):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            on_result(trial, result)
+            super().on_trial_result(iteration, trials, trial, result, **info)
+
+    return Recorder

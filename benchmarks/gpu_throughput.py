@@ -85,17 +85,15 @@ def single_trial(config: dict, epochs: int) -> float:
 
 def packed(k: int, *, per_trial_gpu: float, epochs: int, data: dict, root: Path) -> float:
     """Total training images/s of k concurrent trials sharing the machine's GPU (or CPUs)."""
+    from benchmarks.common import recording_tracker
     from results.storage import Storage
-    from results.tracking import MlflowTracker
     from search.engine import run_search
     from search.spec import parse_spec
 
     rates: dict[str, list[float]] = {}
 
-    class Recorder(MlflowTracker):
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            rates.setdefault(trial.trial_id, []).append(result["samples_per_second"])
-            super().on_trial_result(iteration, trials, trial, result, **info)
+    def record(trial, result) -> None:
+        rates.setdefault(trial.trial_id, []).append(result["samples_per_second"])
 
     spec = parse_spec({
         "name": f"pack-{k}", "trainable": PACKED["trainable"], "data": data,
@@ -106,7 +104,8 @@ def packed(k: int, *, per_trial_gpu: float, epochs: int, data: dict, root: Path)
         "space": {"lr": {"loguniform": [0.01, 0.02]}},
         "fixed": {k2: v for k2, v in PACKED.items() if k2 != "trainable"},
     }, source="benchmark")
-    run_search(spec, storage=Storage(root), echo=lambda *_: None, tracker_class=Recorder)
+    run_search(spec, storage=Storage(root), echo=lambda *_: None,
+               tracker_class=recording_tracker(record))
     if len(rates) != k:
         raise RuntimeError(f"expected {k} trials, got {len(rates)}")
     return sum(statistics.median(r[1:]) for r in rates.values())

@@ -68,20 +68,18 @@ class EpochBudget(tune.Stopper):
 def run(strategy: str, seed: int, budget: int, root: Path) -> tuple[list, list]:
     """(cumulative epochs, best val_accuracy so far) after every reported epoch,
     and each trial's last val_accuracy."""
+    from benchmarks.common import recording_tracker
     from results.storage import Storage
-    from results.tracking import MlflowTracker
     from search.engine import run_search
     from search.spec import parse_spec
 
     curve: list[tuple[int, float]] = []
     last: dict[str, float] = {}
 
-    class Recorder(MlflowTracker):
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            best = max(curve[-1][1] if curve else -math.inf, result["val_accuracy"])
-            curve.append((len(curve) + 1, best))
-            last[trial.trial_id] = result["val_accuracy"]
-            super().on_trial_result(iteration, trials, trial, result, **info)
+    def record(trial, result) -> None:
+        best = max(curve[-1][1] if curve else -math.inf, result["val_accuracy"])
+        curve.append((len(curve) + 1, best))
+        last[trial.trial_id] = result["val_accuracy"]
 
     spec = parse_spec({
         "name": f"eff-{strategy.replace('+', '-')}-{seed}", "trainable": "small_vgg",
@@ -93,7 +91,8 @@ def run(strategy: str, seed: int, budget: int, root: Path) -> tuple[list, list]:
                       "max_epochs": MAX_EPOCHS, "grace_period": 1, "reduction_factor": 3},
         "space": SPACE, "fixed": {"blocks": 3},
     }, source="benchmark")
-    run_search(spec, storage=Storage(root), echo=lambda *_: None, tracker_class=Recorder,
+    run_search(spec, storage=Storage(root), echo=lambda *_: None,
+               tracker_class=recording_tracker(record),
                stopper=EpochBudget(budget))
     return curve, list(last.values())
 
