@@ -57,6 +57,16 @@ def write_section(name: str, body: str) -> None:
     RESULTS.write_text(text)
 
 
+def loop_throughput(config: dict, epochs: int) -> float:
+    """Training samples/s of the shared loop: the median of its per-epoch
+    ``samples_per_second`` after the first epoch (a warm-up)."""
+    from trainables.loop import train
+
+    rates = []
+    train({**config, "max_epochs": epochs}, lambda m, s: rates.append(m["samples_per_second"]))
+    return statistics.median(rates[1:])
+
+
 def recording_tracker(on_result):
     """The product's MLflow tracker, handing each trial result to ``on_result(trial,
     result)`` first: how a benchmark watches a search run through ``run_search``."""

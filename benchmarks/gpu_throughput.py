@@ -75,14 +75,6 @@ def flops_per_image(config: dict) -> float:
     return counter.get_total_flops() / len(x)
 
 
-def single_trial(config: dict, epochs: int) -> float:
-    from trainables.loop import train
-
-    rates = []
-    train({**config, "max_epochs": epochs}, lambda m, s: rates.append(m["samples_per_second"]))
-    return statistics.median(rates[1:])
-
-
 def packed(k: int, *, per_trial_gpu: float, epochs: int, data: dict, root: Path) -> float:
     """Total training images/s of k concurrent trials sharing the machine's GPU (or CPUs)."""
     from benchmarks.common import recording_tracker
@@ -114,7 +106,7 @@ def packed(k: int, *, per_trial_gpu: float, epochs: int, data: dict, root: Path)
 def main() -> None:
     import ray
 
-    from benchmarks.common import spread, write_section
+    from benchmarks.common import loop_throughput, spread, write_section
 
     cuda = torch.cuda.is_available()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -138,7 +130,7 @@ def main() -> None:
             for vname, extra in variants.items():
                 rates = []
                 for r in range(args.repeats):
-                    rates.append(single_trial({**base, **extra}, args.epochs))
+                    rates.append(loop_throughput({**base, **extra}, args.epochs))
                     print(f"{label} {px}px {vname} repeat {r + 1}: {rates[-1]:.0f} images/s",
                           flush=True)
                 mfu = (spread([x * gflop * 1e9 / peak * 100 for x in rates], "{:.1f}") + " %"

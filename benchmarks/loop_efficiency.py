@@ -31,14 +31,6 @@ MODELS = {
 }
 
 
-def shared_loop(config: dict, epochs: int) -> float:
-    from trainables.loop import train
-
-    rates = []
-    train({**config, "max_epochs": epochs}, lambda m, s: rates.append(m["samples_per_second"]))
-    return statistics.median(rates[1:])
-
-
 def bare_loop(config: dict, epochs: int) -> float:
     from trainables.loop import (
         build_model,
@@ -71,7 +63,7 @@ def bare_loop(config: dict, epochs: int) -> float:
 
 
 def main() -> None:
-    from benchmarks.common import spread, write_section
+    from benchmarks.common import loop_throughput, spread, write_section
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
@@ -93,7 +85,7 @@ def main() -> None:
                   "cpus_per_trial": args.threads, "seed": 0, "data": data}
         shared, bare, ratios = [], [], []
         for r in range(args.repeats):  # interleaved
-            s, b = shared_loop(config, args.epochs), bare_loop(config, args.epochs)
+            s, b = loop_throughput(config, args.epochs), bare_loop(config, args.epochs)
             shared.append(s)
             bare.append(b)
             ratios.append(s / b)

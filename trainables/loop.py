@@ -374,7 +374,7 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
     gpu = gpu_options(config, device)
     if gpu["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
-    if device.type == "cuda":  # fixed image shapes: let cuDNN pick its fastest kernels once
+    if device.type == "cuda":  # cuDNN times its kernels once per input shape, then reuses them
         torch.backends.cudnn.benchmark = True
     facts = model_facts(model, data.train[0])
     max_epochs = int(config.get("max_epochs", 10))
