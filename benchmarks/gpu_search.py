@@ -165,7 +165,7 @@ def main() -> None:
                     f"{r['completed']} | {r['asha']} | {r['epochs']} | {r['best_val']:.4f} | {r['test']:.4f} |")
     if first_kernel is not None:
         body.append(f"\nFirst GPU kernel {first_kernel:.1f} s after the script started "
-                    "(Python, Ray, MLflow start-up, the GPU memory check and data loading).")
+                    "(Python, Ray and MLflow start-up, data loading).")
     if not cuda:
         skipped.append("no CUDA device: ran the spec's --smoke version on CPU; GPU busy "
                        "fraction, first-kernel time and the full data set were skipped")

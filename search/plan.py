@@ -167,10 +167,13 @@ def measure(config: dict, sizes: list[int], *, steps: int = 10, warmup: int = 3,
             for idx in batches[warmup:]:
                 trial.step(trial.x_train[idx], trial.y_train[idx])
 
-        t0 = time.perf_counter()
-        timed_steps()
-        _sync(cuda)
-        step_seconds = (time.perf_counter() - t0) / n_steps
+        rounds = []  # the median of 3 rounds: one round can catch a stray stall
+        for _ in range(3 if cuda else 1):
+            t0 = time.perf_counter()
+            timed_steps()
+            _sync(cuda)
+            rounds.append((time.perf_counter() - t0) / n_steps)
+        step_seconds = sorted(rounds)[len(rounds) // 2]
         # the same steps again under the profiler (it slows launches, so not timed)
         kernel_seconds = _kernel_seconds(timed_steps) if profile and cuda else None
         t0 = time.perf_counter()
