@@ -56,7 +56,8 @@ def _unpack_into_cache(src: Path) -> None:
     raw = _raw_dir()
     raw.mkdir(parents=True, exist_ok=True)
     for f in FILES:
-        tmp = raw / f"{f}.part"
+        # a name of this process's own: Tune workers on a fresh machine unpack at once
+        tmp = raw / f"{f}.part-{os.getpid()}"
         with gzip.open(src / f"{f}.gz", "rb") as fin, open(tmp, "wb") as fout:
             shutil.copyfileobj(fin, fout)
         tmp.replace(raw / f)  # atomic: a reader never sees half a file

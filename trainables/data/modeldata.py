@@ -58,8 +58,9 @@ def fetch(log=print) -> Path:
         dest = _cache_dir()
         dest.mkdir(parents=True, exist_ok=True)
         for f in FILES:
-            shutil.copyfile(src / f, dest / f"{f}.part")
-            (dest / f"{f}.part").replace(dest / f)  # atomic
+            part = dest / f"{f}.part-{os.getpid()}"  # concurrent workers: one name each
+            shutil.copyfile(src / f, part)
+            part.replace(dest / f)  # atomic
 
     try:
         debian.extract("r-cran-modeldata", PACKAGE_DIR, unpack, log)
