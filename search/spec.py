@@ -74,6 +74,16 @@ class SearchSpec:
     source: str = "<spec>"
     raw: dict = field(default_factory=dict, compare=False)  # the validated document, for logging
 
+    def values(self, name: str) -> tuple:
+        """The values this search may give parameter ``name``: its fixed value, a choice's
+        options, a range's two bounds, or the trainable's declared default when unset."""
+        if name in self.fixed:
+            return (self.fixed[name],)
+        param = next((p for p in self.space if p.name == name), None)
+        if param is not None:
+            return tuple(param.args)
+        return (trainables.get(self.trainable).params[name].default,)
+
     def base_config(self) -> dict:
         """Config shared by every trial; the searcher adds the sampled params."""
         return {**copy.deepcopy(self.fixed), "trainable": self.trainable,

@@ -5,7 +5,9 @@ Modules import lazily (Ray Tune's plugin habit): listing the registry or
 validating a spec never imports torch. A spec may also name any importable
 module (``trainable: mypkg.my_model``) that defines ``build``, ``TASK`` and
 ``PARAMS`` (a tuple of :class:`trainables.constraints.Param`; the shared loop's
-parameters are added to them as for a registered model).
+parameters are added to them as for a registered model). A module may also
+define ``preflight(values)``: checks ``hpsearch run`` makes before anything
+starts, e.g. that the pretrained weights the search needs are on disk.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class TrainableInfo:
     model_params: tuple[Param, ...] = ()  # what the module reads; the loop's are added
     fits: bool = False        # trained by the module's fit() (scikit-learn), not the SGD loop
     keeps_init: bool = False  # KEEP_INIT: its weights are pretrained, the loop's `init` is moot
+    preflight: bool = False   # the module's preflight(values) checks files before a search starts
 
     def load(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -106,7 +109,7 @@ REGISTRY: dict[str, TrainableInfo] = {
                       model_params=P.METRIC_RESNET18),
         TrainableInfo("transfer", "trainables.transfer", "classification", "spaces/transfer.yaml",
                       "torchvision pretrained ShuffleNetV2 / MobileNetV3 / ResNet-18, new head",
-                      model_params=P.TRANSFER, keeps_init=True),
+                      model_params=P.TRANSFER, keeps_init=True, preflight=True),
         TrainableInfo("forecaster", "trainables.forecaster", "regression",
                       "spaces/forecast_chicago.yaml",
                       "time series: RNN | LSTM | GRU stack (>= 3 layers) + Linear head",
@@ -146,7 +149,8 @@ def get(name: str) -> TrainableInfo:
         return TrainableInfo(name, name, module.TASK, "", module.__doc__ or "",
                              data=getattr(module, "DATA", "image"), model_params=tuple(declared),
                              fits=hasattr(module, "fit"),
-                             keeps_init=bool(getattr(module, "KEEP_INIT", False)))
+                             keeps_init=bool(getattr(module, "KEEP_INIT", False)),
+                             preflight=hasattr(module, "preflight"))
     close = difflib.get_close_matches(name, list(REGISTRY), n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     raise KeyError(f"unknown trainable {name!r}; {hint}registered: {', '.join(sorted(REGISTRY))} "
