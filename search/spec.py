@@ -306,8 +306,10 @@ class _Validator:
             if not declared.accepts_kind(samples):
                 use = ("{int: [low, high]} (with log: true for a log scale) or {choice: [...]}"
                        if declared.accepts_kind(int) else "{choice: [...]}")
+                article = "an" if p.kind == "int" else "a"
                 raise self.fail(key, f"`{p.name}` takes {declared.type_name} values "
-                                     f"({declared.domain_text}), not a {p.kind} range; use {use}")
+                                     f"({declared.domain_text}), not {article} {p.kind} range; "
+                                     f"use {use}")
         for value in p.args:
             problem = declared.problem(value)
             if problem:

@@ -265,4 +265,4 @@ def _help(p: Param) -> str:
     extra = [p.conditions()] if p.when else []
     if p.gpu:
         extra.append("GPU only")
-    return p.help + (f" ({'; '.join(extra)})" if extra else "")
+    return "; ".join([p.help, *extra])
