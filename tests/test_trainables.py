@@ -141,10 +141,20 @@ def test_vgg_adapts_pools_to_small_inputs():
                for m in model.features) == 3
 
 
-def test_unknown_module_path_trainable_is_rejected():
+def test_unknown_module_path_trainable_is_rejected(tmp_path, monkeypatch):
     with pytest.raises(KeyError, match="cannot import trainable module"):
         trainables.get("nowhere.model")
-    assert trainables.get("plugins.nan_probe").task == "classification"
+    probe = trainables.get("plugins.nan_probe")
+    assert probe.task == "classification" and [p.name for p in probe.model_params] == ["poison"]
+    # a module of one's own declares its parameters like a registered one
+    (tmp_path / "userpkg").mkdir()
+    (tmp_path / "userpkg" / "__init__.py").write_text("")
+    (tmp_path / "userpkg" / "model.py").write_text(
+        "TASK = 'classification'\n\ndef build(config, data_info):\n    return None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(KeyError, match=r"must define build\(config, data_info\), TASK in .* and "
+                                       r"PARAMS, a tuple of trainables.constraints.Param"):
+        trainables.get("userpkg.model")
 
 
 def test_vgg_deep_tracks_gradient_norms_of_every_conv():

@@ -131,7 +131,7 @@ REGISTRY: dict[str, TrainableInfo] = {
 
 
 def get(name: str) -> TrainableInfo:
-    """Resolve a registered name, or a dotted module path defining build() and TASK."""
+    """Resolve a registered name, or a dotted module path defining build(), TASK, PARAMS."""
     if name in REGISTRY:
         return REGISTRY[name]
     if "." in name:
@@ -140,7 +140,8 @@ def get(name: str) -> TrainableInfo:
         except ImportError as e:
             raise KeyError(f"cannot import trainable module {name!r}: {e}") from None
         declared = getattr(module, "PARAMS", None)
-        if (not callable(getattr(module, "build", None)) or getattr(module, "TASK", None) not in METRICS
+        if (not callable(getattr(module, "build", None))
+                or getattr(module, "TASK", None) not in METRICS
                 or not isinstance(declared, (tuple, list))
                 or not all(isinstance(p, Param) for p in declared)):
             raise KeyError(f"module {name!r} must define build(config, data_info), "
