@@ -23,8 +23,8 @@ class BadInput(Exception):
 # ---------------------------------------------------------------- commands
 
 
-def cmd_run(args) -> int:
-    from results.storage import Storage
+def _spec_from_args(args):
+    """The spec file with the command's flags applied (bad input -> BadInput)."""
     from search.spec import SpecError, load_spec
 
     overrides = {
@@ -38,9 +38,15 @@ def cmd_run(args) -> int:
         "data.source": (args.data, "--data"),
     }
     try:
-        spec = load_spec(args.spec, overrides, smoke=args.smoke)
+        return load_spec(args.spec, overrides, smoke=args.smoke)
     except SpecError as e:
         raise BadInput(str(e)) from None
+
+
+def cmd_run(args) -> int:
+    from results.storage import Storage
+
+    spec = _spec_from_args(args)
     storage = Storage.resolve(args.storage)
     storage.check_writable()
     _preflight(spec)
@@ -53,6 +59,8 @@ def cmd_run(args) -> int:
         return EXIT_OK
     _check_data(spec)
     _use_cluster_token(args.address)
+    if not args.address:  # a local GPU: the largest trial must fit its GPU share
+        _check_plan(spec)
 
     from search.engine import ResourceMismatch, SearchExists, StorageUnreachable, run_search
 
@@ -66,6 +74,44 @@ def cmd_run(args) -> int:
         _export(outcome.name, storage, None, None)
     print(f"\nBrowse it: hpsearch ui{_storage_flag(args.storage)}   "
           f"(MLflow on http://127.0.0.1:5000, experiment {outcome.name!r})")
+    return EXIT_OK
+
+
+def _check_plan(spec) -> None:
+    from search.plan import DoesNotFit, PlanError, check_before_run
+
+    try:
+        plan = check_before_run(spec)
+    except DoesNotFit as e:
+        raise BadInput(str(e)) from None
+    except PlanError as e:
+        print(f"hpsearch: warning: {e}; starting the search without the memory check",
+              file=sys.stderr)
+        return
+    if plan is not None:
+        print(f"GPU memory check: the largest trial needs {plan.per_trial_bytes / 2**30:.1f} GiB; "
+              f"{spec.gpus_per_trial:g} of {plan.result['device']} gives "
+              f"{spec.gpus_per_trial * plan.result['total_bytes'] * 0.95 / 2**30:.1f} GiB")
+
+
+def cmd_plan(args) -> int:
+    from search.plan import DoesNotFit, PlanError, make_plan
+
+    spec = _spec_from_args(args)
+    _preflight(spec)
+    _check_data(spec)
+    print(f"measuring the largest trial of {args.spec} (a few real training steps)...",
+          flush=True)
+    try:
+        plan = make_plan(spec, steps=args.steps)
+    except PlanError as e:
+        print(f"hpsearch: failed: {e}", file=sys.stderr)
+        return EXIT_RUNTIME
+    print("\n".join(plan.lines()), flush=True)
+    try:
+        plan.check_fits()
+    except DoesNotFit as e:
+        raise BadInput(str(e)) from None
     return EXIT_OK
 
 
@@ -337,25 +383,35 @@ def build_parser() -> argparse.ArgumentParser:
                             help="MLflow tracking URI (default sqlite:///<storage>/mlflow.db, "
                                  "or $MLFLOW_TRACKING_URI)")
 
+    def spec_opts(sp) -> None:
+        """The spec-overriding flags that run and plan share."""
+        sp.add_argument("spec", metavar="SPEC.yaml", help="search spec, e.g. spaces/resnet18.yaml")
+        sp.add_argument("--name", help="search name (MLflow experiment and Ray run name)")
+        sp.add_argument("--samples", type=_positive_int, metavar="N", help="number of trials")
+        sp.add_argument("--max-epochs", type=_positive_int, metavar="N",
+                        help="epochs per trial (ASHA max_t)")
+        sp.add_argument("--data", metavar="SOURCE",
+                        help="data source: fashion-mnist, digits, imagefolder:<dir>, "
+                             "seattle-weather, chicago-ridership, fine-foods, aclimdb:<dir>, "
+                             "csv:<file>")
+        sp.add_argument("--cpus-per-trial", type=_number, metavar="N",
+                        help="CPUs (and torch threads) per trial")
+        sp.add_argument("--gpus-per-trial", type=_number, metavar="F",
+                        help="GPU share per trial; 0.25 packs four trials on one GPU")
+        sp.add_argument("--concurrency", type=_positive_int, metavar="N", help="trials at once")
+        sp.add_argument("--seed", type=_positive_int, metavar="N",
+                        help="seed of the searcher, splits and trials")
+        sp.add_argument("--smoke", action="store_true",
+                        help="2 trials, 1 epoch, a tiny data subset: check that a spec runs")
+
     r = sub.add_parser("run", help="run a search from a spec file",
                        description="Run the search a spec file describes; every flag overrides "
-                                   "the matching spec field.")
-    r.add_argument("spec", metavar="SPEC.yaml", help="search spec, e.g. spaces/resnet18.yaml")
-    r.add_argument("--name", help="search name (MLflow experiment and Ray run name)")
-    r.add_argument("--samples", type=_positive_int, metavar="N", help="number of trials")
-    r.add_argument("--max-epochs", type=_positive_int, metavar="N", help="epochs per trial (ASHA max_t)")
-    r.add_argument("--data", metavar="SOURCE",
-                   help="data source: fashion-mnist, digits, imagefolder:<dir>, seattle-weather, "
-                        "chicago-ridership, fine-foods, aclimdb:<dir>, csv:<file>")
-    r.add_argument("--cpus-per-trial", type=_number, metavar="N", help="CPUs (and torch threads) per trial")
-    r.add_argument("--gpus-per-trial", type=_number, metavar="F",
-                   help="GPU share per trial; 0.25 packs four trials on one GPU")
-    r.add_argument("--concurrency", type=_positive_int, metavar="N", help="trials at once")
-    r.add_argument("--seed", type=_positive_int, metavar="N", help="seed of the searcher, splits and trials")
+                                   "the matching spec field. On a machine with a CUDA GPU, the "
+                                   "space's largest trial is first trained for a few steps to "
+                                   "check that it fits its GPU share (see `hpsearch plan`).")
+    spec_opts(r)
     storage_opts(r, tracking=True)
     r.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: start a local one)")
-    r.add_argument("--smoke", action="store_true",
-                   help="2 trials, 1 epoch, a tiny data subset: check that a spec runs")
     r.add_argument("--overwrite", action="store_true",
                    help="replace an existing search of the same name")
     r.add_argument("--export", action="store_true",
@@ -363,6 +419,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dry-run", action="store_true",
                    help="validate the spec and print three sampled configs; start nothing")
     r.set_defaults(func=cmd_run)
+
+    pl = sub.add_parser(
+        "plan", help="measure a spec's largest trial on this machine's device before searching",
+        description="Build the space's largest configuration (largest batch, widest model, the "
+                    "optimizer with the most state), train it for a few real steps on this "
+                    "machine's device and print its peak GPU memory, step time at every batch "
+                    "size, how busy one trial keeps the GPU, how many trials fit and help per "
+                    "GPU, and the estimated wall time of the search's epoch budget. Exit 2 if the "
+                    "largest trial does not fit the spec's GPU share. Starts no search.")
+    spec_opts(pl)
+    pl.add_argument("--steps", type=_positive_int, default=10, metavar="N",
+                    help="timed training steps per batch size (10)")
+    pl.set_defaults(func=cmd_plan)
 
     rs = sub.add_parser("resume", help="finish a search whose driver died",
                         description="Restore the search from its Tune experiment state: "

@@ -68,9 +68,12 @@ def test_optimizers_and_schedulers(optimizer, scheduler):
 
 def test_gpu_switches_default_on_for_cuda_off_on_cpu_and_are_checked():
     cuda, cpu = torch.device("cuda"), torch.device("cpu")  # a device object needs no GPU
-    assert gpu_options({}, cuda) == {"amp": True, "channels_last": True, "data_on_device": True}
-    plain = {"precision": "fp32", "channels_last": False, "data_on_device": False}
+    assert gpu_options({}, cuda) == {"amp": True, "channels_last": True, "data_on_device": True,
+                                     "cuda_graphs": True, "cudnn_benchmark": False}
+    plain = {"precision": "fp32", "channels_last": False, "data_on_device": False,
+             "cuda_graphs": False}
     assert not any(gpu_options(plain, cuda).values())
+    assert gpu_options({"cudnn_benchmark": True}, cuda)["cudnn_benchmark"]
     assert not any(gpu_options({}, cpu).values()), "CPU trains fp32 NCHW from host memory"
     with pytest.raises(ValueError, match="precision must be bf16 or fp32, got 'fp16'"):
         gpu_options({"precision": "fp16"}, cpu)
@@ -123,3 +126,52 @@ def test_imagefolder_source(tmp_path):
                            "val_fraction": 0.2, "test_fraction": 0.2})
     assert d.info["classes"] == ["cars", "dogs"] and d.train[0].shape[1:] == (3, 16, 16)
     assert sum(d.info["sizes"].values()) == 20
+
+
+def test_every_training_batch_has_one_shape_and_worker_caches_are_reused():
+    from trainables import step as step_module
+    from trainables.loop import model_facts
+    from trainables.step import TrainStep, batch_plan, resident
+
+    assert batch_plan(1257, 64) == (64, 19)  # ragged last batch dropped: one shape, one graph
+    assert batch_plan(40, 64) == (40, 1)     # a split smaller than a batch: one step of all
+    shapes = []
+    original = TrainStep.__call__
+
+    def spy(self, xb, yb):
+        shapes.append(tuple(xb.shape))
+        return original(self, xb, yb)
+
+    TrainStep.__call__ = spy
+    try:
+        rows, _ = run({**BASE, "max_epochs": 1, "batch_size": 100})
+    finally:
+        TrainStep.__call__ = original
+    assert len(set(shapes)) == 1 and shapes[0][0] == 100
+    train_n = data_sources.load(BASE["data"]).info["sizes"]["train"]
+    assert len(shapes) == train_n // 100
+    assert rows[0]["samples_per_second"] > 0 and rows[0]["setup_seconds"] >= 0
+    assert rows[0]["cuda_graphs"] == 0.0, "no CUDA graphs on CPU"
+    # the device copy of the training split is made once per worker, not once per trial
+    x, y = torch.randn(10, 1, 4, 4), torch.arange(10)
+    first = resident(x, y, torch.device("cpu"))
+    assert resident(x, y, torch.device("cpu")) is first
+    assert resident(x.clone(), y, torch.device("cpu")) is not first
+    assert step_module._Resident.entry[0] is not x, "one entry: the old copy is freed"
+    # model facts: once per architecture; a dropout rate is not a new architecture
+    from trainables.loop import build_model
+    info = data_sources.load(BASE["data"]).info
+    a = build_model({**BASE, "dropout": 0.1}, info)
+    b = build_model({**BASE, "dropout": 0.4}, info)
+    example = data_sources.load(BASE["data"]).train[0]
+    facts = model_facts(a, example)
+    calls = []
+    import trainables.loop as loop_module
+    summary = loop_module.model_summary
+    loop_module.model_summary = lambda *a_, **k: calls.append(1) or summary(*a_, **k)
+    try:
+        assert model_facts(b, example) == facts and not calls
+        wider = build_model({**BASE, "base_width": 16}, info)
+        assert model_facts(wider, example)["num_params"] > facts["num_params"] and calls
+    finally:
+        loop_module.model_summary = summary

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import time
 from collections.abc import Callable
 
@@ -46,6 +47,19 @@ from torch.nn import functional as F
 
 from trainables import data as data_sources
 from trainables import get as get_trainable
+from trainables.step import (  # noqa: F401  (augment_batch, gpu_options: part of this API)
+    TrainStep,
+    augment_batch,
+    autocast,
+    batch_plan,
+    fused_kwargs,
+    gpu_options,
+    model_device,
+    pick_device,
+    regression_loss,
+    resident,
+    to_device,
+)
 
 Report = Callable[[dict, dict], None]
 
@@ -90,16 +104,17 @@ def init_weights(model: nn.Module, scheme: str) -> None:
             nn.init.zeros_(m.bias)
 
 
-def make_optimizer(config: dict, params) -> torch.optim.Optimizer:
+def make_optimizer(config: dict, params, device: torch.device | None = None) -> torch.optim.Optimizer:
+    """The config's optimizer; on CUDA the fused kernels where PyTorch has them."""
     name = config.get("optimizer", "sgd")
     lr, wd = float(config.get("lr", 0.01)), float(config.get("weight_decay", 0.0))
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=float(config.get("momentum", 0.9)),
-                               nesterov=bool(config.get("nesterov", False)), weight_decay=wd)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+                               nesterov=bool(config.get("nesterov", False)), weight_decay=wd,
+                               **fused_kwargs(torch.optim.SGD, device))
+    if name in ("adam", "adamw"):
+        cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+        return cls(params, lr=lr, weight_decay=wd, **fused_kwargs(cls, device))
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, momentum=float(config.get("momentum", 0.0)),
                                    weight_decay=wd)
@@ -121,32 +136,15 @@ def make_scheduler(config: dict, optimizer, max_epochs: int):
     raise ValueError(f"lr_scheduler must be none, plateau, cosine or step, got {name!r}")
 
 
-def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random crop (zero padding) and horizontal flip, for a whole batch at once."""
-    n, _, h, w = x.shape
-    pad = max(1, h // 8)
-    padded = F.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu").to(x.device)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu").to(x.device)
-    rows = (torch.arange(h, device=x.device)[None, :] + dy[:, None])[:, None, :, None]
-    cols = (torch.arange(w, device=x.device)[None, :] + dx[:, None])[:, None, None, :]
-    batch = torch.arange(n, device=x.device)[:, None, None, None]
-    chan = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-    out = padded[batch, chan, rows, cols]
-    flip = (torch.rand(n, generator=generator, device="cpu") < 0.5).to(x.device)
-    return torch.where(flip[:, None, None, None], out.flip(3), out)
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """Where a model lives (a fitted Naive Bayes or tree has buffers, no parameters)."""
-    t = next(model.parameters(), None)
-    if t is None:
-        t = next(model.buffers(), None)
-    return t.device if t is not None else torch.device("cpu")
-
-
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def eval_batches(x: torch.Tensor, batch_size: int, device: torch.device, channels_last: bool = True):
+    """(batch on the device, rows that are real) over x. On CUDA every batch has the
+    same shape (the last one zero-padded): a new shape would cost cuDNN a new plan."""
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size]
+        real = len(xb)
+        if device.type == "cuda" and real < batch_size and len(x) > batch_size:
+            xb = torch.cat([xb, xb.new_zeros((batch_size - real, *xb.shape[1:]))])
+        yield to_device(xb, device, channels_last), real
 
 
 @torch.inference_mode()
@@ -156,13 +154,14 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: 
     """Mean loss, accuracy and predictions of a classifier over (x, y)."""
     device = device or model_device(model)
     model.eval()
+    y_dev = y.to(device)
     loss_sum = torch.zeros((), device=device)
     preds = []
-    for i in range(0, len(x), batch_size):
-        xb, yb = _to(x[i:i + batch_size], device, channels_last), y[i:i + batch_size].to(device)
-        with _autocast(device, amp):
-            logits = model(xb)
-        loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum")
+    for i, (xb, real) in zip(range(0, len(x), batch_size),
+                             eval_batches(x, batch_size, device, channels_last)):
+        with autocast(device, amp):
+            logits = model(xb)[:real]
+        loss_sum += F.cross_entropy(logits.float(), y_dev[i:i + real], reduction="sum")
         preds.append(logits.argmax(1))
     pred = torch.cat(preds).cpu()
     return {"loss": loss_sum.item() / max(1, len(x)),
@@ -200,9 +199,9 @@ def evaluate_regression(model: nn.Module, x: torch.Tensor, y: torch.Tensor, info
     device = device or model_device(model)
     model.eval()
     outs = []
-    for i in range(0, len(x), batch_size):
-        with _autocast(device, amp):
-            outs.append(model(_to(x[i:i + batch_size], device)).float().cpu())
+    for xb, real in eval_batches(x, batch_size, device):
+        with autocast(device, amp):
+            outs.append(model(xb)[:real].float().cpu())
     pred = torch.cat(outs).reshape(y.shape)
     loss = regression_loss(pred, y, loss_name).item()
     scale, offset = info["target_scale"], info["target_offset"]
@@ -220,38 +219,6 @@ def _errors(truth: torch.Tensor, pred: torch.Tensor) -> dict:
     sst = ((truth - truth.mean()) ** 2).sum().double()
     return {"rmse": err.pow(2).mean().sqrt().item(), "mae": err.abs().mean().item(),
             "r2": (1 - err.pow(2).sum() / sst).item() if sst > 0 else 0.0}
-
-
-def regression_loss(pred: torch.Tensor, y: torch.Tensor, name: str) -> torch.Tensor:
-    if name == "mse":
-        return F.mse_loss(pred, y)
-    if name == "huber":
-        return F.huber_loss(pred, y, delta=1.0)
-    raise ValueError(f"loss must be mse or huber, got {name!r}")
-
-
-def gpu_options(config: dict, device: torch.device) -> dict:
-    """The GPU-only switches of a config (all off on CPU): amp, channels_last, data_on_device."""
-    cuda = device.type == "cuda"
-    precision = config.get("precision", "bf16")
-    if precision not in ("bf16", "fp32"):
-        raise ValueError(f"precision must be bf16 or fp32, got {precision!r}")
-    return {"amp": cuda and precision == "bf16",
-            "channels_last": cuda and bool(config.get("channels_last", True)),
-            "data_on_device": cuda and bool(config.get("data_on_device", True))}
-
-
-def _to(x: torch.Tensor, device: torch.device, channels_last: bool = True) -> torch.Tensor:
-    if device.type == "cuda":
-        x = x.to(device, non_blocking=True)
-        if channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
-def _autocast(device: torch.device, amp: bool = True):
-    # bf16 autocast on GPU only: on CPU it is slower than fp32 for these nets
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
 
 
 def build_model(config: dict, data_info: dict) -> nn.Module:
@@ -292,13 +259,24 @@ def model_summary(model: nn.Module, example: torch.Tensor):
 
 
 def model_facts(model: nn.Module, example: torch.Tensor) -> dict:
-    """Parameter count and multiply-accumulates per sample (torchinfo)."""
-    facts = {"num_params": sum(p.numel() for p in model.parameters())}
-    try:
-        facts["macs_per_sample"] = int(model_summary(model, example).total_mult_adds)
-    except Exception:  # an exotic model torchinfo cannot trace: the count still stands
-        pass
-    return facts
+    """Parameter count and multiply-accumulates per sample (torchinfo), computed once
+    per architecture and input shape in a worker (the module's repr names every
+    layer's shape, so it is the architecture's key; dropout rates do not count)."""
+    key = (re.sub(r"Dropout\(p=[^,)]*", "Dropout(", repr(model)), tuple(example.shape[1:]),
+           example.dtype)
+    if key not in _FACTS:
+        facts = {"num_params": sum(p.numel() for p in model.parameters())}
+        try:
+            facts["macs_per_sample"] = int(model_summary(model, example).total_mult_adds)
+        except Exception:  # an exotic model torchinfo cannot trace: the count still stands
+            pass
+        if len(_FACTS) >= 32:  # a search meets a few architectures; stay bounded
+            _FACTS.clear()
+        _FACTS[key] = facts
+    return dict(_FACTS[key])
+
+
+_FACTS: dict = {}
 
 
 class GradNormTracker:
@@ -338,8 +316,57 @@ class GradNormTracker:
 # ---------------------------------------------------------------- the loop
 
 
+class Trial:
+    """A trial's model, optimizer, scheduler and training step, on its device: what
+    ``train`` runs epochs of and what ``hpsearch plan`` times a few steps of."""
+
+    def __init__(self, config: dict, data, module, device: torch.device) -> None:
+        self.config, self.data, self.module, self.device = config, data, module, device
+        model = build_model(config, data.info)
+        if not getattr(module, "KEEP_INIT", False):
+            init_weights(model, config.get("init", "kaiming"))
+        model.to(device)
+        self.gpu = gpu = gpu_options(config, device)
+        if gpu["channels_last"]:
+            model = model.to(memory_format=torch.channels_last)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = gpu["cudnn_benchmark"]
+        self.model = model
+        self.max_epochs = int(config.get("max_epochs", 10))
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(config, params, device)
+        self.scheduler = make_scheduler(config, self.optimizer, self.max_epochs)
+        self.regression = data.info.get("task") == "regression"
+        images = data.train[0].dim() == 4  # the image-only options are not read for sequences
+        self.grad_norms = (GradNormTracker(model, int(config.get("grad_norm_every", 10)))
+                           if images and config.get("track_grad_norms") else None)
+        self.step = TrainStep(
+            model, self.optimizer, device=device, gpu=gpu, regression=self.regression,
+            loss_name=config.get("loss", "mse") if self.regression else None,
+            loss_hook=getattr(module, "training_loss", None), hook_config=config,
+            augment=images and bool(config.get("augment", False)),
+            grad_clip=float(config.get("grad_clip", 0) or 0), grad_norms=self.grad_norms)
+        x, y = data.train
+        if gpu["data_on_device"]:  # the training split lives on the GPU, shared across trials
+            x, y = resident(x, y, device)
+        self.x_train, self.y_train = x, y
+        self.batch_size, self.steps_per_epoch = batch_plan(len(x), int(config.get("batch_size", 64)))
+
+    def capture(self) -> float:
+        """CUDA-graph the training step for this trial's batch shape (see TrainStep)."""
+        example = to_device(self.x_train[:self.batch_size], self.device, self.gpu["channels_last"])
+        return self.step.capture(example)
+
+    def epoch_batches(self):
+        """The indices of one epoch's batches (the host RNG, as on CPU: same order anywhere)."""
+        order = torch.randperm(len(self.x_train)).to(self.x_train.device)
+        for k in range(self.steps_per_epoch):
+            yield order[k * self.batch_size:(k + 1) * self.batch_size]
+
+
 def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
     """Run one trial. ``restore`` is a state previously passed to ``report``."""
+    started = time.perf_counter()
     device = pick_device()
     if device.type == "cpu":
         torch.set_num_threads(max(1, int(config.get("cpus_per_trial", 1))))
@@ -350,30 +377,12 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
     if hasattr(module, "fit"):  # not an epoch-trained network: the module runs the trial
         module.fit(config, data, report)
         return
-    model = build_model(config, data.info)
-    if not getattr(module, "KEEP_INIT", False):
-        init_weights(model, config.get("init", "kaiming"))
-    model.to(device)
-    gpu = gpu_options(config, device)
-    if gpu["channels_last"]:
-        model = model.to(memory_format=torch.channels_last)
-    if device.type == "cuda":  # cuDNN times its kernels once per input shape, then reuses them
-        torch.backends.cudnn.benchmark = True
+    trial = Trial(config, data, module, device)
+    model, optimizer, scheduler, step = trial.model, trial.optimizer, trial.scheduler, trial.step
     facts = model_facts(model, data.train[0])
-    max_epochs = int(config.get("max_epochs", 10))
-    trainable_params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(config, trainable_params)
-    scheduler = make_scheduler(config, optimizer, max_epochs)
+    max_epochs = trial.max_epochs
     patience = int(config.get("early_stopping_patience", 0) or 0)
-    batch_size = int(config.get("batch_size", 64))
-    regression = data.info.get("task") == "regression"
-    images = data.train[0].dim() == 4  # the image-only options are not read for sequences
-    loss_name = config.get("loss", "mse") if regression else None
-    augment = images and bool(config.get("augment", False))
-    grad_clip = float(config.get("grad_clip", 0) or 0)
-    loss_hook = getattr(module, "training_loss", None)
-    grad_norms = (GradNormTracker(model, int(config.get("grad_norm_every", 10)))
-                  if images and config.get("track_grad_norms") else None)
+    regression, loss_hook, grad_norms = trial.regression, step.loss_hook, trial.grad_norms
 
     start_epoch, best, bad_epochs = 0, -math.inf, 0
     if restore is not None:
@@ -386,58 +395,29 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
     stage_metrics = {}
     if restore is None and hasattr(module, "pretrain"):
         stage_metrics = module.pretrain(model, data, config, device)
-
-    x_train, y_train = data.train
-    if gpu["data_on_device"]:  # the training split lives on the GPU for the whole trial
-        x_train, y_train = x_train.to(device), y_train.to(device)
+    trial.capture()  # after any pretraining stage, before the first epoch
+    setup = {"setup_seconds": time.perf_counter() - started, "cuda_graphs": float(step.graphed)}
+    x_train, y_train = trial.x_train, trial.y_train
     x_val, y_val = data.val
-    n = len(x_train)
 
     for epoch in range(start_epoch, max_epochs):
         t0 = time.perf_counter()
         model.train()
-        order = torch.randperm(n).to(x_train.device)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        sse = torch.zeros((), device=device)
-        for i in range(0, n, batch_size):
-            idx = order[i:i + batch_size]
-            if len(idx) < 2:  # BatchNorm cannot train on a single sample
-                continue
-            xb, yb = _to(x_train[idx], device, gpu["channels_last"]), y_train[idx].to(device)
-            if augment:
-                xb = augment_batch(xb)
-            with _autocast(device, gpu["amp"]):
-                out = model(xb)
-            if regression:
-                out = out.float().reshape(yb.shape)
-                loss = regression_loss(out, yb, loss_name)
-                sse += (out.detach() - yb).pow(2).sum()
-            elif loss_hook is None:
-                loss = F.cross_entropy(out.float(), yb)
-                correct += (out.argmax(1) == yb).sum()
-            else:
-                loss = loss_hook(model, out.float(), yb, config)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_norms is not None:
-                grad_norms.after_backward()
-            if grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(trainable_params, grad_clip)
-            optimizer.step()
-            # accumulate on the device: one host sync per epoch, not per batch
-            loss_sum += loss.detach() * len(idx)
-        train_loss = loss_sum.item() / n  # the epoch's one host sync
+        step.reset()
+        for idx in trial.epoch_batches():
+            step(x_train[idx], y_train[idx])
+        totals = step.totals()  # the epoch's one host sync
+        train_loss, n = totals["loss"], totals["samples"]
         train_seconds = time.perf_counter() - t0
         if not math.isfinite(train_loss):
             raise NonFiniteLoss(f"training loss became {train_loss} in epoch {epoch + 1} "
                                 f"(lr={config.get('lr')}, optimizer={config.get('optimizer')})")
         val = evaluate_split(config, model, data, (x_val, y_val), device=device)
         if regression:  # train RMSE in the target's units (a linear scaler: one factor)
-            train_fit = {"train_rmse": math.sqrt(sse.item() / y_train.numel())
+            train_fit = {"train_rmse": math.sqrt(totals["sse"] / max(1, n * y_train[0].numel()))
                          * data.info["target_scale"]}
         elif loss_hook is None:
-            train_fit = {"train_accuracy": correct.item() / n}
+            train_fit = {"train_accuracy": totals["correct"] / n}
         else:  # no logits to argmax: the module's evaluation on (part of) the train split
             sub = (data.train[0][:1000], data.train[1][:1000])
             train_fit = {"train_accuracy":
@@ -468,7 +448,7 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
             **{f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))
                and k not in ("loss", "accuracy")},
             **(grad_norms.epoch_metrics() if grad_norms is not None else {}),
-            **(stage_metrics if epoch == start_epoch else {}),
+            **({**stage_metrics, **setup} if epoch == start_epoch else {}),
         }
         state = {
             "epoch": epoch + 1, "best": best, "bad_epochs": bad_epochs,

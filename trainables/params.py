@@ -49,7 +49,8 @@ LOOP = (
     Param("init", one_of("kaiming", "xavier", "default"), "kaiming",
           "weight init: He (fan_out for convs), Glorot uniform, or PyTorch's per-layer "
           "defaults", scope="init"),
-    Param("batch_size", ints(2), 64, "training mini-batch (a one-sample batch is skipped)"),
+    Param("batch_size", ints(2), 64, "training mini-batch (>= 2 for BatchNorm); every step "
+          "has this shape, the ragged last batch is dropped"),
     Param("augment", BOOL, False, "random crop (pad 1/8 of the side) and horizontal flip, "
           "batched on tensors", scope="image"),
     Param("early_stopping_patience", ints(0), 0, "epochs without validation improvement "
@@ -69,7 +70,7 @@ LOOP = (
     Param("data_on_device", BOOL, True, "keep the training split on the GPU for the whole "
           "trial (a batch is one gather, no host copy)", gpu=True),
     Param("cuda_graphs", BOOL, True, "on a GPU, replay the training step's forward and "
-          "backward as CUDA graphs (image models, fixed batch shapes)", scope="image", gpu=True),
+          "backward as CUDA graphs (image models, fixed batch shapes)", gpu=True),
     Param("cudnn_benchmark", BOOL, False, "cuDNN autotuning per input shape; costs seconds per "
           "new shape", gpu=True),
 )
