@@ -46,7 +46,8 @@ def check_writable(folder: Path, origin: str) -> None:
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".hpsearch-probe-", dir=existing))
     except OSError as e:
-        what = "cannot write in it" if existing == folder else f"cannot create folders in {existing}"
+        what = ("cannot write in it" if existing == folder
+                else f"cannot create folders in {existing}")
         raise NotWritable(f"{where}: {what} ({e.strerror}); give a writable folder") from None
 
 

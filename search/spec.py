@@ -107,11 +107,11 @@ def load_spec(path: str | Path, overrides: dict | None = None, *, smoke: bool = 
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as e:
-        raise SpecError(f"{path}: cannot read the spec file ({e.strerror}); check its "
-                        "permissions") from None
+        raise SpecError(f"{path}: cannot read the spec file ({e.strerror}); give a readable "
+                        "YAML file") from None
     except UnicodeDecodeError as e:
-        raise SpecError(f"{path}: not a UTF-8 text file (byte {e.start} is 0x{e.object[e.start]:02x}); "
-                        "give a YAML spec") from None
+        raise SpecError(f"{path}: not a UTF-8 text file (byte {e.start} is "
+                        f"0x{e.object[e.start]:02x}); give a YAML spec") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
