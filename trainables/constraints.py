@@ -168,6 +168,11 @@ class Derived:
         return self.rule
 
 
+# the trainables a shared-loop parameter applies to (Param.scope), in words
+SCOPES = {"": "all", "image": "image data", "regression": "regression",
+          "init": "models trained from scratch"}
+
+
 @dataclass(frozen=True)
 class Param:
     name: str
@@ -181,6 +186,8 @@ class Param:
     def __post_init__(self):
         if not isinstance(self.domain, tuple):
             object.__setattr__(self, "domain", (self.domain,))
+        if self.scope not in SCOPES:
+            raise ValueError(f"{self.name}: scope must be one of {list(SCOPES)}, got {self.scope!r}")
 
     @property
     def type_name(self) -> str:
@@ -254,11 +261,6 @@ def markdown_table(params: list[Param] | tuple[Param, ...], *, scope: bool = Fal
                  *([SCOPES[p.scope]] if scope else []), _help(p)]
         out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return out
-
-
-# the trainables a shared-loop parameter applies to, in words
-SCOPES = {"": "all", "image": "image data", "regression": "regression",
-          "init": "models trained from scratch"}
 
 
 def _help(p: Param) -> str:
