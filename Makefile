@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: quickstart test env data browser lint clean
+.PHONY: quickstart test env data browser lint readme clean
 
 env: $(STAMP)
 
@@ -35,6 +35,10 @@ test: data browser
 
 lint: $(STAMP)
 	$(BIN)/ruff check search trainables results cluster tests benchmarks
+
+# The README's parameter lists, regenerated from trainables/params.py
+readme: $(STAMP)
+	$(BIN)/python -m trainables.readme README.md
 
 clean:
 	rm -rf $(VENV) runs

@@ -71,7 +71,8 @@ def run_hpsearch(trials: int, root: Path) -> tuple[float, float]:
         pass
 
     spec = parse_spec({
-        "name": "bench-hpsearch", "trainable": "resnet18", "data": {"source": "digits"},
+        "name": "bench-hpsearch", "trainable": "benchmarks.standin",
+        "data": {"source": "digits"},
         "objective": {"metric": "val_accuracy", "mode": "max"},
         "search": {"samples": trials, "seed": 0, "concurrency": 2},
         "scheduler": {"name": "asha", "max_epochs": REPORTS, "grace_period": 1, "reduction_factor": 3},

@@ -45,7 +45,7 @@ def run_level(concurrency: int, address: str, seconds: float, waves: int,
 
     trials = waves * concurrency
     spec = parse_spec({
-        "name": f"scale-{concurrency}-{time.time_ns()}", "trainable": "resnet18",
+        "name": f"scale-{concurrency}-{time.time_ns()}", "trainable": "benchmarks.standin",
         "data": {"source": "digits"},
         "objective": {"metric": "val_accuracy", "mode": "max"},
         "search": {"samples": trials, "seed": 0, "concurrency": concurrency},

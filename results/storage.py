@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 META_FILE = "hpsearch.json"
@@ -23,14 +24,52 @@ class SearchNotFound(LookupError):
     pass
 
 
+class NotWritable(ValueError):
+    """A folder a command must write to cannot be written (bad input, exit 2)."""
+
+
+def check_writable(folder: Path, origin: str) -> None:
+    """Raise NotWritable (one line naming the folder, ``origin`` and the problem)
+    unless ``folder`` is, or can be created as, a folder this process can write.
+
+    Run before anything starts. It writes nothing that stays: a probe folder is
+    made and removed where ``folder`` is (or where it would be created)."""
+    where = f"{folder} ({origin})"
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():
+            raise NotWritable(f"{where}: {existing} is a broken symbolic link; give a folder")
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file" if existing == folder else f"lies inside {existing}, which is a file"
+        raise NotWritable(f"{where}: {what}, not a folder; give a folder path")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".hpsearch-probe-", dir=existing))
+    except OSError as e:
+        what = ("cannot write in it" if existing == folder
+                else f"cannot create folders in {existing}")
+        raise NotWritable(f"{where}: {what} ({e.strerror}); give a writable folder") from None
+
+
 @dataclass(frozen=True)
 class Storage:
     root: Path
+    origin: str = field(default="storage root", compare=False)  # where the path came from
 
     @classmethod
     def resolve(cls, storage: str | None = None) -> Storage:
-        root = storage or os.environ.get("HPSEARCH_STORAGE") or "runs"
-        return cls(Path(root).expanduser().resolve())
+        if storage:
+            root, origin = storage, "--storage"
+        elif os.environ.get("HPSEARCH_STORAGE"):
+            root, origin = os.environ["HPSEARCH_STORAGE"], "$HPSEARCH_STORAGE"
+        else:
+            root, origin = "runs", "the default storage root ./runs"
+        return cls(Path(root).expanduser().resolve(), origin)
+
+    def check_writable(self) -> None:
+        """Bad input unless the root is (or can become) a writable folder; run it
+        before a command starts anything or writes anything there."""
+        check_writable(self.root, self.origin)
 
     def tracking_uri(self, override: str | None = None) -> str:
         return override or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.root / 'mlflow.db'}"

@@ -48,6 +48,8 @@ def cmd_run(args) -> int:
 
     spec = _spec_from_args(args)
     storage = Storage.resolve(args.storage)
+    storage.check_writable()
+    _preflight(spec)
     if args.dry_run:
         from search.space import sample_configs
 
@@ -96,6 +98,7 @@ def cmd_plan(args) -> int:
     from search.plan import DoesNotFit, PlanError, make_plan
 
     spec = _spec_from_args(args)
+    _preflight(spec)
     _check_data(spec)
     print(f"measuring the largest trial of {args.spec} (a few real training steps)...",
           flush=True)
@@ -117,6 +120,8 @@ def cmd_resume(args) -> int:
     from search.engine import NothingToResume, ResourceMismatch, StorageUnreachable, resume_search
 
     storage = _storage(args)
+    storage.read_meta(args.name)  # an unknown search says so before the storage is checked
+    storage.check_writable()
     try:
         outcome = resume_search(args.name, storage=storage, address=args.address)
     except (NothingToResume, ResourceMismatch, StorageUnreachable) as e:
@@ -149,7 +154,9 @@ def cmd_status(args) -> int:
 
 
 def cmd_export(args) -> int:
-    _export(args.name, _storage(args), args.trial, args.to)
+    storage = _storage(args)
+    _check_destination(args.to, storage)
+    _export(args.name, storage, args.trial, args.to)
     return EXIT_OK
 
 
@@ -173,6 +180,7 @@ def cmd_report(args) -> int:
     from trainables.loop import evaluate_split, load_data
 
     storage = _storage(args)
+    _check_destination(args.to, storage)
     meta, rows, row, state, model = load_trial(args.name, storage, args.trial)
     config = state["config"]
     data = load_data(config)
@@ -192,6 +200,7 @@ def cmd_compare(args) -> int:
     from results.compare import compare
 
     storage = _storage(args)
+    _check_destination(args.to, storage)
     dest = Path(args.to) if args.to else storage.root / "reports" / ("compare-" + "-vs-".join(args.names))
     files = compare(args.names, storage=storage, dest=dest)
     print((dest / "comparison.md").read_text())
@@ -247,11 +256,28 @@ def _serve(cmd: list[str], banner: str) -> int:
 
 
 def cmd_trainables(args) -> int:
-    from trainables import REGISTRY
+    import trainables
+    from trainables.constraints import text_table
 
-    width = max(len(n) for n in REGISTRY)
-    for name, info in sorted(REGISTRY.items()):
-        print(f"{name:<{width}}  {info.default_spec:<24}  {info.description}")
+    if args.name is None:
+        width = max(len(n) for n in trainables.REGISTRY)
+        for name, info in sorted(trainables.REGISTRY.items()):
+            print(f"{name:<{width}}  {info.default_spec:<24}  {info.description}")
+        return EXIT_OK
+    try:
+        info = trainables.get(args.name)
+    except KeyError as e:
+        raise BadInput(f"hpsearch trainables: {e.args[0]}") from None
+    print(f"{info.name}: {info.description.strip().splitlines()[0] if info.description else ''}")
+    print(f"  {info.task} on {info.data} data; module {info.module}.{info.builder}"
+          + (f"; spec {info.default_spec}" if info.default_spec else ""))
+    print("\nmodel parameters:")
+    print("\n".join(text_table(info.model_params) if info.model_params else ["  none"]))
+    if info.loop_params:
+        print("\nshared-loop parameters:")
+        print("\n".join(text_table(info.loop_params)))
+    else:
+        print("\nnone of the shared loop's: fitted by its module, not by SGD epochs")
     return EXIT_OK
 
 
@@ -290,6 +316,32 @@ def _storage(args):
     from results.storage import Storage
 
     return Storage.resolve(args.storage)
+
+
+def _check_destination(to: str | None, storage) -> None:
+    """A command that writes results (--to, else under the storage root) checks the
+    folder is writable before it loads or evaluates anything."""
+    from results.storage import check_writable
+
+    if to:
+        check_writable(Path(to).expanduser().resolve(), "--to")
+    else:
+        storage.check_writable()
+
+
+def _preflight(spec) -> None:
+    """The trainable module's own checks before anything starts (``preflight(values)``:
+    transfer's pretrained weight files). It imports the module (torch), so it is not
+    part of parsing, and runs only for modules the registry says have one."""
+    import trainables
+
+    info = trainables.get(spec.trainable)
+    if not info.preflight:
+        return
+    try:
+        info.load().preflight(spec.values)
+    except (ValueError, OSError) as e:
+        raise BadInput(f"{spec.source}: {e}") from None
 
 
 def _storage_flag(storage: str | None) -> str:
@@ -455,7 +507,12 @@ def build_parser() -> argparse.ArgumentParser:
     storage_opts(u, tracking=True)
     u.set_defaults(func=cmd_ui)
 
-    t = sub.add_parser("trainables", help="registered trainables and their default spec files")
+    t = sub.add_parser("trainables", help="registered trainables, or one's parameters",
+                       description="Without NAME: every registered trainable and its spec file. "
+                                   "With NAME: the parameters a spec's space and fixed blocks may "
+                                   "set, with type, domain, default and help.")
+    t.add_argument("name", metavar="NAME", nargs="?",
+                   help="a registered name (or a module path) to describe")
     t.set_defaults(func=cmd_trainables)
 
     d = sub.add_parser("data", help="obtain built-in data sets for offline use",
@@ -592,7 +649,9 @@ def cmd_jobs(args) -> int:
 def cmd_tracking(args) -> int:
     from cluster.tracking_server import serve
 
-    return serve(_storage(args).root, port=args.port, public=args.public,
+    storage = _storage(args)
+    storage.check_writable()  # the store (or its artifact root) lives there
+    return serve(storage.root, port=args.port, public=args.public,
                  backend=args.backend_store_uri)
 
 
@@ -613,9 +672,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as e:
         from results.export import ExportError
-        from results.storage import SearchNotFound
+        from results.storage import NotWritable, SearchNotFound
 
-        if isinstance(e, (SearchNotFound, ExportError)):
+        if isinstance(e, (SearchNotFound, ExportError, NotWritable)):
             print(f"hpsearch: error: {e}", file=sys.stderr)
             return EXIT_BAD_INPUT
         if os.environ.get("HPSEARCH_DEBUG"):

@@ -2,6 +2,9 @@
 
 Every problem becomes one :class:`SpecError` line naming the file, the key and
 the rule, in Optuna's style: "`low <= high` must hold, but got (low=1, high=0)".
+Every key of ``space`` and ``fixed`` must be a parameter the trainable declares
+(``trainables/params.py``), and every fixed value, choice option and range
+bound must lie in its domain.
 CLI flags are applied as overrides *before* validation, so a bad flag is
 reported like a bad file entry, with ``(from --flag)`` after the key.
 """
@@ -32,8 +35,6 @@ PARAM_KEYS = set(KINDS) | {"when", "step", "log"}
 # config keys that the engine itself sets; a space or fixed block must not shadow them
 RESERVED = {"trainable", "data", "max_epochs", "seed", "cpus_per_trial"}
 SMOKE_PER_CLASS = 12
-# trainable options whose values are files: checked before anything starts
-FILE_KEYS = {"embeddings": "a GloVe or word2vec text file (word v1 v2 ... per line)"}
 
 
 class SpecError(ValueError):
@@ -73,6 +74,16 @@ class SearchSpec:
     source: str = "<spec>"
     raw: dict = field(default_factory=dict, compare=False)  # the validated document, for logging
 
+    def values(self, name: str) -> tuple:
+        """The values this search may give parameter ``name``: its fixed value, a choice's
+        options, a range's two bounds, or the trainable's declared default when unset."""
+        if name in self.fixed:
+            return (self.fixed[name],)
+        param = next((p for p in self.space if p.name == name), None)
+        if param is not None:
+            return tuple(param.args)
+        return (trainables.get(self.trainable).params[name].default,)
+
     def base_config(self) -> dict:
         """Config shared by every trial; the searcher adds the sampled params."""
         return {**copy.deepcopy(self.fixed), "trainable": self.trainable,
@@ -86,11 +97,21 @@ class SearchSpec:
 def load_spec(path: str | Path, overrides: dict | None = None, *, smoke: bool = False) -> SearchSpec:
     """Read, override and validate a spec file. Raises SpecError."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise SpecError(f"{path}: spec file not found; give a path such as spaces/resnet18.yaml "
                         "(`hpsearch trainables` lists the shipped ones)")
+    if not path.is_file():
+        what = "a folder" if path.is_dir() else "not a regular file"
+        raise SpecError(f"{path}: is {what}, not a spec file; give a YAML file such as "
+                        "spaces/resnet18.yaml")
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise SpecError(f"{path}: cannot read the spec file ({e.strerror}); give a readable "
+                        "YAML file") from None
+    except UnicodeDecodeError as e:
+        raise SpecError(f"{path}: not a UTF-8 text file (byte {e.start} is "
+                        f"0x{e.object[e.start]:02x}); give a YAML spec") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
@@ -249,12 +270,14 @@ class _Validator:
         fixed = doc.get("fixed") or {}
         if not isinstance(fixed, dict):
             raise self.fail("fixed", f"must be a mapping of parameter: value, got {fixed!r}")
-        for k in fixed:
+        for k, value in fixed.items():
             if k in RESERVED:
                 raise self.fail(f"fixed.{k}", f"is set by the engine; use the spec's own "
                                               f"`{_owner(k)}` instead")
-        space = self.space(doc["space"], fixed)
-        self.files(fixed, space)
+            problem = self.declared(info, f"fixed.{k}", k).problem(value)
+            if problem:
+                raise self.fail(f"fixed.{k}", problem)
+        space = self.space(doc["space"], fixed, info)
 
         sched["grace_period"] = grace
         raw = {**doc, "search": search, "scheduler": sched, "resources": res, "failure": failure}
@@ -266,17 +289,33 @@ class _Validator:
             max_failures=max_failures, space=space, fixed=dict(fixed), source=self.source, raw=raw,
         )
 
-    def files(self, fixed: dict, space: tuple) -> None:
-        """Options naming files (FILE_KEYS) must name existing files."""
-        for key, what in FILE_KEYS.items():
-            values = [(f"fixed.{key}", fixed[key])] if fixed.get(key) else []
-            values += [(f"space.{key}.choice", v) for p in space if p.name == key and p.kind == "choice"
-                       for v in p.args if v]
-            for where, value in values:
-                if not isinstance(value, str) or not Path(value).is_file():
-                    raise self.fail(where, f"file {value!r} does not exist; give {what}")
+    def declared(self, info: trainables.TrainableInfo, key: str, name: str):
+        """The trainable's declaration of parameter ``name``; unknown: one line with the fix."""
+        param = info.params.get(name)
+        if param is None:
+            raise self.fail(key, info.unknown(name))
+        return param
 
-    def space(self, space: Any, fixed: dict) -> tuple[Param, ...]:
+    def in_domain(self, declared, p: Param) -> None:
+        """Every option of a choice, and both bounds of a range, lie in the declared domain."""
+        key = f"space.{p.name}.{p.kind}"
+        if p.kind != "choice":
+            samples = int if p.kind == "int" or (
+                p.kind == "qloguniform" and all(isinstance(v, int) for v in (*p.args, p.step))
+            ) else float
+            if not declared.accepts_kind(samples):
+                use = ("{int: [low, high]} (with log: true for a log scale) or {choice: [...]}"
+                       if declared.accepts_kind(int) else "{choice: [...]}")
+                article = "an" if p.kind == "int" else "a"
+                raise self.fail(key, f"`{p.name}` takes {declared.type_name} values "
+                                     f"({declared.domain_text}), not {article} {p.kind} range; "
+                                     f"use {use}")
+        for value in p.args:
+            problem = declared.problem(value)
+            if problem:
+                raise self.fail(key, problem)
+
+    def space(self, space: Any, fixed: dict, info: trainables.TrainableInfo) -> tuple[Param, ...]:
         if not isinstance(space, dict) or not space:
             raise self.fail("space", "must be a non-empty mapping of parameter: {kind: args}")
         params = []
@@ -284,6 +323,7 @@ class _Validator:
             key = f"space.{name}"
             if name in RESERVED:
                 raise self.fail(key, f"is set by the engine; use the spec's own `{_owner(name)}`")
+            declared = self.declared(info, key, name)
             if name in fixed:
                 raise self.fail(key, "is also in `fixed`; a parameter is either searched or fixed")
             if not isinstance(body, dict):
@@ -296,6 +336,7 @@ class _Validator:
             if len(kinds) != 1:
                 raise self.fail(key, f"needs exactly one kind of {list(KINDS)}, got {kinds}")
             params.append(self.param(name, kinds[0], body))
+            self.in_domain(declared, params[-1])
         names = {p.name for p in params}
         for p in params:
             for parent, _ in p.when:

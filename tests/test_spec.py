@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,27 @@ def test_children_are_sorted_after_their_parents():
     assert [p.name for p in parse_spec(doc).space] == ["optimizer", "momentum"]
 
 
+def test_fitted_trainable_takes_no_loop_parameter():
+    doc = with_changes(trainable="text_baseline", data={"source": "fine-foods"},
+                       space={"alpha": {"loguniform": [0.01, 1.0]}}, fixed={"lr": 0.1})
+    with pytest.raises(SpecError, match="`fixed.lr`: trainable 'text_baseline' does not take "
+                                        "`lr`: it is fitted by its module, not by the shared"):
+        parse_spec(doc, source="t.yaml")
+    doc = with_changes(trainable="transfer", fixed={"init": "xavier"})
+    with pytest.raises(SpecError, match="keeps its pretrained weights, so the shared loop's "
+                                        "`init` does not apply"):
+        parse_spec(doc, source="t.yaml")
+
+
+def test_validating_a_spec_imports_no_torch():
+    code = ("import sys; from search.spec import load_spec; "
+            "[load_spec(f) for f in sys.argv[1:]]; print('torch' in sys.modules)")
+    files = [str(f) for f in sorted((ROOT / "spaces").glob("*.yaml"))]
+    r = subprocess.run([sys.executable, "-c", code, *files], capture_output=True, text=True,
+                       cwd=ROOT, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr
+
+
 def test_every_shipped_spec_is_valid():
     files = sorted((ROOT / "spaces").glob("*.yaml"))
     assert len(files) >= 3
@@ -92,13 +114,15 @@ def test_every_shipped_spec_is_valid():
 BAD = [
     # (case, doc changes or raw text, substring the one line must contain)
     ("unknown top-level key", {"colour": "red"}, "`colour`: unknown top-level key"),
-    ("unknown trainable", {"trainable": "vgg99"}, "unknown trainable 'vgg99'; registered: autoencoder, cnn3"),
+    ("unknown trainable", {"trainable": "vgg99"},
+     "unknown trainable 'vgg99'; did you mean 'vgg16'? registered: autoencoder, cnn3"),
     ("unknown space kind", {"space": {"lr": {"gaussian": [0, 1]}}}, "unknown space kind 'gaussian'"),
     ("low > high", {"space": {"lr": {"uniform": [0.5, 0.1]}}}, "`low <= high` must hold"),
     ("loguniform low <= 0", {"space": {"lr": {"loguniform": [0.0, 0.1]}}}, "log scale needs `low > 0`"),
-    ("empty choice", {"space": {"opt": {"choice": []}}}, "non-empty list of options"),
-    ("when unknown parameter", {"space": {"m": {"uniform": [0, 1], "when": {"solver": "sgd"}}}},
-     "names unknown parameter 'solver'"),
+    ("empty choice", {"space": {"optimizer": {"choice": []}}}, "non-empty list of options"),
+    ("when unknown parameter",
+     {"space": {"momentum": {"uniform": [0, 1], "when": {"optimizer": "sgd"}}}},
+     "names unknown parameter 'optimizer'"),
     ("metric never reported", {"objective": {"metric": "val_bleu", "mode": "max"}},
      "'val_bleu' is never reported by trainable 'resnet18'"),
     ("unknown data source", {"data": {"source": "cifar-100"}}, "unknown data source 'cifar-100'"),
@@ -108,6 +132,34 @@ BAD = [
     ("wrong type", {"search": {"samples": "many"}}, "must be an integer, got 'many'"),
     ("unknown nested key", {"scheduler": {"max_epoch": 3}}, "`scheduler.max_epoch`: unknown key"),
     ("grace above max", {"scheduler": {"max_epochs": 2, "grace_period": 5}}, "`grace_period <= max_epochs`"),
+    # every key of space and fixed is a parameter the trainable declares, in its domain
+    ("space key typo", {"space": {"dropuot": {"uniform": [0.1, 0.5]}}},
+     "`space.dropuot`: trainable 'resnet18' does not take `dropuot`: did you mean 'dropout'?"),
+    ("fixed key typo", {"fixed": {"stme": "cifar"}},
+     "`fixed.stme`: trainable 'resnet18' does not take `stme`: did you mean 'stem'?"),
+    ("key nothing reads", {"fixed": {"colour": "red"}},
+     "`fixed.colour`: trainable 'resnet18' does not take `colour`: no such parameter "
+     "(`hpsearch trainables resnet18` lists its parameters)"),
+    ("loop key outside its scope", {"fixed": {"loss": "huber"}},
+     "`fixed.loss`: trainable 'resnet18' does not take `loss`: the shared loop reads `loss` "
+     "for regression only"),
+    ("choice option out of domain", {"space": {"batch_size": {"choice": [0, 32]}}},
+     "`space.batch_size.choice`: must be an int in [2, inf), got 0"),
+    ("range bound out of domain", {"space": {"dropout": {"uniform": [0.2, 1.5]}}},
+     "`space.dropout.uniform`: must be a float in [0, 1), got 1.5"),
+    ("fixed value out of domain", {"fixed": {"lr": -0.1}},
+     "`fixed.lr`: must be a float in (0, inf), got -0.1"),
+    ("fixed value of the wrong type", {"fixed": {"augment": "yes"}},
+     "`fixed.augment`: must be true or false, got 'yes'"),
+    ("option typo", {"space": {"optimizer": {"choice": ["sgd", "adamm"]}}},
+     "`space.optimizer.choice`: must be one of ['sgd', 'adam', 'adamw', 'rmsprop'], got "
+     "'adamm'; did you mean 'adam'?"),
+    ("continuous range for an int", {"space": {"batch_size": {"uniform": [16, 64]}}},
+     "`space.batch_size.uniform`: `batch_size` takes int values ([2, inf)), not a uniform "
+     "range; use {int: [low, high]}"),
+    ("range for a categorical", {"space": {"stem": {"int": [1, 3]}}},
+     "`space.stem.int`: `stem` takes str values (imagenet | cifar), not an int range; "
+     "use {choice: [...]}"),
 ]
 
 
@@ -145,6 +197,35 @@ def test_missing_spec_file(tmp_path, capsys):
     code, err = _run_cli(["run", str(tmp_path / "nope.yaml"), "--storage", str(tmp_path / "runs")],
                          capsys)
     _assert_rejected(code, err, "spec file not found", tmp_path / "runs")
+
+
+@pytest.mark.parametrize("kind,expected", [
+    ("folder", "is a folder, not a spec file"),
+    ("latin-1", "not a UTF-8 text file (byte 7 is 0xe9); give a YAML spec"),
+    ("unreadable", "cannot read the spec file (Input/output error)"),
+])
+def test_spec_path_that_cannot_be_read_as_a_file(kind, expected, tmp_path, capsys):
+    if kind == "folder":
+        path = tmp_path / "spaces"
+        path.mkdir()
+    elif kind == "latin-1":
+        path = tmp_path / "spec.yaml"
+        path.write_bytes("name: t\xe9\n".encode("latin-1"))
+    else:  # a regular file whose read fails, for root too
+        path = Path("/proc/self/mem")
+        if not path.is_file():
+            pytest.skip("no /proc/self/mem here")
+    code, err = _run_cli(["run", str(path), "--storage", str(tmp_path / "runs")], capsys)
+    _assert_rejected(code, err, f"{path}: {expected}", tmp_path / "runs")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_spec_without_read_permission(tmp_path, capsys):
+    path = _write(tmp_path, GOOD)
+    path.chmod(0)
+    code, err = _run_cli(["run", str(path), "--storage", str(tmp_path / "runs")], capsys)
+    _assert_rejected(code, err, f"{path}: cannot read the spec file (Permission denied)",
+                     tmp_path / "runs")
 
 
 def test_yaml_syntax_error_names_line(tmp_path, capsys):

@@ -10,8 +10,9 @@ import torch
 
 import trainables
 from search.space import sample_configs
-from search.spec import load_spec
-from trainables.loop import build_model, init_weights, make_optimizer
+from search.spec import RESERVED, load_spec
+from trainables.constraints import GIVEN, Derived, File
+from trainables.loop import build_model, init_weights, make_optimizer, train
 from trainables.resnet import resnet
 from trainables.vgg import vgg
 
@@ -140,10 +141,20 @@ def test_vgg_adapts_pools_to_small_inputs():
                for m in model.features) == 3
 
 
-def test_unknown_module_path_trainable_is_rejected():
+def test_unknown_module_path_trainable_is_rejected(tmp_path, monkeypatch):
     with pytest.raises(KeyError, match="cannot import trainable module"):
         trainables.get("nowhere.model")
-    assert trainables.get("plugins.nan_probe").task == "classification"
+    probe = trainables.get("plugins.nan_probe")
+    assert probe.task == "classification" and [p.name for p in probe.model_params] == ["poison"]
+    # a module of one's own declares its parameters like a registered one
+    (tmp_path / "userpkg").mkdir()
+    (tmp_path / "userpkg" / "__init__.py").write_text("")
+    (tmp_path / "userpkg" / "model.py").write_text(
+        "TASK = 'classification'\n\ndef build(config, data_info):\n    return None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(KeyError, match=r"must define build\(config, data_info\), TASK in .* and "
+                                       r"PARAMS, a tuple of trainables.constraints.Param"):
+        trainables.get("userpkg.model")
 
 
 def test_vgg_deep_tracks_gradient_norms_of_every_conv():
@@ -193,3 +204,161 @@ def test_transfer_without_weights_names_the_file(tmp_path, monkeypatch):
     msg = str(e.value)
     assert str(tmp_path / "hub" / "checkpoints" / "mobilenet_v3_small-") in msg
     assert "download https://" in msg and "\n" not in msg
+
+
+# ---------------------------------------------------------------- declared parameters
+
+
+class RecordingConfig(dict):
+    """A trial config that records every key the code reads, and the default it
+    passes to ``get``. Reading it whole (iterating, copying, ``{**config}``) raises:
+    a copy would hide the reads made on it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reads: set[str] = set()
+        self.defaults: dict[str, list] = {}
+
+    def __getitem__(self, key):
+        self.reads.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key, *default):
+        self.reads.add(key)
+        if default:
+            self.defaults.setdefault(key, []).append(default[0])
+        return super().get(key, *default)
+
+    def __contains__(self, key):
+        self.reads.add(key)
+        return super().__contains__(key)
+
+    def _whole(self, *args, **kwargs):
+        raise TypeError("read the trial config key by key: a copy hides the reads made on it")
+
+    __iter__ = keys = items = values = copy = _whole
+
+
+@pytest.fixture(scope="module")
+def tiny_sources(tmp_path_factory, torch_hub_weights):
+    """One tiny data block per data kind, and a file for each file-valued parameter."""
+    import datetime
+    import math
+
+    root = tmp_path_factory.mktemp("tiny")
+    start = datetime.date(2020, 1, 1)
+    rows = ["date,y,x"] + [f"{start + datetime.timedelta(days=d)},{math.sin(d / 5):.4f},"
+                           f"{math.cos(d / 7):.4f}" for d in range(120)]
+    (root / "series.csv").write_text("\n".join(rows) + "\n")
+    words = {0: "bland stale awful dull", 1: "great tasty lovely fresh"}
+    texts = ["text,label"] + [f"{words[k]} {words[k].split()[i % 4]} item {i},{k}"
+                              for i in range(30) for k in (0, 1)]
+    (root / "texts.csv").write_text("\n".join(texts) + "\n")
+    (root / "vectors.txt").write_text("great 1 2 3 4\nbland 4 3 2 1\n")
+    backbone_file = torch_hub_weights / "hub" / "checkpoints"
+    return {
+        "data": {"image": {"source": "digits", "per_class": 10, "image_size": 16},
+                 "series": {"source": f"csv:{root / 'series.csv'}", "target": "y",
+                            "time_column": "date"},
+                 "text": {"source": f"csv:{root / 'texts.csv'}", "text": "text",
+                          "label": "label"}},
+        "files": {"embeddings": str(root / "vectors.txt"),
+                  "weights": str(next(backbone_file.glob("shufflenetv2*")))},
+    }
+
+
+def variants(info: trainables.TrainableInfo, files: dict) -> list[dict]:
+    """The defaults, plus configs under which every conditional (``when``) parameter is
+    read: each condition not met by the defaults joins the first variant it fits."""
+    params, out = info.params, [{}]
+    for p in params.values():
+        for parent, values in p.when:
+            value = files[parent] if values[0] is GIVEN else values[0]
+            if value == params[parent].default:
+                continue
+            fits = next((v for v in out[1:] if v.get(parent, value) == value), None)
+            if fits is None:
+                out.append(fits := {})
+            fits[parent] = value
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(trainables.REGISTRY))
+def test_declared_parameters_are_exactly_the_ones_read(name, tiny_sources):
+    """One epoch of the real loop (or fit) per variant, on a config that records its
+    reads: every read key is declared, every declared key is read, with its default."""
+    info = trainables.REGISTRY[name]
+    declared = info.params
+    reads, defaults = set(), {}
+    for variant in variants(info, tiny_sources["files"]):
+        config = RecordingConfig({"trainable": name, "data": tiny_sources["data"][info.data],
+                                  "max_epochs": 1, "seed": 0, **SMALL.get(name, {}), **variant})
+        train(config, lambda metrics, state: None)
+        reads |= config.reads
+        for key, seen in config.defaults.items():
+            defaults.setdefault(key, []).extend(seen)
+    undeclared = reads - set(declared) - RESERVED
+    assert not undeclared, f"{name} reads {sorted(undeclared)} but does not declare them"
+    unread = set(declared) - reads
+    if not torch.cuda.is_available():  # GPU-only switches are not read on CPU
+        unread -= {p.name for p in declared.values() if p.gpu}
+    assert not unread, f"{name} declares {sorted(unread)} but never reads them"
+    for key, seen in defaults.items():
+        if key in declared and not isinstance(declared[key].default, Derived):
+            assert set(seen) == {declared[key].default}, \
+                f"{name}: `{key}` defaults to {seen} in the code, {declared[key].default!r} declared"
+
+
+@pytest.mark.parametrize("name", sorted(trainables.REGISTRY))
+def test_declarations_are_consistent(name):
+    """Defaults lie in their domains; `when` names a declared parent and its values; the
+    registry's flags say what the module does."""
+    info = trainables.REGISTRY[name]
+    params = info.params
+    for p in params.values():
+        if not isinstance(p.default, Derived):
+            assert p.accepts(p.default) or any(isinstance(c, File) for c in p.domain), p
+        for parent, values in p.when:
+            assert parent in params, f"{p.name}: `when` names undeclared {parent!r}"
+            assert all(v is GIVEN or params[parent].accepts(v) for v in values), p
+    module = info.load()
+    assert info.fits == hasattr(module, "fit")
+    assert info.keeps_init == getattr(module, "KEEP_INIT", False)
+    assert info.preflight == hasattr(module, "preflight")
+    assert not info.fits or not info.loop_params, "a fitted model takes no loop parameters"
+
+
+def _options(name: str, param: str) -> set:
+    return {v for c in trainables.REGISTRY[name].params[param].domain for v in getattr(c, "values", ())}
+
+
+def test_declared_options_match_the_modules_tables():
+    from trainables import cnn3, forecaster, resnet, sentiment, small_vgg, transfer
+    from trainables import vgg as vgg_module
+    from trainables.data import text
+
+    assert _options("resnet18", "arch") == _options("resnext", "arch") == set(resnet.ARCHS)
+    assert _options("vgg16", "vgg_config") == set(vgg_module.CONFIGS) - {"deep"}
+    assert _options("small_vgg", "activation") == set(small_vgg.ACTIVATIONS)
+    assert _options("cnn3", "variant") == set(cnn3.VARIANTS)
+    assert _options("transfer", "backbone") == set(transfer.BACKBONES)
+    assert _options("forecaster", "cell") == _options("sentiment", "cell") == set(sentiment.CELLS)
+    assert set(forecaster.CELLS) == set(sentiment.CELLS)
+    assert _options("sentiment", "design") == set(sentiment.DESIGNS)
+    assert _options("sentiment", "tokenizer") == set(text.TOKENIZERS)
+
+
+def test_every_declared_loop_option_is_understood():
+    from trainables.loop import gpu_options, make_scheduler, regression_loss
+
+    model = torch.nn.Linear(3, 2)
+    for optimizer in _options("resnet18", "optimizer"):
+        opt = make_optimizer({"optimizer": optimizer}, model.parameters())
+        for scheduler in _options("resnet18", "lr_scheduler"):
+            make_scheduler({"lr_scheduler": scheduler}, opt, 3)
+    for scheme in _options("resnet18", "init"):
+        init_weights(model, scheme)
+    for precision in _options("resnet18", "precision"):
+        gpu_options({"precision": precision}, torch.device("cpu"))
+    for loss in _options("forecaster", "loss"):
+        regression_loss(torch.zeros(2), torch.ones(2), loss)

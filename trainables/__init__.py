@@ -1,15 +1,24 @@
-"""Registered trainables: a name -> a module with ``build(config, data_info)``.
+"""Registered trainables: a name -> a module with ``build(config, data_info)`` and
+the parameters it reads (declared in ``trainables/params.py``).
 
 Modules import lazily (Ray Tune's plugin habit): listing the registry or
 validating a spec never imports torch. A spec may also name any importable
-module (``trainable: mypkg.my_model``) that defines ``build`` and ``TASK``.
+module (``trainable: mypkg.my_model``) that defines ``build``, ``TASK`` and
+``PARAMS`` (a tuple of :class:`trainables.constraints.Param`; the shared loop's
+parameters are added to them as for a registered model). A module may also
+define ``preflight(values)``: checks ``hpsearch run`` makes before anything
+starts, e.g. that the pretrained weights the search needs are on disk.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
+
+from trainables import params as P
+from trainables.constraints import SCOPES, Param
 
 METRICS = {
     "classification": ("train_loss", "train_accuracy", "val_loss", "val_accuracy",
@@ -29,6 +38,10 @@ class TrainableInfo:
     description: str
     builder: str = "build"  # the module's function that builds the model
     data: str = "image"     # the data kind it takes: image | series | text
+    model_params: tuple[Param, ...] = ()  # what the module reads; the loop's are added
+    fits: bool = False        # trained by the module's fit() (scikit-learn), not the SGD loop
+    keeps_init: bool = False  # KEEP_INIT: its weights are pretrained, the loop's `init` is moot
+    preflight: bool = False   # the module's preflight(values) checks files before a search starts
 
     def load(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -37,57 +50,88 @@ class TrainableInfo:
     def metrics(self) -> tuple[str, ...]:
         return METRICS[self.task]
 
+    @property
+    def loop_params(self) -> tuple[Param, ...]:
+        return () if self.fits else P.loop_params(self.task, self.data, init=not self.keeps_init)
+
+    @property
+    def params(self) -> dict[str, Param]:
+        """Every parameter a spec may set for this trainable, by name."""
+        return {p.name: p for p in (*self.model_params, *self.loop_params)}
+
+    def unknown(self, key: str) -> str:
+        """Why ``key`` is not a parameter of this trainable, and the likely fix (one line)."""
+        loop = next((p for p in P.LOOP if p.name == key), None)
+        if loop is not None and self.fits:
+            why = "it is fitted by its module, not by the shared SGD loop"
+        elif loop is not None and loop.scope == "init":
+            why = "it keeps its pretrained weights, so the shared loop's `init` does not apply"
+        elif loop is not None:
+            why = f"the shared loop reads `{key}` for {SCOPES[loop.scope]} only"
+        else:
+            close = difflib.get_close_matches(key, list(self.params), n=1)
+            why = f"did you mean {close[0]!r}?" if close else "no such parameter"
+        return (f"trainable {self.name!r} does not take `{key}`: {why} "
+                f"(`hpsearch trainables {self.name}` lists its parameters)")
+
 
 REGISTRY: dict[str, TrainableInfo] = {
     info.name: info
     for info in (
         TrainableInfo("resnet18", "trainables.resnet", "classification", "spaces/resnet18.yaml",
-                      "ResNet-18 (BasicBlock, BN, projection shortcuts), paper or CIFAR stem"),
+                      "ResNet-18 (BasicBlock, BN, projection shortcuts), paper or CIFAR stem",
+                      model_params=P.RESNET18),
         TrainableInfo("resnext", "trainables.resnet", "classification", "spaces/resnext.yaml",
                       "ResNeXt: grouped bottlenecks; small row or resnext50_32x4d (arch)",
-                      "build_resnext"),
+                      "build_resnext", model_params=P.RESNEXT),
         TrainableInfo("vgg16", "trainables.vgg", "classification", "spaces/vgg16.yaml",
-                      "VGG-16 configuration C (three 1x1 convs), pools adapted to small inputs"),
+                      "VGG-16 configuration C (three 1x1 convs), pools adapted to small inputs",
+                      model_params=P.VGG16),
         TrainableInfo("vgg13", "trainables.vgg", "classification", "spaces/vgg13.yaml",
-                      "VGG-13 (configuration B), e.g. single-channel 32x32", "build_vgg13"),
+                      "VGG-13 (configuration B), e.g. single-channel 32x32", "build_vgg13",
+                      model_params=P.VGG13),
         TrainableInfo("vgg_deep", "trainables.vgg", "classification", "spaces/vgg_deep.yaml",
                       "VGG-16 + 4 convs, no BN/dropout: the vanishing-gradient probe",
-                      "build_deep"),
+                      "build_deep", model_params=P.VGG_DEEP),
         TrainableInfo("small_vgg", "trainables.small_vgg", "classification",
                       "spaces/small_vgg_kernel.yaml",
-                      "3-4 conv blocks: kernel size, 1x1 convs, pooling, activation"),
+                      "3-4 conv blocks: kernel size, 1x1 convs, pooling, activation",
+                      model_params=P.SMALL_VGG),
         TrainableInfo("cnn3", "trainables.cnn3", "classification", "spaces/cnn3.yaml",
-                      "the reports' 3-block CNN, four head variants"),
+                      "the reports' 3-block CNN, four head variants", model_params=P.CNN3),
         TrainableInfo("autoencoder", "trainables.autoencoder", "classification",
                       "spaces/autoencoder.yaml",
-                      "dense autoencoder (MSE), encoder reused by a classifier head"),
+                      "dense autoencoder (MSE), encoder reused by a classifier head",
+                      model_params=P.AUTOENCODER),
         TrainableInfo("metric_resnet18", "trainables.metric", "classification",
                       "spaces/metric_resnet18.yaml",
-                      "ResNet-18 embeddings: batch-hard triplet or center loss, NCC accuracy"),
+                      "ResNet-18 embeddings: batch-hard triplet or center loss, NCC accuracy",
+                      model_params=P.METRIC_RESNET18),
         TrainableInfo("transfer", "trainables.transfer", "classification", "spaces/transfer.yaml",
-                      "torchvision pretrained ShuffleNetV2 / MobileNetV3 / ResNet-18, new head"),
+                      "torchvision pretrained ShuffleNetV2 / MobileNetV3 / ResNet-18, new head",
+                      model_params=P.TRANSFER, keeps_init=True, preflight=True),
         TrainableInfo("forecaster", "trainables.forecaster", "regression",
                       "spaces/forecast_chicago.yaml",
                       "time series: RNN | LSTM | GRU stack (>= 3 layers) + Linear head",
-                      data="series"),
+                      data="series", model_params=P.FORECASTER),
         TrainableInfo("sentiment_lstm", "trainables.sentiment", "classification",
                       "spaces/sentiment_baseline.yaml",
                       "baseline: Embedding -> 3+ LSTM layers, dropout after each -> Linear",
-                      "build_baseline", data="text"),
+                      "build_baseline", data="text", model_params=P.SENTIMENT_LSTM),
         TrainableInfo("sentiment", "trainables.sentiment", "classification",
                       "spaces/sentiment.yaml",
                       "improved: BiLSTM | GRU | RNN, attention pooling, GloVe/word2vec vectors",
-                      data="text"),
+                      data="text", model_params=P.SENTIMENT),
         TrainableInfo("text_baseline", "trainables.text_baselines", "classification",
                       "spaces/text_baselines.yaml",
                       "Naive Bayes (counts or TF-IDF) and a decision tree (TF-IDF), scikit-learn",
-                      data="text"),
+                      data="text", model_params=P.TEXT_BASELINE, fits=True),
     )
 }
 
 
 def get(name: str) -> TrainableInfo:
-    """Resolve a registered name, or a dotted module path defining build() and TASK."""
+    """Resolve a registered name, or a dotted module path defining build(), TASK, PARAMS."""
     if name in REGISTRY:
         return REGISTRY[name]
     if "." in name:
@@ -95,10 +139,20 @@ def get(name: str) -> TrainableInfo:
             module = importlib.import_module(name)
         except ImportError as e:
             raise KeyError(f"cannot import trainable module {name!r}: {e}") from None
-        if not callable(getattr(module, "build", None)) or getattr(module, "TASK", None) not in METRICS:
-            raise KeyError(f"module {name!r} must define build(config, data_info) and "
-                           f"TASK in {sorted(METRICS)}")
+        declared = getattr(module, "PARAMS", None)
+        if (not callable(getattr(module, "build", None))
+                or getattr(module, "TASK", None) not in METRICS
+                or not isinstance(declared, (tuple, list))
+                or not all(isinstance(p, Param) for p in declared)):
+            raise KeyError(f"module {name!r} must define build(config, data_info), "
+                           f"TASK in {sorted(METRICS)} and PARAMS, a tuple of "
+                           "trainables.constraints.Param (the parameters build() reads)")
         return TrainableInfo(name, name, module.TASK, "", module.__doc__ or "",
-                             data=getattr(module, "DATA", "image"))
-    raise KeyError(f"unknown trainable {name!r}; registered: {', '.join(sorted(REGISTRY))} "
-                   "(or a dotted module path defining build() and TASK)")
+                             data=getattr(module, "DATA", "image"), model_params=tuple(declared),
+                             fits=hasattr(module, "fit"),
+                             keeps_init=bool(getattr(module, "KEEP_INIT", False)),
+                             preflight=hasattr(module, "preflight"))
+    close = difflib.get_close_matches(name, list(REGISTRY), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise KeyError(f"unknown trainable {name!r}; {hint}registered: {', '.join(sorted(REGISTRY))} "
+                   "(or a dotted module path defining build(), TASK and PARAMS)")

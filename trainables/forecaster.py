@@ -2,15 +2,9 @@
 
 Input: ``seq_length`` past steps of every column of the table (the target is
 column 0) -> output: the next ``horizon`` values of the target (scaled).
-Config keys:
-    cell           rnn | lstm | gru (lstm)
-    hidden_size    units per recurrent layer (64)
-    num_layers     recurrent layers (3; the course asks for >= 3)
-    bidirectional  read each window both ways (False)
-    dropout        between recurrent layers and before the head (0.1)
-    head_layers    Linear layers on top (1); head_hidden: their width (64)
-    seq_length     past steps per window (14)
-    loss           mse | huber; grad_clip, optimizer, lr ... as in the shared loop
+The cell, its size and depth, the head and ``seq_length`` are parameters
+(``FORECASTER`` in ``trainables/params.py``, with domains and defaults); the
+loss (mse | huber), grad_clip, optimizer, lr ... are the shared loop's.
 """
 
 from __future__ import annotations

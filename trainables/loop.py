@@ -8,29 +8,12 @@ config, as nanoGPT's checkpoints do). ``state`` holds the live tensors of
 returning. The loop never sees Ray: the Tune
 adapter and the tests pass plain callables as ``report``.
 
-Config keys (defaults in parentheses; units in comments):
-    optimizer      sgd | adam | adamw | rmsprop (sgd)
-    lr             initial learning rate (0.01)
-    momentum       SGD/RMSprop momentum (0.9); nesterov: bool (False)
-    weight_decay   L2 penalty coefficient (0.0)
-    lr_scheduler   none | plateau | cosine | step (none); plateau divides the
-                   LR by 10 when val_accuracy stalls, as in the VGG paper
-    lr_patience    epochs without improvement before plateau cuts the LR (2)
-    step_size, gamma   step scheduler: every step_size epochs multiply by gamma
-    init           kaiming | xavier | default (kaiming)
-    batch_size     training mini-batch (64)
-    augment        random crop (pad 4 px, or 1/8 of the side) + horizontal flip (False)
-    early_stopping_patience   epochs without val improvement before stopping (0 = off)
-    track_grad_norms   log the L2 norm of every conv weight's gradient (False);
-                   grad_norm_every: sample every k iterations (10), averaged per epoch
-    grad_clip      clip the global gradient norm to this value (0 = off); RNNs want ~1-5
-    loss           regression only: mse | huber (mse), on the scaled target
-    max_epochs     (10); seed (0); cpus_per_trial: torch threads on CPU (1)
-    On a GPU only (each is ignored on CPU, where fp32 NCHW is the fast path):
-    precision      bf16 | fp32 (bf16): bf16 autocast for forward passes
-    channels_last  NHWC memory format for images and convolutions (True)
-    data_on_device keep the training split on the GPU for the whole trial (True),
-                   so a batch is one gather, not a host-to-device copy
+Config keys: the shared loop's parameters are declared, with their domains
+and defaults, in ``LOOP`` of ``trainables/params.py`` (``hpsearch trainables
+NAME`` prints them); the engine adds ``trainable``, ``data``, ``max_epochs``,
+``seed`` and ``cpus_per_trial``. Keys that do not apply to a trial are not
+read: ``loss`` outside regression, the image options (``augment``,
+``track_grad_norms``) for sequences, ``init`` for a module with ``KEEP_INIT``.
 
 Tasks: classification (cross-entropy; accuracy, precision, recall, F1) and
 regression (the data's ``info["task"]``; MSE or Huber on the scaled target,
@@ -354,13 +337,14 @@ class Trial:
         self.optimizer = make_optimizer(config, params, device)
         self.scheduler = make_scheduler(config, self.optimizer, self.max_epochs)
         self.regression = data.info.get("task") == "regression"
+        images = data.train[0].dim() == 4  # the image-only options are not read for sequences
         self.grad_norms = (GradNormTracker(model, int(config.get("grad_norm_every", 10)))
-                           if config.get("track_grad_norms") else None)
+                           if images and config.get("track_grad_norms") else None)
         self.step = TrainStep(
             model, self.optimizer, device=device, gpu=gpu, regression=self.regression,
-            loss_name=config.get("loss", "mse"),
+            loss_name=config.get("loss", "mse") if self.regression else None,
             loss_hook=getattr(module, "training_loss", None), hook_config=config,
-            augment=bool(config.get("augment", False)) and data.train[0].dim() == 4,
+            augment=images and bool(config.get("augment", False)),
             grad_clip=float(config.get("grad_clip", 0) or 0), grad_norms=self.grad_norms)
         x, y = data.train
         if gpu["data_on_device"]:  # the training split lives on the GPU, shared across trials

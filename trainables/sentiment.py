@@ -14,14 +14,14 @@ A pooling step turns the per-token outputs into one vector:
 ``sentiment_lstm`` (``build_baseline``): Embedding -> ``num_layers`` >= 3 LSTM
 layers -> Linear -> softmax over the classes (for two classes the same model as
 one sigmoid unit). ``sentiment`` (``build``) adds the choices: ``cell``,
-``bidirectional``, ``pooling``, ``embeddings: <GloVe/word2vec text file>`` with
-``freeze_embeddings``, and ``design``, the course reports' fixed designs:
-rnn64, rnn256 (simple RNN), lstm1, lstm2, bilstm1.
+``bidirectional``, ``pooling``, and ``design``, the course reports' fixed
+designs: rnn64, rnn256 (simple RNN), lstm1, lstm2, bilstm1. Both take
+pretrained vectors (``embeddings: <GloVe/word2vec text file>``, whose size sets
+the embedding's, with ``freeze_embeddings``).
 
-Text preparation (per trial, cached per worker): ``tokenizer`` basic_english |
-treebank | tweet (| word_tokenize, which needs NLTK's punkt_tab), ``lowercase``,
-``min_freq`` (2), ``max_vocab`` (20000), ``max_len`` (an int or "p95": the 95th
-percentile of training lengths).
+Text preparation (per trial, cached per worker): the tokenizer, vocabulary and
+truncation length are parameters too. All of them, with domains and defaults:
+``SENTIMENT`` and ``SENTIMENT_LSTM`` in ``trainables/params.py``.
 
 ``portable()`` returns the same network without packing (length-aware reversal
 for the backward direction), which ``torch.export`` can trace; its outputs equal
@@ -225,6 +225,13 @@ def pretrain(model: SentimentRNN, data, config: dict, device) -> dict:
     return metrics
 
 
+def _embed_dim(config: dict) -> int:
+    """The size of the pretrained vectors when given (``pretrain`` loads them), else embed_dim."""
+    if config.get("embeddings"):
+        return embedding_dim(config["embeddings"])
+    return int(config.get("embed_dim", 100))
+
+
 def build(config: dict, data_info: dict) -> SentimentRNN:
     cell, hidden, layers, bi = (config.get("cell", "lstm"), int(config.get("hidden_size", 128)),
                                 int(config.get("num_layers", 1)),
@@ -233,9 +240,8 @@ def build(config: dict, data_info: dict) -> SentimentRNN:
         if config["design"] not in DESIGNS:
             raise ValueError(f"design must be one of {list(DESIGNS)}, got {config['design']!r}")
         cell, hidden, layers, bi = DESIGNS[config["design"]]
-    dim = (embedding_dim(config["embeddings"]) if config.get("embeddings")
-           else int(config.get("embed_dim", 100)))
-    return SentimentRNN(data_info["vocab_size"], data_info["num_classes"], embed_dim=dim,
+    return SentimentRNN(data_info["vocab_size"], data_info["num_classes"],
+                        embed_dim=_embed_dim(config),
                         hidden_size=hidden, num_layers=layers, cell=cell, bidirectional=bi,
                         dropout=float(config.get("dropout", 0.3)),
                         pooling=config.get("pooling", "last"),
@@ -247,6 +253,6 @@ def build_baseline(config: dict, data_info: dict) -> SentimentRNN:
     if layers < 3:
         raise ValueError(f"the baseline has at least 3 LSTM layers, got num_layers={layers}")
     return SentimentRNN(data_info["vocab_size"], data_info["num_classes"],
-                        embed_dim=int(config.get("embed_dim", 100)),
+                        embed_dim=_embed_dim(config),
                         hidden_size=int(config.get("hidden_size", 128)), num_layers=layers,
                         cell="lstm", dropout=float(config.get("dropout", 0.3)), pooling="last")

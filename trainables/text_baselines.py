@@ -1,14 +1,9 @@
 """Classical text baselines (the course reports' Naive Bayes and decision tree),
 trained by scikit-learn and run through the same engine as the LSTMs.
 
-Config keys:
-    model          nb | tree
-    features       count | tfidf (word n-grams, vocabulary from the training split)
-    ngram_max      n-grams from 1 to this (1); min_df (2); max_features (20000)
-    lowercase, strip (punctuation and digits), stop_words (none | english:
-                   scikit-learn's built-in list; NLTK's needs a download)
-    alpha          Naive Bayes smoothing (1.0)
-    max_depth, min_samples_leaf   decision tree (None, 1); seed
+The model (nb | tree), its features (counts or TF-IDF of word n-grams, the
+vocabulary from the training split) and their preprocessing are parameters:
+``TEXT_BASELINE`` in ``trainables/params.py``, with domains and defaults.
 
 A fitted model becomes a small torch module (Naive Bayes: a linear layer of log
 probabilities; the tree: its node arrays walked with gathers), so the export,

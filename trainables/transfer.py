@@ -43,13 +43,28 @@ def expected_weights_file(backbone: str) -> tuple[Path, str]:
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1], url
 
 
-def load_pretrained_state(backbone: str, weights: str | None) -> dict:
+def weights_path(backbone: str, weights: str | None) -> Path:
+    """The state_dict file to load: ``weights``, else the hub cache's. WeightsNotFound,
+    naming the file and the URL it comes from, when it is not there."""
     path, url = expected_weights_file(backbone)
     path = Path(weights) if weights else path
     if not path.is_file():
         raise WeightsNotFound(f"pretrained weights for {backbone} not found at {path}; download "
                               f"{url} and put it there (or set `weights: <file>` in the spec)")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return path
+
+
+def load_pretrained_state(backbone: str, weights: str | None) -> dict:
+    return torch.load(weights_path(backbone, weights), map_location="cpu", weights_only=True)
+
+
+def preflight(values) -> None:
+    """Before a search starts (``hpsearch run`` calls it): the weights of every backbone
+    the search may build are there. ``values(name)``: the values it may give ``name``."""
+    if True in values("pretrained"):
+        for backbone in values("backbone"):
+            for weights in values("weights"):
+                weights_path(backbone, weights)
 
 
 class TransferNet(nn.Module):

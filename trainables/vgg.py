@@ -100,10 +100,11 @@ def vgg(name: str, **kwargs) -> VGG:
     return VGG(CONFIGS[name], **kwargs)
 
 
-def build(config: dict, data_info: dict) -> nn.Module:
-    """VGG-16 configuration C (the default; ``vgg_config`` picks A-E) sized to the data."""
+def build(config: dict, data_info: dict, *, name: str | None = None) -> nn.Module:
+    """VGG-16 configuration C (the default; ``vgg_config`` picks A-E) sized to the data;
+    ``name`` fixes the configuration instead."""
     return vgg(
-        str(config.get("vgg_config", "C")),
+        name or str(config.get("vgg_config", "C")),
         in_channels=data_info["in_channels"],
         image_size=data_info["image_size"],
         num_classes=data_info["num_classes"],
@@ -116,7 +117,7 @@ def build(config: dict, data_info: dict) -> nn.Module:
 
 def build_vgg13(config: dict, data_info: dict) -> nn.Module:
     """VGG-13 (configuration B), e.g. single-channel on 32x32 as in the course reports."""
-    return build({**config, "vgg_config": "B"}, data_info)
+    return build(config, data_info, name="B")
 
 
 def build_deep(config: dict, data_info: dict) -> nn.Module:
