@@ -65,3 +65,30 @@ def fashion_mnist_ready():
 
     fashion_mnist.fetch(log=lambda *_: None)  # .ci/run installs it; this only unpacks
     return True
+
+
+# capabilities that let root read and write whatever a file's mode says
+_DAC = "-dac_override,-dac_read_search"
+
+
+@pytest.fixture
+def unprivileged_cli():
+    """Run ``hpsearch ARGS`` in a child process that file modes bind. CI runs as root,
+    and root reads and writes whatever the modes say, so as root the child runs
+    without the two capabilities that allow it (util-linux's setpriv). Returns
+    (exit code, stderr)."""
+    import shutil
+    import subprocess
+
+    prefix = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        assert setpriv, "these tests need util-linux's setpriv when run as root"
+        prefix = [setpriv, f"--inh-caps={_DAC}", f"--bounding-set={_DAC}", "--"]
+
+    def run(args: list[str]) -> tuple[int, str]:
+        proc = subprocess.run([*prefix, sys.executable, "-m", "search.cli", *args], cwd=ROOT,
+                              text=True, capture_output=True, timeout=120)
+        return proc.returncode, proc.stderr.strip()
+
+    return run

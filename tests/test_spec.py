@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -219,11 +218,10 @@ def test_spec_path_that_cannot_be_read_as_a_file(kind, expected, tmp_path, capsy
     _assert_rejected(code, err, f"{path}: {expected}", tmp_path / "runs")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_spec_without_read_permission(tmp_path, capsys):
+def test_spec_without_read_permission(unprivileged_cli, tmp_path):
     path = _write(tmp_path, GOOD)
     path.chmod(0)
-    code, err = _run_cli(["run", str(path), "--storage", str(tmp_path / "runs")], capsys)
+    code, err = unprivileged_cli(["run", str(path), "--storage", str(tmp_path / "runs")])
     _assert_rejected(code, err, f"{path}: cannot read the spec file (Permission denied)",
                      tmp_path / "runs")
 
