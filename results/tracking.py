@@ -67,6 +67,7 @@ class MlflowTracker(tune.Callback):
         self._finished: dict[str, bool] = {}
         self._index: dict[str, int] = {}
         self._errors: dict[str, str] = {}  # trials that ended themselves with an error
+        self._unhealthy: dict[str, tuple[str, bool]] = {}  # health stops: (why, failed)
         self._nodes: dict[str, str] = {}   # trial -> the Ray node it last reported from
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
@@ -101,6 +102,10 @@ class MlflowTracker(tune.Callback):
         if isinstance(result.get("error"), str):
             self._errors[tid] = result["error"].split(":", 1)[0]
             return
+        if isinstance(result.get("unhealthy"), str):
+            self._unhealthy[tid] = (result["unhealthy"], bool(result.get("diverged")))
+            if result.get("diverged"):  # non-finite placeholders: nothing to log
+                return
         step = int(result.get("training_iteration", 0))
         node = result.get("node_id")
         if isinstance(node, str) and self._nodes.get(tid) != node:  # first report, or moved
@@ -126,6 +131,10 @@ class MlflowTracker(tune.Callback):
         tid = trial.trial_id
         if tid in self._errors:
             self._end(tid, "FAILED", f"error: {self._errors[tid]}")
+            return
+        if tid in self._unhealthy:
+            why, failed = self._unhealthy[tid]
+            self._end(tid, "FAILED" if failed else "FINISHED", f"unhealthy: {why}")
             return
         reason = "completed" if self._finished.get(tid) else "asha_stopped"
         self._end(tid, "FINISHED", reason)

@@ -28,6 +28,7 @@ def trial(config: dict) -> None:
     from ray import tune
 
     from trainables import get as get_trainable
+    from trainables.health import Unhealthy
     from trainables.loop import NonFiniteLoss, train
 
     node_id = ray.get_runtime_context().get_node_id()  # recorded as a tag of the trial's run
@@ -44,13 +45,19 @@ def trial(config: dict) -> None:
             tune.report({**metrics, "node_id": node_id},
                         checkpoint=tune.Checkpoint.from_directory(d))
 
+    def fail(**extra) -> None:
+        # the objective and every metric non-finite: ASHA ignores the trial, Optuna
+        # records it as FAIL; trial_finished, so it is not mistaken for a pruned one
+        metrics = dict.fromkeys(get_trainable(config["trainable"]).metrics, float("nan"))
+        tune.report({**metrics, "trial_finished": True, **extra})
+
     try:
         train(config, report, restore=restore)
+    except Unhealthy as e:  # a diverged loss (health stops that prune report themselves)
+        fail(unhealthy=str(e), diverged=True)
     except NonFiniteLoss as e:
         # Deterministic: a FailureConfig retry from the last checkpoint would only
         # reproduce the NaN. End the trial here with a non-finite objective, which
         # ASHA ignores (nanpercentile) and Optuna records as a FAILed trial; the
         # tracker marks the run FAILED with stop_reason "error: NonFiniteLoss".
-        nan = float("nan")
-        metrics = dict.fromkeys(get_trainable(config["trainable"]).metrics, nan)
-        tune.report({**metrics, "trial_finished": True, "error": f"NonFiniteLoss: {e}"})
+        fail(error=f"NonFiniteLoss: {e}")

@@ -23,7 +23,7 @@ import trainables
 from trainables import data as data_sources
 
 TOP_KEYS = {"name", "trainable", "data", "objective", "search", "scheduler", "resources", "space",
-            "fixed", "failure"}
+            "fixed", "failure", "health"}
 SEARCH_KEYS = {"algorithm": "tpe", "samples": 8, "seed": 0, "concurrency": 2}
 SCHEDULER_KEYS = {"name": "asha", "max_epochs": 10, "grace_period": 1, "reduction_factor": 3}
 RESOURCE_KEYS = {"cpus_per_trial": 1, "gpus_per_trial": 0}
@@ -33,7 +33,7 @@ SCHEDULERS = ("asha", "fifo")
 KINDS = ("choice", "uniform", "loguniform", "int", "qloguniform")
 PARAM_KEYS = set(KINDS) | {"when", "step", "log"}
 # config keys that the engine itself sets; a space or fixed block must not shadow them
-RESERVED = {"trainable", "data", "max_epochs", "seed", "cpus_per_trial"}
+RESERVED = {"trainable", "data", "max_epochs", "seed", "cpus_per_trial", "health"}
 SMOKE_PER_CLASS = 12
 
 
@@ -69,6 +69,7 @@ class SearchSpec:
     cpus_per_trial: float
     gpus_per_trial: float
     max_failures: int
+    health: dict | bool  # the training-health checks' settings, or False (off)
     space: tuple[Param, ...]
     fixed: dict
     source: str = "<spec>"
@@ -88,7 +89,8 @@ class SearchSpec:
         """Config shared by every trial; the searcher adds the sampled params."""
         return {**copy.deepcopy(self.fixed), "trainable": self.trainable,
                 "data": copy.deepcopy(self.data), "max_epochs": self.max_epochs,
-                "seed": self.seed, "cpus_per_trial": self.cpus_per_trial}
+                "seed": self.seed, "cpus_per_trial": self.cpus_per_trial,
+                "health": copy.deepcopy(self.health)}
 
 
 # ---------------------------------------------------------------- loading
@@ -267,6 +269,7 @@ class _Validator:
         max_failures = self.number("failure.max_failures", failure["max_failures"], integer=True,
                                    minimum=0)
 
+        health = self.health(doc.get("health", True))
         fixed = doc.get("fixed") or {}
         if not isinstance(fixed, dict):
             raise self.fail("fixed", f"must be a mapping of parameter: value, got {fixed!r}")
@@ -280,14 +283,37 @@ class _Validator:
         space = self.space(doc["space"], fixed, info)
 
         sched["grace_period"] = grace
-        raw = {**doc, "search": search, "scheduler": sched, "resources": res, "failure": failure}
+        raw = {**doc, "search": search, "scheduler": sched, "resources": res, "failure": failure,
+               "health": health}
         return SearchSpec(
             name=name, trainable=info.name, data=dict(data), metric=objective["metric"],
             mode=objective["mode"], algorithm=search["algorithm"], samples=samples, seed=seed,
             concurrency=concurrency, scheduler=sched["name"], max_epochs=max_epochs,
             grace_period=grace, reduction_factor=rf, cpus_per_trial=cpus, gpus_per_trial=gpus,
-            max_failures=max_failures, space=space, fixed=dict(fixed), source=self.source, raw=raw,
+            max_failures=max_failures, health=health, space=space, fixed=dict(fixed),
+            source=self.source, raw=raw,
         )
+
+    def health(self, value) -> dict | bool:
+        """`health: false`, or a mapping over the checks' defaults (trainables/health.py)."""
+        from trainables.health import DEFAULTS
+
+        if value is False:
+            return False
+        if value is True or value is None:
+            return dict(DEFAULTS)
+        doc = {"health": value}
+        block = self.block(doc, "health", DEFAULTS)
+        for key in ("divergence", "grad_ratio"):
+            v = self.number(f"health.{key}", block[key], minimum=0)
+            if 0 < v <= 1:
+                raise self.fail(f"health.{key}", f"must be 0 (off) or > 1, got {v!r}")
+        v = self.number("health.chance_after", block["chance_after"], minimum=0)
+        if v > 1:
+            raise self.fail("health.chance_after", f"is a fraction of the first epoch: must be in "
+                                                   f"[0, 1] (0 = off), got {v!r}")
+        self.number("health.check_every", block["check_every"], integer=True, minimum=1)
+        return block
 
     def declared(self, info: trainables.TrainableInfo, key: str, name: str):
         """The trainable's declaration of parameter ``name``; unknown: one line with the fix."""

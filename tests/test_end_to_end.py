@@ -204,6 +204,46 @@ def test_nonfinite_trial_is_an_error_and_the_search_goes_on(ray_session, storage
         assert r.info.status == "FINISHED" and r.data.tags["stop_reason"] == "completed"
 
 
+def test_health_stops_reach_mlflow_and_optuna(ray_session, storage):
+    """A diverging trial ends FAILED (Optuna FAIL), one stuck at chance is pruned in
+    its first epoch (Optuna PRUNED), a healthy one completes; none is retried."""
+    from optuna.trial import TrialState
+
+    from search.searcher import SchedulerAwareOptunaSearch
+
+    spec = parse_spec({
+        "name": "health-probe", "trainable": "plugins.health_probe",
+        "data": {"source": "digits"}, "objective": {"metric": "val_accuracy", "mode": "max"},
+        "search": {"algorithm": "random", "samples": 6, "seed": 1, "concurrency": 2},
+        "scheduler": {"name": "fifo", "max_epochs": 2},
+        "failure": {"max_failures": 2}, "health": {"check_every": 10},
+        "space": {"mode": {"choice": ["diverge", "chance", "healthy"]}},
+        "fixed": {"optimizer": "sgd", "lr": 0.05, "batch_size": 8},
+    }, source="health-probe")
+    outcome = run_search(spec, storage=storage, echo=lambda *_: None)
+    assert outcome.num_trials == 6 and outcome.num_errors == 0
+    meta, _ = trial_rows(spec.name, storage)
+    by_mode: dict[str, list] = {}
+    for r in children(meta):
+        by_mode.setdefault(r.data.params["mode"], []).append(r)
+    assert set(by_mode) == {"diverge", "chance", "healthy"}, "the seeded draw has all three"
+    for r in by_mode["diverge"]:
+        assert r.info.status == "FAILED", r.data.tags
+        assert r.data.tags["stop_reason"].startswith("unhealthy: loss diverged: ")
+    for r in by_mode["chance"]:
+        assert r.info.status == "FINISHED"
+        assert r.data.tags["stop_reason"].startswith("unhealthy: accuracy at chance: ")
+        assert r.data.tags["epochs_reached"] == "1"
+    for r in by_mode["healthy"]:
+        assert r.data.tags["stop_reason"] == "completed"
+    searcher = SchedulerAwareOptunaSearch(metric="val_accuracy", mode="max")
+    searcher.restore_from_dir(str(outcome.experiment_dir))
+    states = {t.params["mode"]: t.state for t in searcher._ot_study.trials}
+    assert states == {"diverge": TrialState.FAIL, "chance": TrialState.PRUNED,
+                      "healthy": TrialState.COMPLETE}
+    assert len(searcher._ot_study.trials) == 6, "no trial was retried"
+
+
 def test_ctrl_c_leaves_no_run_running(tmp_path, fashion_mnist_ready):
     doc = {**SEARCH, "name": "interrupted", "search": {**SEARCH["search"], "samples": 4},
            "scheduler": {"name": "fifo", "max_epochs": 50}}

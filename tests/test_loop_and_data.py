@@ -175,3 +175,40 @@ def test_every_training_batch_has_one_shape_and_worker_caches_are_reused():
         assert model_facts(wider, example)["num_params"] > facts["num_params"] and calls
     finally:
         loop_module.model_summary = summary
+
+
+# ---------------------------------------------------------------- training-health stops
+
+PROBE = {"trainable": "plugins.health_probe", "data": {"source": "digits", "seed": 0},
+         "optimizer": "sgd", "lr": 0.05, "batch_size": 8, "seed": 0, "max_epochs": 3,
+         "health": {"divergence": 10.0, "chance_after": 0.5, "grad_ratio": 0.0, "check_every": 10}}
+
+
+def test_a_diverging_trial_is_stopped_within_its_first_epoch():
+    from trainables.health import Unhealthy
+
+    rows = []
+    with pytest.raises(Unhealthy, match=r"loss diverged: .* at epoch 1, step \d+, above 10 x") as e:
+        train({**PROBE, "mode": "diverge"}, lambda m, s: rows.append(m))
+    assert e.value.failed and rows == [], "stopped inside epoch 1, before any report"
+
+
+def test_a_trial_stuck_at_chance_is_pruned_after_half_its_first_epoch():
+    rows, _ = run({**PROBE, "mode": "chance"})
+    assert len(rows) == 1 and rows[0]["epoch"] == 1
+    assert rows[0]["unhealthy"].startswith("accuracy at chance: ")
+    assert "(chance 0.100) at epoch 1, step 100 of 157" in rows[0]["unhealthy"]
+    assert rows[0]["trial_finished"] is False, "pruned, so Optuna is told PRUNED"
+    assert 0 <= rows[0]["val_accuracy"] < 0.2, "its validation metrics, measured at the stop"
+    # health: false turns the checks off: the same trial trains its three epochs
+    rows, _ = run({**PROBE, "mode": "chance", "health": False})
+    assert len(rows) == 3 and "unhealthy" not in rows[-1]
+
+
+def test_health_checks_leave_healthy_trials_alone():
+    """Checks every 10 steps over 157 steps an epoch: a learning net (the probe's
+    linear model, and a small ResNet-18 as the shipped specs train it) is never stopped."""
+    rows, _ = run({**PROBE, "mode": "healthy", "max_epochs": 2})
+    assert len(rows) == 2 and rows[-1]["trial_finished"] and "unhealthy" not in rows[-1]
+    rows, _ = run({**BASE, "batch_size": 8, "lr": 1e-3, "max_epochs": 1, "health": PROBE["health"]})
+    assert len(rows) == 1 and "unhealthy" not in rows[0] and rows[0]["trial_finished"]

@@ -156,6 +156,14 @@ BAD = [
     ("continuous range for an int", {"space": {"batch_size": {"uniform": [16, 64]}}},
      "`space.batch_size.uniform`: `batch_size` takes int values ([2, inf)), not a uniform "
      "range; use {int: [low, high]}"),
+    # the training-health checks (trainables/health.py)
+    ("health unknown check", {"health": {"divergance": 5}}, "`health.divergance`: unknown key"),
+    ("health ratio of 1 or less", {"health": {"divergence": 0.5}},
+     "`health.divergence`: must be 0 (off) or > 1, got 0.5"),
+    ("health fraction above 1", {"health": {"chance_after": 2}},
+     "`health.chance_after`: is a fraction of the first epoch: must be in [0, 1]"),
+    ("health not a mapping", {"health": "on"}, "`health`: must be a mapping with keys"),
+    ("health is the engine's", {"fixed": {"health": False}}, "`fixed.health`: is set by the engine"),
     ("range for a categorical", {"space": {"stem": {"int": [1, 3]}}},
      "`space.stem.int`: `stem` takes str values (imagenet | cifar), not an int range; "
      "use {choice: [...]}"),
@@ -295,5 +303,8 @@ def test_trials_the_scheduler_stopped_reach_tpe_as_pruned():
             searcher.on_trial_result(tid, {"acc": acc, "training_iteration": step})
         last = {"acc": accs[-1], "training_iteration": len(accs), "trial_finished": finished}
         searcher.on_trial_complete(tid, last)
+    # a diverged trial's non-finite objective: FAIL (Optuna refuses NaN as a value)
+    assert "x" in searcher.suggest("diverged")
+    searcher.on_trial_complete("diverged", {"acc": float("nan"), "trial_finished": True})
     states = [(t.state, t.value) for t in searcher._ot_study.trials]
-    assert states == [(TrialState.PRUNED, 0.7), (TrialState.COMPLETE, 0.6)]
+    assert states == [(TrialState.PRUNED, 0.7), (TrialState.COMPLETE, 0.6), (TrialState.FAIL, None)]

@@ -47,6 +47,8 @@ from torch.nn import functional as F
 
 from trainables import data as data_sources
 from trainables import get as get_trainable
+from trainables.health import HealthMonitor, Unhealthy
+from trainables.health import settings as health_settings
 from trainables.step import (  # noqa: F401  (augment_batch, gpu_options: part of this API)
     TrainStep,
     augment_batch,
@@ -302,6 +304,13 @@ class GradNormTracker:
         self.sums = norms if self.sums is None else self.sums + norms
         self.count += 1
 
+    def current_ratio(self) -> float | None:
+        """First over last conv layer's mean gradient norm so far (one host sync)."""
+        if self.sums is None:
+            return None
+        first, last = self.sums[[0, -1]].tolist()
+        return first / last if last > 0 else float("inf")
+
     def epoch_metrics(self) -> dict:
         if self.sums is None:
             return {}
@@ -399,13 +408,28 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
     setup = {"setup_seconds": time.perf_counter() - started, "cuda_graphs": float(step.graphed)}
     x_train, y_train = trial.x_train, trial.y_train
     x_val, y_val = data.val
+    monitor = HealthMonitor(health_settings(config.get("health", True)),
+                            steps_per_epoch=trial.steps_per_epoch,
+                            num_classes=data.info.get("num_classes"),
+                            counts_correct=not regression and loss_hook is None)
 
     for epoch in range(start_epoch, max_epochs):
         t0 = time.perf_counter()
         model.train()
         step.reset()
-        for idx in trial.epoch_batches():
+        monitor.new_epoch()
+        unhealthy = None
+        for k, idx in enumerate(trial.epoch_batches(), 1):
             step(x_train[idx], y_train[idx])
+            if monitor.due(k):
+                try:
+                    monitor.check(step, epoch=epoch, steps_done=k,
+                                  grad_ratio=grad_norms.current_ratio() if grad_norms else None)
+                except Unhealthy as e:
+                    if e.failed:  # diverged: nothing worth evaluating
+                        raise
+                    unhealthy = str(e)  # pruned: report where it stands, then stop
+                    break
         totals = step.totals()  # the epoch's one host sync
         train_loss, n = totals["loss"], totals["samples"]
         train_seconds = time.perf_counter() - t0
@@ -441,8 +465,10 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
             "epoch_seconds": seconds,
             "samples_per_second": n / train_seconds,  # training throughput, eval excluded
             "lr": lr,
-            # lets the driver tell "finished on its own" from "stopped by the scheduler"
-            "trial_finished": epoch + 1 == max_epochs or stop_early,
+            # lets the driver tell "finished on its own" from "stopped by the scheduler";
+            # a health stop counts as stopped by the search (pruned), not finished
+            "trial_finished": (epoch + 1 == max_epochs or stop_early) and unhealthy is None,
+            **({"unhealthy": unhealthy} if unhealthy else {}),
             "early_stopped": stop_early,
             **facts,
             **{f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))
@@ -458,5 +484,5 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
             "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
         }
         report(metrics, state)
-        if stop_early:
+        if stop_early or unhealthy:
             return

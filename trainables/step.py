@@ -209,6 +209,12 @@ class TrainStep:
         self.loss_sum += loss.detach() * len(yb)
         self.samples += len(yb)
 
+    def running(self) -> tuple[float, int, int]:
+        """(loss sum, correct predictions, samples) of the epoch so far: one host sync."""
+        loss_sum, correct = torch.stack([self.loss_sum,
+                                         self.correct.to(self.loss_sum.dtype)]).tolist()
+        return loss_sum, int(correct), self.samples
+
     def totals(self) -> dict:
         """The epoch's mean loss, correct count and squared error (one host sync)."""
         values = torch.stack([self.loss_sum, self.correct.to(self.loss_sum.dtype), self.sse]).tolist()
