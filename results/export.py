@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from results.report import attach_to_mlflow, write_reports
-from results.status import best_row, trial_rows
+from results.status import best_row, recheck_summary, trial_rows
 from results.storage import Storage
 
 
@@ -72,22 +72,56 @@ def load_trial(name: str, storage: Storage, trial_id: str | None = None):
     from trainables.loop import build_model
 
     meta, rows = trial_rows(name, storage)
+    _, rechecks = trial_rows(name, storage, recheck=True)
     metric, mode = meta["spec"]["objective"]["metric"], meta["spec"]["objective"]["mode"]
     if trial_id is None:
-        row = best_row(meta, rows)
+        row = chosen_row(meta, rows, rechecks)
         if row is None:
             raise ExportError(f"search {name!r} has no trial with a finite {metric}; nothing to export")
     else:
-        matches = [r for r in rows if r.trial_id == trial_id]
+        matches = [r for r in rows + rechecks if r.trial_id == trial_id]
         if not matches:
             raise ExportError(f"search {name!r} has no trial {trial_id!r}; trials: "
-                              f"{', '.join(r.trial_id for r in rows)}")
+                              f"{', '.join(r.trial_id for r in rows + rechecks)}")
         row = matches[0]
-    state = best_checkpoint_state(storage.search_dir(name), row.trial_id, metric, mode)
+    where = storage.search_dir(name)
+    if row.recheck_of:
+        from search.recheck import experiment_dir
+
+        where = experiment_dir(storage, name)
+    state = best_checkpoint_state(where, row.trial_id, metric, mode)
     model = build_model(state["config"], state["data_info"])
     model.load_state_dict(state["model"])
     model.eval()
     return meta, rows, row, state, model
+
+
+def chosen_row(meta: dict, rows: list, rechecks: list):
+    """The trial to export: the best trial of the search; after a seed re-check, the
+    best run (search trial or re-run) of the configuration with the best mean."""
+    if rechecks:
+        checked = recheck_summary(meta, rows, rechecks)
+        if checked and checked[0].values:
+            winner = checked[0]
+            candidates = [r for r in rows if r.trial_id == winner.trial_id] + winner.runs
+            return best_row(meta, [r for r in candidates if r.best is not None])
+    return best_row(meta, rows)
+
+
+def selection_note(meta: dict, rows: list, rechecks: list, row) -> str | None:
+    """How the exported trial was chosen, when a seed re-check chose it (summary.md)."""
+    checked = recheck_summary(meta, rows, rechecks) if rechecks else []
+    if not checked or not checked[0].values:
+        return None
+    metric = meta["spec"]["objective"]["metric"]
+    win = checked[0]
+    text = (f"Chosen by the seed re-check: the configuration of trial `{win.trial_id}` has the "
+            f"best mean {metric} over {len(win.values)} new seeds, {win.mean:.4f} ± {win.sd:.4f}")
+    if len(checked) > 1 and checked[1].values:
+        text += (f" (runner-up, trial `{checked[1].trial_id}`: {checked[1].mean:.4f} ± "
+                 f"{checked[1].sd:.4f})")
+    seed = f", seed {row.seed}" if row.seed else ""
+    return text + f"; exported its best run, `{row.trial_id}`{seed}."
 
 
 def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
@@ -141,7 +175,10 @@ def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
             write_reports(tmp / "report", name=name, meta=meta, rows=rows, row=row, model=model,
                           data=data, config=config, split="test", evaluation=test,
                           facts={"versions": meta.get("versions", {})},
-                          bundle_metrics={**metrics, "trial_id": row.trial_id})
+                          bundle_metrics={**metrics, "trial_id": row.trial_id,
+                                          "selection": selection_note(
+                                              meta, rows, trial_rows(name, storage, recheck=True)[1],
+                                              row)})
         write_manifest(tmp)
         if dest.exists():
             shutil.rmtree(dest)

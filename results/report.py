@@ -560,6 +560,8 @@ def summary_markdown(name: str, meta: dict, rows: list, search_files: list[str],
         lines += [f"**Best trial `{bundle_metrics.get('trial_id', '')}`**: val {key} "
                   f"{bundle_metrics['val'].get(key, float('nan')):.4f}, **test {key} "
                   f"{t[key]:.4f}**{naive} (n={t['n']}, evaluated once at export)", ""]
+        if bundle_metrics.get("selection"):
+            lines += [bundle_metrics["selection"], ""]
     elif best:
         lines += [f"Best {metric}: {max(r.best for r in best):.4f}", ""]
     lines += ["## Search", ""] + [f"- [{f}]({search_dir}/{f})" for f in search_files]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import statistics
 from dataclasses import dataclass
 
 from results.storage import Storage
@@ -17,10 +19,14 @@ class TrialRow:
     epochs: int
     best: float | None
     params: dict
+    recheck_of: str | None = None  # a seed re-check run: the trial whose configuration it re-ran
+    seed: str | None = None
 
 
-def trial_rows(name: str, storage: Storage) -> tuple[dict, list[TrialRow]]:
-    """(search metadata, one row per trial in start order)."""
+def trial_rows(name: str, storage: Storage, *, recheck: bool = False
+               ) -> tuple[dict, list[TrialRow]]:
+    """(search metadata, one row per trial in start order); with ``recheck``, the
+    rows of the seed re-check runs instead of the search's own trials."""
     from results.mlflow_runs import child_runs
 
     meta = storage.read_meta(name)
@@ -28,14 +34,65 @@ def trial_rows(name: str, storage: Storage) -> tuple[dict, list[TrialRow]]:
     rows = []
     for run in child_runs(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"]):
         tags, metrics = run.data.tags, run.data.metrics
+        if (tags.get("recheck") == "true") != recheck:
+            continue
         rows.append(TrialRow(
             trial_id=tags.get("trial_id", "?"), index=int(tags.get("trial_index", 0)),
             run_id=run.info.run_id, state=run.info.status,
             stop_reason=tags.get("stop_reason", "running" if run.info.status == "RUNNING" else "-"),
             epochs=int(metrics.get("epochs_reached", 0) or 0),
-            best=metrics.get(f"best_{metric}"), params=dict(run.data.params)))
+            best=metrics.get(f"best_{metric}"), params=dict(run.data.params),
+            recheck_of=tags.get("recheck_of"), seed=tags.get("seed")))
     rows.sort(key=lambda r: r.index)
     return meta, rows
+
+
+@dataclass
+class Recheck:
+    """One re-checked configuration: its search trial and its re-runs' objectives."""
+    trial_id: str
+    search_best: float | None
+    values: list[float]
+    runs: list[TrialRow]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values) if self.values else math.nan
+
+    @property
+    def sd(self) -> float:
+        return statistics.stdev(self.values) if len(self.values) > 1 else math.nan
+
+
+def recheck_summary(meta: dict, rows: list[TrialRow], rechecks: list[TrialRow]) -> list[Recheck]:
+    """Re-checked configurations, the best first: by mean objective over the new
+    seeds, ties broken by the smaller standard deviation."""
+    by_id = {r.trial_id: r for r in rows}
+    groups: dict[str, list[TrialRow]] = {}
+    for r in rechecks:
+        groups.setdefault(r.recheck_of or "?", []).append(r)
+    out = [Recheck(tid, by_id[tid].best if tid in by_id else None,
+                   [r.best for r in runs if r.best is not None and math.isfinite(r.best)], runs)
+           for tid, runs in groups.items()]
+    sign = 1 if meta["spec"]["objective"]["mode"] == "max" else -1
+    out.sort(key=lambda c: (not c.values, -sign * c.mean if c.values else 0,
+                            c.sd if math.isfinite(c.sd) else math.inf))
+    return out
+
+
+def format_recheck(meta: dict, checked: list[Recheck]) -> str:
+    metric = meta["spec"]["objective"]["metric"]
+    lines = [f"seed re-check: the top {len(checked)} configurations retrained from scratch "
+             f"with new seeds (chosen: *)",
+             f"{'trial':<10}  {'search best':>11}  {'re-check mean ± sd':>20}  n  {metric} per seed"]
+    for i, c in enumerate(checked):
+        per_seed = ", ".join(f"{r.seed}: {r.best:.4f}" if r.best is not None else f"{r.seed}: -"
+                             for r in sorted(c.runs, key=lambda r: str(r.seed)))
+        mark = " *" if i == 0 and c.values else ""
+        search = f"{c.search_best:.4f}" if c.search_best is not None else "-"
+        lines.append(f"{c.trial_id:<10}  {search:>11}  {c.mean:>11.4f} ± {c.sd:<6.4f}{mark:<2}  "
+                     f"{len(c.values)}  {per_seed}")
+    return "\n".join(lines)
 
 
 def best_row(meta: dict, rows: list[TrialRow]) -> TrialRow | None:
@@ -73,6 +130,9 @@ def print_status(name: str, storage: Storage) -> None:
     print(f"search {name!r}: {len(rows)} trial(s), objective "
           f"{meta['spec']['objective']['mode']} {meta['spec']['objective']['metric']}")
     print(format_table(meta, rows))
+    _, rechecks = trial_rows(name, storage, recheck=True)
+    if rechecks:
+        print("\n" + format_recheck(meta, recheck_summary(meta, rows, rechecks)))
 
 
 def _short(value: str) -> str:

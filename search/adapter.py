@@ -61,3 +61,8 @@ def trial(config: dict) -> None:
         # ASHA ignores (nanpercentile) and Optuna records as a FAILed trial; the
         # tracker marks the run FAILED with stop_reason "error: NonFiniteLoss".
         fail(error=f"NonFiniteLoss: {e}")
+
+
+def recheck_trial(config: dict) -> None:
+    """A seed re-check run (search/recheck.py): the trial of the configuration it carries."""
+    trial(config["recheck"]["config"])

@@ -36,6 +36,7 @@ def _spec_from_args(args):
         "resources.cpus_per_trial": (args.cpus_per_trial, "--cpus-per-trial"),
         "resources.gpus_per_trial": (args.gpus_per_trial, "--gpus-per-trial"),
         "data.source": (args.data, "--data"),
+        "search.recheck": (args.recheck, "--recheck"),
     }
     try:
         return load_spec(args.spec, overrides, smoke=args.smoke)
@@ -355,6 +356,14 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
+def _recheck(text: str) -> dict:
+    top, _, seeds = text.lower().partition("x")
+    try:
+        return {"top": int(top), "seeds": int(seeds)}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected TOPxSEEDS such as 3x3, got {text!r}") from None
+
+
 def _number(text: str) -> float:
     try:
         return float(text)
@@ -403,6 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seed of the searcher, splits and trials")
         sp.add_argument("--smoke", action="store_true",
                         help="2 trials, 1 epoch, a tiny data subset: check that a spec runs")
+        sp.add_argument("--recheck", type=_recheck, metavar="KxN",
+                        help="after the search, retrain the top K configurations from scratch "
+                             "with N new seeds each; export the best mean (e.g. 3x3)")
 
     r = sub.add_parser("run", help="run a search from a spec file",
                        description="Run the search a spec file describes; every flag overrides "

@@ -230,8 +230,16 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
         tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent,
         param_names=[p.name for p in spec.space], metric=spec.metric, mode=spec.mode,
         max_epochs=spec.max_epochs, samples=spec.samples, echo=echo)
+    then = None
+    if spec.recheck:
+        def then(grid) -> None:  # inside the search: the parent run stays open until it ends
+            from search.recheck import run_recheck
+
+            tracker.close()  # the search's results are all in MLflow before ranking them
+            run_recheck(spec, storage, grid, tracking_uri=uri, experiment_id=experiment_id,
+                        parent_run_id=parent, echo=echo)
     return _fit(spec, storage, tracker, uri, experiment_id, parent, address,
-                lambda: build_tuner(spec, storage, [tracker], trainable, stopper), echo)
+                lambda: build_tuner(spec, storage, [tracker], trainable, stopper), echo, then)
 
 
 class NothingToResume(RuntimeError):
@@ -286,7 +294,8 @@ class _RestoredTracker:
             MlflowTracker.live.pop().close()
 
 
-def _fit(spec, storage, tracker, uri, experiment_id, parent, address, make_tuner, echo):
+def _fit(spec, storage, tracker, uri, experiment_id, parent, address, make_tuner, echo,
+         then=None):
     from mlflow.tracking import MlflowClient
 
     from results import tracking
@@ -298,6 +307,8 @@ def _fit(spec, storage, tracker, uri, experiment_id, parent, address, make_tuner
              f"{spec.algorithm.upper()} + {spec.scheduler.upper()} "
              f"(max {spec.max_epochs} epochs, concurrency {spec.concurrency})")
         grid = make_tuner().fit()
+        if then is not None:
+            then(grid)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"

@@ -24,7 +24,8 @@ from trainables import data as data_sources
 
 TOP_KEYS = {"name", "trainable", "data", "objective", "search", "scheduler", "resources", "space",
             "fixed", "failure", "health"}
-SEARCH_KEYS = {"algorithm": "tpe", "samples": 8, "seed": 0, "concurrency": 2}
+SEARCH_KEYS = {"algorithm": "tpe", "samples": 8, "seed": 0, "concurrency": 2, "recheck": None}
+RECHECK_KEYS = {"top": 3, "seeds": 3}
 SCHEDULER_KEYS = {"name": "asha", "max_epochs": 10, "grace_period": 1, "reduction_factor": 3}
 RESOURCE_KEYS = {"cpus_per_trial": 1, "gpus_per_trial": 0}
 FAILURE_KEYS = {"max_failures": 2}
@@ -62,6 +63,7 @@ class SearchSpec:
     samples: int
     seed: int
     concurrency: int
+    recheck: tuple[int, int] | None  # (top configurations, new seeds each), or None: off
     scheduler: str
     max_epochs: int
     grace_period: int
@@ -155,6 +157,8 @@ def _apply_smoke(doc: dict) -> None:
     doc.setdefault("data", {})
     if isinstance(doc["search"], dict):
         doc["search"]["samples"] = 2
+        if isinstance(doc["search"].get("recheck"), dict):  # the top 2 of 2, twice each
+            doc["search"]["recheck"] = {"top": 2, "seeds": 2}
         doc["search"]["concurrency"] = min(2, int(doc["search"].get("concurrency", 2) or 2))
     if isinstance(doc["scheduler"], dict):
         doc["scheduler"].update(max_epochs=1, grace_period=1)
@@ -246,6 +250,8 @@ class _Validator:
         seed = self.number("search.seed", search["seed"], integer=True, minimum=0)
         concurrency = self.number("search.concurrency", search["concurrency"], integer=True,
                                   minimum=1)
+        recheck = self.recheck(search)
+        search["recheck"] = None if recheck is None else dict(zip(("top", "seeds"), recheck))
 
         sched = self.block(doc, "scheduler", SCHEDULER_KEYS)
         if sched["name"] not in SCHEDULERS:
@@ -288,11 +294,25 @@ class _Validator:
         return SearchSpec(
             name=name, trainable=info.name, data=dict(data), metric=objective["metric"],
             mode=objective["mode"], algorithm=search["algorithm"], samples=samples, seed=seed,
+            recheck=recheck,
             concurrency=concurrency, scheduler=sched["name"], max_epochs=max_epochs,
             grace_period=grace, reduction_factor=rf, cpus_per_trial=cpus, gpus_per_trial=gpus,
             max_failures=max_failures, health=health, space=space, fixed=dict(fixed),
             source=self.source, raw=raw,
         )
+
+    def recheck(self, search: dict) -> tuple[int, int] | None:
+        """`search.recheck`: {top: K, seeds: N} (or false/absent: off)."""
+        value = search.get("recheck")
+        if value in (None, False):
+            return None
+        block = self.block({"search.recheck": value}, "search.recheck", RECHECK_KEYS)
+        top = self.number("search.recheck.top", block["top"], integer=True, minimum=1)
+        seeds = self.number("search.recheck.seeds", block["seeds"], integer=True, minimum=2)
+        if top > search["samples"]:
+            raise self.fail("search.recheck.top", f"`top <= samples` must hold, but got "
+                                                  f"(top={top}, samples={search['samples']})")
+        return top, seeds
 
     def health(self, value) -> dict | bool:
         """`health: false`, or a mapping over the checks' defaults (trainables/health.py)."""

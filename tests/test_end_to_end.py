@@ -244,6 +244,51 @@ def test_health_stops_reach_mlflow_and_optuna(ray_session, storage):
     assert len(searcher._ot_study.trials) == 6, "no trial was retried"
 
 
+def test_seed_recheck_retrains_the_top_configurations_and_export_takes_the_best_mean(
+        ray_session, storage, capsys):
+    from results.status import print_status, recheck_summary
+
+    spec = parse_spec({
+        "name": "recheck", "trainable": "plugins.health_probe", "data": {"source": "digits"},
+        "objective": {"metric": "val_accuracy", "mode": "max"},
+        "search": {"samples": 4, "seed": 5, "concurrency": 2, "recheck": {"top": 2, "seeds": 2}},
+        "scheduler": {"name": "fifo", "max_epochs": 2},
+        "space": {"lr": {"loguniform": [1e-4, 1e-1]}},
+        "fixed": {"optimizer": "sgd", "batch_size": 64},
+    }, source="recheck")
+    outcome = run_search(spec, storage=storage, echo=lambda *_: None)
+    assert outcome.num_errors == 0
+    meta, rows = trial_rows(spec.name, storage)
+    _, rechecks = trial_rows(spec.name, storage, recheck=True)
+    assert len(rows) == 4, "the search's own table holds its trials only"
+    top2 = {r.trial_id for r in sorted(rows, key=lambda r: -r.best)[:2]}
+    assert len(rechecks) == 4 and {r.recheck_of for r in rechecks} == top2
+    for tid in top2:  # two new seeds per configuration, neither the search's
+        assert sorted(r.seed for r in rechecks if r.recheck_of == tid) == ["1005", "2005"]
+    runs = {r.info.run_id: r for r in children(meta)}
+    for r in rechecks:
+        assert r.state == "FINISHED" and r.stop_reason == "completed" and r.epochs == 2
+        assert runs[r.run_id].data.params["lr"] == next(
+            x.params["lr"] for x in rows if x.trial_id == r.recheck_of), "same configuration"
+    checked = recheck_summary(meta, rows, rechecks)
+    assert len(checked) == 2 and all(len(c.values) == 2 for c in checked)
+    assert checked[0].mean >= checked[1].mean
+    client = MlflowClient(meta["tracking_uri"])
+    parent = client.get_run(meta["parent_run_id"])
+    assert parent.data.tags["recheck_chosen"] == checked[0].trial_id
+    table = client.download_artifacts(meta["parent_run_id"], "recheck.md")
+    assert "re-check mean ± sd" in Path(table).read_text()
+    capsys.readouterr()
+    print_status(spec.name, storage)
+    out = capsys.readouterr().out
+    assert "seed re-check: the top 2 configurations" in out and " * " in out
+    bundle = export_best(spec.name, storage=storage, register=False)
+    winners = {checked[0].trial_id} | {r.trial_id for r in checked[0].runs}
+    assert bundle.trial_id in winners, "the export comes from the best-mean configuration"
+    summary = (bundle.path / "report" / "summary.md").read_text()
+    assert f"Chosen by the seed re-check: the configuration of trial `{checked[0].trial_id}`" in summary
+
+
 def test_ctrl_c_leaves_no_run_running(tmp_path, fashion_mnist_ready):
     doc = {**SEARCH, "name": "interrupted", "search": {**SEARCH["search"], "samples": 4},
            "scheduler": {"name": "fifo", "max_epochs": 50}}

@@ -156,6 +156,10 @@ BAD = [
     ("continuous range for an int", {"space": {"batch_size": {"uniform": [16, 64]}}},
      "`space.batch_size.uniform`: `batch_size` takes int values ([2, inf)), not a uniform "
      "range; use {int: [low, high]}"),
+    ("recheck top above samples", {"search": {"samples": 2, "recheck": {"top": 3, "seeds": 2}}},
+     "`search.recheck.top`: `top <= samples` must hold, but got (top=3, samples=2)"),
+    ("recheck one seed", {"search": {"recheck": {"top": 2, "seeds": 1}}},
+     "`search.recheck.seeds`: must be >= 2, got 1"),
     # the training-health checks (trainables/health.py)
     ("health unknown check", {"health": {"divergance": 5}}, "`health.divergance`: unknown key"),
     ("health ratio of 1 or less", {"health": {"divergence": 0.5}},
@@ -249,6 +253,12 @@ def test_flag_errors_name_the_flag(tmp_path, capsys):
     code, err = _run_cli(["run", str(path), "--cpus-per-trial", "-2", "--storage",
                           str(tmp_path / "r")], capsys)
     _assert_rejected(code, err, "(from --cpus-per-trial): must be > 0", tmp_path / "r")
+    code, err = _run_cli(["run", str(path), "--recheck", "3", "--storage", str(tmp_path / "r")],
+                         capsys)
+    _assert_rejected(code, err, "expected TOPxSEEDS such as 3x3, got '3'", tmp_path / "r")
+    code, err = _run_cli(["run", str(path), "--recheck", "2x3", "--dry-run", "--storage",
+                          str(tmp_path / "r")], capsys)
+    assert code == 0, err
 
 
 @pytest.mark.parametrize("layout,expected", [
