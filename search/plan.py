@@ -72,8 +72,7 @@ def largest_config(spec: SearchSpec) -> dict:
     config = spec.base_config()
     for p in spec.space:
         config[p.name] = _largest_value(p)
-        if p.kind == "int" or (p.kind == "choice" and isinstance(config[p.name], float)
-                               and float(config[p.name]).is_integer() and p.name == "batch_size"):
+        if p.kind == "int":
             config[p.name] = int(config[p.name])
     return config
 
