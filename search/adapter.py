@@ -44,6 +44,7 @@ def trial(config: dict) -> None:
             tune.report({**metrics, "node_id": node_id},
                         checkpoint=tune.Checkpoint.from_directory(d))
 
+    failure = None
     try:
         train(config, report, restore=restore)
     except NonFiniteLoss as e:
@@ -51,6 +52,29 @@ def trial(config: dict) -> None:
         # reproduce the NaN. End the trial here with a non-finite objective, which
         # ASHA ignores (nanpercentile) and Optuna records as a FAILed trial; the
         # tracker marks the run FAILED with stop_reason "error: NonFiniteLoss".
-        nan = float("nan")
-        metrics = dict.fromkeys(get_trainable(config["trainable"]).metrics, nan)
-        tune.report({**metrics, "trial_finished": True, "error": f"NonFiniteLoss: {e}"})
+        failure = f"NonFiniteLoss: {e}"
+    except torch.cuda.OutOfMemoryError as e:
+        # The same config on the same GPU runs out of memory again: no retry either.
+        failure = f"OutOfMemory: {str(e).splitlines()[0] if str(e) else 'CUDA out of memory'}"
+    if failure is None:
+        return
+    if failure.startswith("OutOfMemory"):
+        # Out of the except block, the traceback (and with it the loop's frames holding
+        # the model, optimizer state and batches) is gone: the memory can go back to the
+        # GPU before this worker takes its next trial (reuse_actors keeps the process).
+        release_memory()
+    nan = float("nan")
+    metrics = dict.fromkeys(get_trainable(config["trainable"]).metrics, nan)
+    tune.report({**metrics, "trial_finished": True, "error": failure})
+
+
+def release_memory() -> None:
+    """Free what a failed trial left: unreachable objects, then PyTorch's cached GPU
+    blocks, so the next trial on this worker starts with the whole memory."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
