@@ -220,6 +220,7 @@ def replay(path: Path, tracking_uri: str, experiment_id: str, parent_run_id: str
            *, attempts: int = 3, log=None) -> tuple[int, int]:
     """Deliver the writes saved in ``path``, in order. Returns (delivered, left); what is
     left (the store still does not answer) stays in the file for a later replay."""
+    fail_fast_http()
     outbox = Outbox(RunWriter(tracking_uri, experiment_id, parent_run_id), log=log)
     for write in pending_in(path):
         outbox.add(write)

@@ -119,3 +119,162 @@ def test_out_of_memory_ends_its_trial_without_retry_and_frees_the_worker(ray_ses
     searcher.restore_from_dir(str(exp))
     states = sorted((str(t.params["oom"]), t.state.name) for t in searcher._ot_study.trials)
     assert states == sorted((k, "FAIL" if k == "True" else "COMPLETE") for k in kinds), states
+
+
+# ---------------------------------------------------------------- SIGTERM mid-search
+
+
+def test_sigterm_mid_search_ends_inflight_runs_killed_as_interrupted(tmp_path):
+    """`kill PID` (what a service manager or `jobs stop` sends) stops a real search the
+    way Ctrl-C does: in-flight trials' runs end KILLED with stop_reason `interrupted`,
+    keeping the epochs they logged; the parent run ends KILLED; exit code 128+15."""
+    spec = write_spec(tmp_path / "term.yaml", name="sigterm-probe",
+                      scheduler={"name": "fifo", "max_epochs": 60})
+    storage = tmp_path / "runs"
+    proc = cli("run", str(spec), "--storage", str(storage))
+    st = Storage(storage)
+    try:
+        def two_trials_logging():
+            meta, rows = trial_rows("sigterm-probe", st)
+            client = MlflowClient(meta["tracking_uri"])
+            return len(rows) == 2 and all(
+                len(client.get_metric_history(r.run_id, "val_accuracy")) >= 1 for r in rows)
+
+        wait_for(two_trials_logging, 300, "two trials logging epochs", proc)
+        proc.send_signal(signal.SIGTERM)  # the driver only, as `kill PID` does
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
+    assert "interrupted (SIGTERM)" in out and "hpsearch resume sigterm-probe" in out, out[-2000:]
+    meta, rows = trial_rows("sigterm-probe", st)
+    client = MlflowClient(meta["tracking_uri"])
+    assert client.get_run(meta["parent_run_id"]).info.status == "KILLED"
+    assert len(rows) == 2
+    for r in rows:
+        run = client.get_run(r.run_id)
+        assert (run.info.status, run.data.tags.get("stop_reason")) == ("KILLED", "interrupted"), \
+            (run.info.status, run.data.tags)
+        steps = [m.step for m in client.get_metric_history(r.run_id, "val_accuracy")]
+        assert steps == list(range(1, len(steps) + 1)) and r.epochs == len(steps) >= 1, steps
+    status = subprocess.run([sys.executable, "-m", "search.cli", "status", "sigterm-probe",
+                             "--storage", str(storage)], cwd=ROOT, capture_output=True, text=True)
+    table = [line.split() for line in status.stdout.splitlines()]
+    assert sum(row[2:4] == ["KILLED", "interrupted"] for row in table) == 2, status.stdout
+
+
+# ---------------------------------------------------------------- tracking server goes away
+
+
+def _serve(port: int, root: Path) -> subprocess.Popen:
+    proc = cli("tracking", "serve", "--port", str(port), "--storage", str(root),
+               start_new_session=True)
+
+    def healthy():
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+            return r.status == 200
+
+    wait_for(healthy, 180, f"mlflow server on port {port}", proc)
+    return proc
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)  # `tracking serve` stops the server's process group
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+
+
+def _results_on_disk(storage: Path, name: str) -> int:
+    """Epoch results the trials reported, as Tune wrote them (not through MLflow)."""
+    return sum(len((d / "result.json").read_text().splitlines())
+               for d in (storage / name).glob("trial_*") if (d / "result.json").is_file())
+
+
+def _histories_complete(uri: str, name: str, storage: Path, epochs: int | None = None) -> None:
+    meta, rows = trial_rows(name, Storage(storage))
+    client = MlflowClient(uri)
+    assert client.get_run(meta["parent_run_id"]).info.status == "FINISHED"
+    assert rows and all((r.state, r.stop_reason) == ("FINISHED", "completed") for r in rows), \
+        [(r.state, r.stop_reason) for r in rows]
+    for r in rows:
+        for key in ("val_accuracy", "train_loss", "lr"):
+            steps = [m.step for m in client.get_metric_history(r.run_id, key)]
+            # every epoch once: none lost in the outage, none written twice by a retry
+            assert steps == list(range(1, (epochs or r.epochs) + 1)), (r.trial_id, key, steps)
+
+
+def test_tracking_server_restart_loses_nothing_and_a_dead_one_leaves_an_outbox(tmp_path):
+    """A real `mlflow server` (hpsearch tracking serve) stopped mid-search: (1) restarted on
+    the same port and store, every queued result arrives exactly once and the search
+    ends normally; (2) never back before the search ends: the search still ends, exits 1
+    saying how many writes wait in the outbox file, and `status --sync` delivers them
+    once the server is back."""
+    port, server_root, storage = 5071, tmp_path / "server", tmp_path / "runs"
+    uri = f"http://127.0.0.1:{port}"
+    server = _serve(port, server_root)
+    run = None
+    try:
+        # (1) stopped, then back while the search runs
+        spec = write_spec(tmp_path / "restart.yaml", name="ts-restart",
+                          scheduler={"name": "fifo", "max_epochs": 12})
+        run = cli("run", str(spec), "--storage", str(storage), "--tracking-uri", uri,
+                  env={"HPSEARCH_TRACKING_GRACE": "300"})
+
+        def logged_epochs():
+            meta, rows = trial_rows("ts-restart", Storage(storage))
+            client = MlflowClient(uri)
+            return len(rows) == 2 and all(client.get_metric_history(r.run_id, "val_accuracy")
+                                          for r in rows)
+
+        wait_for(logged_epochs, 300, "both trials' first epochs in MLflow", run)
+        _stop(server)
+        before = _results_on_disk(storage, "ts-restart")
+        # the search keeps running without its tracking server
+        wait_for(lambda: _results_on_disk(storage, "ts-restart") >= before + 3 or run.poll() is not None,
+                 300, "epochs trained during the outage")
+        server = _serve(port, server_root)
+        out, _ = run.communicate(timeout=420)
+        assert run.returncode == 0, out[-3000:]
+        assert "does not answer" in out and "answers again" in out, out[-3000:]
+        _histories_complete(uri, "ts-restart", storage, epochs=12)
+
+        # (2) stopped for good: the search ends, its writes wait in a file
+        spec = write_spec(tmp_path / "gone.yaml", name="ts-gone",
+                          scheduler={"name": "fifo", "max_epochs": 4})
+        run = cli("run", str(spec), "--storage", str(storage), "--tracking-uri", uri,
+                  env={"HPSEARCH_TRACKING_GRACE": "3"})
+        wait_for(lambda: trial_rows("ts-gone", Storage(storage))[1], 300,
+                 "the first trial's run in MLflow", run)
+        _stop(server)
+        out, _ = run.communicate(timeout=420)
+        outbox = storage / "ts-gone" / "mlflow-outbox.jsonl"
+        assert run.returncode == 1, out[-3000:]
+        assert f"they are kept in {outbox}" in out and "--sync" in out, out[-3000:]
+        writes = [json.loads(line) for line in outbox.read_text().splitlines()]
+        assert {"metrics", "end", "parent"} <= {w["op"] for w in writes}
+        still = subprocess.run([sys.executable, "-m", "search.cli", "status", "ts-gone",
+                                "--sync", "--storage", str(storage)], cwd=ROOT,
+                               capture_output=True, text=True, timeout=300)
+        assert still.returncode == 1 and "still does not answer" in still.stderr, still.stderr
+        assert len(outbox.read_text().splitlines()) == len(writes)  # nothing lost by trying
+        server = _serve(port, server_root)
+        synced = subprocess.run([sys.executable, "-m", "search.cli", "status", "ts-gone",
+                                 "--sync", "--storage", str(storage)], cwd=ROOT,
+                                capture_output=True, text=True, timeout=300)
+        assert synced.returncode == 0, synced.stdout + synced.stderr
+        assert f"delivered {len(writes)} MLflow write(s)" in synced.stdout, synced.stdout
+        assert not outbox.exists()
+        _histories_complete(uri, "ts-gone", storage, epochs=4)
+    finally:
+        if run is not None and run.poll() is None:
+            run.kill()
+            run.communicate()
+        _stop(server)
