@@ -278,3 +278,65 @@ def test_tracking_server_restart_loses_nothing_and_a_dead_one_leaves_an_outbox(t
             run.kill()
             run.communicate()
         _stop(server)
+
+
+# ---------------------------------------------------------------- two searches, one store
+
+
+def test_two_searches_at_once_on_one_sqlite_store(tmp_path):
+    """Two `hpsearch run` with different names start together on a fresh storage root
+    (default SQLite store): both finish with every run and every epoch recorded, and
+    neither meets "database is locked" or MLflow's table creation racing the other's."""
+    storage = tmp_path / "runs"
+    spec = write_spec(tmp_path / "pair.yaml", name="pair",
+                      search={**DIGITS["search"], "samples": 3},
+                      scheduler={"name": "fifo", "max_epochs": 2})
+    runs = [cli("run", str(spec), "--name", name, "--storage", str(storage))
+            for name in ("pair-a", "pair-b")]
+    outs = []
+    try:
+        for proc in runs:
+            outs.append(proc.communicate(timeout=600)[0])
+    finally:
+        for proc in runs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    for proc, out in zip(runs, outs):
+        assert proc.returncode == 0, out[-3000:]
+        assert "locked" not in out.lower() and "write failed" not in out, out[-3000:]
+    uri = Storage(storage).tracking_uri()
+    for name in ("pair-a", "pair-b"):
+        meta, rows = trial_rows(name, Storage(storage))
+        assert len(rows) == 3
+        _histories_complete(uri, name, storage, epochs=2)
+
+
+def test_processes_opening_a_fresh_sqlite_store_at_once_do_not_race(tmp_path):
+    """The race above made deterministic: three processes released at the same instant
+    open a store that does not exist yet (MLflow creates and migrates its tables on
+    open). Without the lock in results.mlflow_runs, some fail in MLflow's migrations."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    go = tmp_path / "go"
+    code = ("import sys, time, pathlib\n"
+            "from mlflow.tracking import MlflowClient  # the slow imports before the start line\n"
+            "from results.mlflow_runs import _client\n"
+            "pathlib.Path(sys.argv[2] + '-' + sys.argv[3]).touch()  # ready\n"
+            "while not pathlib.Path(sys.argv[2]).exists(): time.sleep(0.005)\n"
+            "_client(sys.argv[1]).create_experiment(sys.argv[3])\n")
+    names = [f"exp-{i}" for i in range(3)]
+    procs = [subprocess.Popen([sys.executable, "-c", code, uri, str(go), name], cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for name in names]
+    try:
+        wait_for(lambda: all(Path(f"{go}-{n}").exists() for n in names), 180,
+                 "the processes ready at the start line")
+        go.touch()
+        outs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [0] * 3, "\n".join(o[-1500:] for o in outs)
+    assert set(names) <= {e.name for e in MlflowClient(uri).search_experiments()}
