@@ -475,6 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--dashboard-port", type=_positive_int, default=8265, help="(8265)")
     cl.add_argument("--public", action="store_true",
                     help="bind the dashboard and Jobs API to 0.0.0.0 (token still required)")
+    cl.add_argument("--wait", type=_number, default=180.0, metavar="SECONDS",
+                    help="up: how long to wait for every node to be alive in the cluster (180)")
     cl.set_defaults(func=cmd_cluster)
 
     sb = sub.add_parser("submit", help="submit a search to a Ray cluster as a Ray Job",
@@ -517,7 +519,8 @@ def cmd_cluster(args) -> int:
         if args.action == "up":
             state = local.up(workers=args.workers, cpus_per_node=args.cpus_per_node,
                              gpus_per_node=args.gpus_per_node, memory_gb=args.memory,
-                             port=args.port, dashboard_port=args.dashboard_port, public=args.public)
+                             port=args.port, dashboard_port=args.dashboard_port, public=args.public,
+                             wait=args.wait)
             print(f"Ray cluster up: head + {state['workers']} worker node(s) at {state['address']}; "
                   f"dashboard and Jobs API {state['dashboard']} (token in {state['token_path']})")
             print(f"submit a search: hpsearch submit spaces/quickstart.yaml --address "
@@ -529,6 +532,8 @@ def cmd_cluster(args) -> int:
             print(f"Ray cluster stopped ({n} processes)")
     except (local.ClusterError, ValueError) as e:
         raise BadInput(str(e)) from None
+    except local.NodesDidNotJoin as e:
+        return _runtime_error(str(e))
     return EXIT_OK
 
 
