@@ -18,6 +18,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -145,15 +146,18 @@ def up(*, workers: int = 1, cpus_per_node: int = 1, gpus_per_node: int = 0,
                 "--dashboard-host", host, "--dashboard-port", str(dashboard_port),
                 "--include-dashboard", "true", "--ray-client-server-port", str(port + 99),
                 *node_ports(port, 0), *resources])
+        # a worker's `ray start` looks the head up in the GCS and gives up soon: head first
+        deadline = time.monotonic() + wait
+        wait_for_nodes(state["address"], {temp_dir(port): "the head node"}, wait)
         for i in range(workers):
             # its own temp dir: nodes sharing one would share runtime_resources/, and one
             # node's clean-up of a job's working_dir would delete it under the other
             _start(["--address", state["address"], "--node-ip-address", "127.0.0.1",
                     "--temp-dir", f"{temp_dir(port)}-w{i + 1}", *node_ports(port, i + 1),
                     *resources])
-        wait_for_nodes(state["address"], {temp_dir(port): "the head node",
-                                          **{f"{temp_dir(port)}-w{i + 1}": f"worker node {i + 1}"
-                                             for i in range(workers)}}, wait)
+        wait_for_nodes(state["address"], {f"{temp_dir(port)}-w{i + 1}": f"worker node {i + 1}"
+                                          for i in range(workers)},
+                       max(0.0, deadline - time.monotonic()), total=wait)
     except (ClusterError, NodesDidNotJoin):
         down()
         raise
@@ -182,11 +186,11 @@ def gcs_nodes(address: str) -> list[dict] | None:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def wait_for_nodes(address: str, expected: dict[str, str], wait: float) -> None:
+def wait_for_nodes(address: str, expected: dict[str, str], wait: float,
+                   total: float | None = None) -> None:
     """Poll the GCS until a node is alive for every temp dir in ``expected`` (temp dir ->
-    the node's name in messages)."""
-    import time
-
+    the node's name in messages), for at most ``wait`` seconds (``total``: the whole
+    wait, in the message)."""
     deadline = time.monotonic() + wait
     while True:
         alive = {n["temp_dir"] for n in gcs_nodes(address) or [] if n["alive"]}
@@ -198,7 +202,7 @@ def wait_for_nodes(address: str, expected: dict[str, str], wait: float) -> None:
         time.sleep(1)
     names = " and ".join(expected[d] for d in missing)
     raise NodesDidNotJoin(
-        f"{names} did not join the Ray cluster at {address} within {wait:g} s (see "
+        f"{names} did not join the Ray cluster at {address} within {total or wait:g} s (see "
         f"{missing[0]}/session_latest/logs/raylet.err); the cluster was stopped: try again, "
         "or give a busy machine longer with `cluster up --wait SECONDS`")
 
