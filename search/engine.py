@@ -361,6 +361,8 @@ def _fit(spec, storage, tracker, uri, experiment_id, parent, address, make_tuner
         raise
     finally:
         ResourceWatch.live.clear()
+        if stop.signum is not None:  # an error while stopping comes from the stop
+            status = "KILLED"
         undelivered = tracker.close()
         interrupted = status == "KILLED"
         ended, spooled = finish_search(
