@@ -90,6 +90,9 @@ def test_out_of_memory_ends_its_trial_without_retry_and_frees_the_worker(ray_ses
         "search": {"algorithm": "random", "samples": 5, "seed": 1, "concurrency": 1},
         "scheduler": {"name": "fifo", "max_epochs": 1},
         "failure": {"max_failures": 2},
+        # on a GPU machine the probe runs out of memory for real; without one, the local
+        # cluster runs the trials on CPU and the probe raises the error itself
+        "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0.5},
         "space": {"oom": {"choice": [True, False]}},
     }, source="oom-probe")
     outcome = run_search(spec, storage=storage, echo=lambda *_: None)
@@ -340,3 +343,94 @@ def test_processes_opening_a_fresh_sqlite_store_at_once_do_not_race(tmp_path):
                 p.kill()
     assert [p.returncode for p in procs] == [0] * 3, "\n".join(o[-1500:] for o in outs)
     assert set(names) <= {e.name for e in MlflowClient(uri).search_experiments()}
+
+
+# ---------------------------------------------------------------- the pieces, directly
+
+
+def test_a_write_delivered_twice_is_harmless(tmp_path):
+    """What makes retrying safe after an ambiguous failure (the request reached the store,
+    the answer did not come back): every write applied twice leaves one run per trial,
+    one row per metric step, and the same end state. Real MLflow, SQLite store."""
+    from results.mlflow_runs import ensure_experiment, start_parent
+    from results.outbox import Outbox, RunWriter
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp = ensure_experiment(uri, "twice", None)
+    parent = start_parent(uri, exp, run_name="p", params={}, tags={}, spec_text="x")
+    writes = [{"op": "start", "trial": "t1", "index": 1, "params": {"lr": 0.1}},
+              {"op": "metrics", "trial": "t1", "metrics": [["val_accuracy", 0.5, 1000, 1]]},
+              {"op": "metrics", "trial": "t1", "metrics": [["val_accuracy", 0.6, 2000, 2]]},
+              {"op": "tags", "trial": "t1", "tags": {"node_id": "n1"}},
+              {"op": "end", "trial": "t1", "status": "FINISHED", "reason": "completed",
+               "epochs": 2, "best": 0.6, "best_metric": "best_val_accuracy", "time": 3000},
+              {"op": "parent", "status": "FINISHED"}]
+    for _ in range(2):
+        writer = RunWriter(uri, exp, parent)  # a fresh writer: it must find the run again
+        outbox = Outbox(writer, log=lambda line: None)
+        for w in writes:
+            outbox.add(json.loads(json.dumps(w)))
+        assert len(outbox.pending) == 5  # the two metrics writes of t1 merged into one
+        assert outbox.deliver() and outbox.delivered == 5
+    client = MlflowClient(uri)
+    runs = client.search_runs([exp], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    history = client.get_metric_history(runs[0].info.run_id, "val_accuracy")
+    assert [(m.step, m.value) for m in history] == [(1, 0.5), (2, 0.6)]
+    assert runs[0].data.tags["stop_reason"] == "completed" and runs[0].data.params["lr"] == "0.1"
+
+
+def test_an_unreachable_store_keeps_writes_in_order_and_saves_them(tmp_path, monkeypatch):
+    """Against a port nobody listens on, nothing is dropped: the first write fails, the
+    outbox keeps all of them, schedules a retry with backoff, and saves them in order."""
+    from results.outbox import HTTP_DEFAULTS, Outbox, RunWriter, pending_in
+
+    for key, value in HTTP_DEFAULTS.items():  # what a search's writer sets for itself
+        monkeypatch.setenv(key, value)
+    outbox = Outbox(RunWriter("http://127.0.0.1:9", "1", "p"), log=lambda line: None)
+    writes = [{"op": "start", "trial": "t1", "index": 1, "params": {}},
+              {"op": "metrics", "trial": "t1", "metrics": [["lr", 0.1, 1, 1]]},
+              {"op": "parent", "status": "FINISHED"}]
+    for w in writes:
+        outbox.add(w)
+    t0 = time.monotonic()
+    assert not outbox.deliver()
+    assert time.monotonic() - t0 < 60  # MLflow's own retries do not hold it for minutes
+    assert outbox.failures == 1 and outbox.next_try > time.monotonic() - 1
+    assert not outbox.deliver()  # before the backoff has passed: no new attempt
+    assert outbox.failures == 1 and outbox.results() == 1
+    path = tmp_path / "outbox.jsonl"
+    assert outbox.save(path) == 3 and pending_in(path) == writes
+
+
+def test_resource_wait_and_the_unsatisfiable_line(monkeypatch):
+    from search.stopping import resource_wait, unsatisfiable
+
+    assert resource_wait(12.5) == 12.5
+    monkeypatch.setenv("HPSEARCH_RESOURCE_WAIT", "45")
+    assert resource_wait(None) == 45
+    monkeypatch.setenv("HPSEARCH_RESOURCE_WAIT", "soon")
+    with pytest.raises(ValueError, match=r"\$HPSEARCH_RESOURCE_WAIT: seconds >= 0"):
+        resource_wait(None)
+    with pytest.raises(ValueError, match="--resource-wait"):
+        resource_wait(-1)
+    nodes = [{"CPU": 2.0}, {"CPU": 3.0}]
+    gpu = unsatisfiable({"CPU": 1, "GPU": 0.25}, nodes, 30)
+    assert "1 CPU, 0.25 GPU" in gpu and "3 CPU, 0 GPU" in gpu and "(missing: GPU)" in gpu
+    assert "--gpus-per-trial 0" in gpu and "--cpus-per-trial" not in gpu and "30 s" in gpu
+    cpu = unsatisfiable({"CPU": 4}, nodes, 30)
+    assert "--cpus-per-trial 3" in cpu and "--gpus-per-trial" not in cpu
+    split = unsatisfiable({"CPU": 3, "GPU": 1}, [{"CPU": 3.0}, {"CPU": 1.0, "GPU": 1.0}], 30)
+    assert "no single node has all of it" in split
+    assert "\n" not in gpu + cpu + split
+
+
+def test_a_bad_resource_wait_is_bad_input(tmp_path, capsys):
+    from search.cli import main
+
+    spec = write_spec(tmp_path / "s.yaml", name="bad-wait")
+    code = main(["run", str(spec), "--address", "127.0.0.1:1", "--resource-wait", "-3",
+                 "--storage", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--resource-wait" in err, err
+    assert not (tmp_path / "runs").exists()
