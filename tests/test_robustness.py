@@ -425,8 +425,10 @@ def test_resource_wait_and_the_unsatisfiable_line(monkeypatch):
     assert "\n" not in gpu + cpu + split
 
 
-def test_a_bad_resource_wait_is_bad_input(tmp_path, capsys):
+def test_a_bad_resource_wait_is_bad_input(tmp_path, capsys, monkeypatch):
     from search.cli import main
+
+    monkeypatch.setenv("HPSEARCH_HOME", str(tmp_path / "home"))  # no cluster token to pick up
 
     spec = write_spec(tmp_path / "s.yaml", name="bad-wait")
     code = main(["run", str(spec), "--address", "127.0.0.1:1", "--resource-wait", "-3",
