@@ -289,8 +289,9 @@ def resume_search(name: str, *, storage: Storage, address: str | None = None,
         raise NothingToResume(f"search {name!r} has no Tune experiment state in {exp_dir} to "
                               "resume from; start it again with `hpsearch run --overwrite`")
     spec = parse_spec(meta["spec"], source=meta.get("spec_file", name))
-    spec = connect(spec, storage, address, echo)
     uri, experiment_id, parent = meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"]
+    _deliver_outbox(storage, name, uri, experiment_id, parent, echo)
+    spec = connect(spec, storage, address, echo)
     MlflowClient(uri).update_run(parent, status="RUNNING")
     resources = {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
 
@@ -302,6 +303,22 @@ def resume_search(name: str, *, storage: Storage, address: str | None = None,
     tracker = _RestoredTracker(echo)
     echo(f"resuming search {name!r} from {exp_dir}")
     return _fit(spec, storage, tracker, uri, experiment_id, parent, address, make_tuner, echo)
+
+
+def _deliver_outbox(storage: Storage, name: str, uri: str, experiment_id: str, parent: str,
+                    echo) -> None:
+    """Writes an earlier run kept for a silent store go first: delivered after the resume's
+    own, an old "end" would overwrite a newer one."""
+    from results.outbox import outbox_path, pending_in, replay
+
+    path = outbox_path(storage.search_dir(name))
+    if not pending_in(path):
+        return
+    delivered, left = replay(path, uri, experiment_id, parent)
+    if left:
+        raise SearchFailed(f"{left} MLflow write(s) of {name!r} wait in {path} and {uri} does "
+                           f"not answer; deliver them first (`hpsearch status {name} --sync`)")
+    echo(f"delivered {delivered} MLflow write(s) kept in {path}")
 
 
 class _RestoredTracker:
