@@ -353,10 +353,10 @@ def _fit(spec, storage, tracker, uri, experiment_id, parent, address, make_tuner
     status = "FAILED"
     outbox = outbox_path(storage.search_dir(spec.name))
 
-    def stopping(signum: int) -> None:
+    def stopping(signum: int) -> None:  # in a signal handler: no buffered I/O here
         tracker.interrupt()
-        echo(f"{signal.Signals(signum).name}: stopping the search; in-flight trials end as "
-             "interrupted (send it again to stop at once)")
+        os.write(2, f"hpsearch: {signal.Signals(signum).name}: stopping the search; in-flight "
+                    "trials end as interrupted (send it again to stop at once)\n".encode())
 
     stop = GracefulStop(stopping)
     missing = None
@@ -381,14 +381,13 @@ def _fit(spec, storage, tracker, uri, experiment_id, parent, address, make_tuner
         if stop.signum is not None:  # an error while stopping comes from the stop
             status = "KILLED"
         undelivered = tracker.close()
-        interrupted = status == "KILLED"
+        orphan_reason = "error: search failed" if status == "FAILED" else "interrupted"
         ended, spooled = finish_search(
             uri, experiment_id, parent, status=status, path=outbox,
-            orphan_status="FAILED" if status == "FAILED" else "KILLED",
-            orphan_reason="error: search failed" if status == "FAILED" else "interrupted")
+            orphan_status="FAILED" if status == "FAILED" else "KILLED", orphan_reason=orphan_reason)
         undelivered += spooled
         if ended:
-            echo(f"ended {ended} trial run(s) left open by the {'interruption' if interrupted else 'failure'}")
+            echo(f"ended {ended} trial run(s) left open ({orphan_reason})")
         if undelivered:
             echo(f"{undelivered} MLflow write(s) wait in {outbox}: `hpsearch status "
                  f"{spec.name} --sync` delivers them once {uri} answers")

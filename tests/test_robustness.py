@@ -227,7 +227,7 @@ def test_tracking_server_restart_loses_nothing_and_a_dead_one_leaves_an_outbox(t
     try:
         # (1) stopped, then back while the search runs
         spec = write_spec(tmp_path / "restart.yaml", name="ts-restart",
-                          scheduler={"name": "fifo", "max_epochs": 12})
+                          scheduler={"name": "fifo", "max_epochs": 8})
         run = cli("run", str(spec), "--storage", str(storage), "--tracking-uri", uri,
                   env={"HPSEARCH_TRACKING_GRACE": "300"})
 
@@ -247,11 +247,11 @@ def test_tracking_server_restart_loses_nothing_and_a_dead_one_leaves_an_outbox(t
         out, _ = run.communicate(timeout=420)
         assert run.returncode == 0, out[-3000:]
         assert "does not answer" in out and "answers again" in out, out[-3000:]
-        _histories_complete(uri, "ts-restart", storage, epochs=12)
+        _histories_complete(uri, "ts-restart", storage, epochs=8)
 
         # (2) stopped for good: the search ends, its writes wait in a file
         spec = write_spec(tmp_path / "gone.yaml", name="ts-gone",
-                          scheduler={"name": "fifo", "max_epochs": 4})
+                          scheduler={"name": "fifo", "max_epochs": 2})
         run = cli("run", str(spec), "--storage", str(storage), "--tracking-uri", uri,
                   env={"HPSEARCH_TRACKING_GRACE": "3"})
         wait_for(lambda: trial_rows("ts-gone", Storage(storage))[1], 300,
@@ -275,7 +275,7 @@ def test_tracking_server_restart_loses_nothing_and_a_dead_one_leaves_an_outbox(t
         assert synced.returncode == 0, synced.stdout + synced.stderr
         assert f"delivered {len(writes)} MLflow write(s)" in synced.stdout, synced.stdout
         assert not outbox.exists()
-        _histories_complete(uri, "ts-gone", storage, epochs=4)
+        _histories_complete(uri, "ts-gone", storage, epochs=2)
     finally:
         if run is not None and run.poll() is None:
             run.kill()
@@ -292,7 +292,7 @@ def test_two_searches_at_once_on_one_sqlite_store(tmp_path):
     neither meets "database is locked" or MLflow's table creation racing the other's."""
     storage = tmp_path / "runs"
     spec = write_spec(tmp_path / "pair.yaml", name="pair",
-                      search={**DIGITS["search"], "samples": 3},
+                      search={**DIGITS["search"], "samples": 2},
                       scheduler={"name": "fifo", "max_epochs": 2})
     runs = [cli("run", str(spec), "--name", name, "--storage", str(storage))
             for name in ("pair-a", "pair-b")]
@@ -311,7 +311,7 @@ def test_two_searches_at_once_on_one_sqlite_store(tmp_path):
     uri = Storage(storage).tracking_uri()
     for name in ("pair-a", "pair-b"):
         meta, rows = trial_rows(name, Storage(storage))
-        assert len(rows) == 3
+        assert len(rows) == 2
         _histories_complete(uri, name, storage, epochs=2)
 
 
