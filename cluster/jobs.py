@@ -75,9 +75,13 @@ def submit(spec: Path, *, address: str, run_args: list[str], root: Path = ROOT) 
                        "spaces/ so it travels with the job") from None
     entry = " ".join(["python", "-m", "search.cli", "run", rel.as_posix(), "--address", "auto",
                       *run_args])
-    runtime_env = {"working_dir": str(root), "excludes": EXCLUDES}
+    # `jobs stop` sends SIGTERM, then SIGKILL after RAY_JOB_STOP_WAIT_TIME_S (Ray's default:
+    # 3 s, read by the job's supervisor from this env): too short for the search to stop
+    # its trials, save Tune's state and end their MLflow runs as interrupted
+    env_vars = {"RAY_JOB_STOP_WAIT_TIME_S": os.environ.get("RAY_JOB_STOP_WAIT_TIME_S", "90")}
     if os.environ.get("HPSEARCH_DEBUG"):
-        runtime_env["env_vars"] = {"HPSEARCH_DEBUG": "1"}
+        env_vars["HPSEARCH_DEBUG"] = "1"
+    runtime_env = {"working_dir": str(root), "excludes": EXCLUDES, "env_vars": env_vars}
     c = client(address)
     deadline = time.monotonic() + 90
     while True:

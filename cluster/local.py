@@ -18,11 +18,20 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 
 class ClusterError(RuntimeError):
     pass
+
+
+class NodesDidNotJoin(RuntimeError):
+    """A node this tool started is not alive in the GCS within the wait (exit code 1)."""
+
+
+JOIN_WAIT = 180.0  # s: a node joins in seconds; a busy machine can take minutes
+SLOW_JOIN = "The current node timed out during startup"  # `ray start`'s own 30 s limit
 
 
 def home() -> Path:
@@ -98,6 +107,11 @@ def _start(args: list[str]) -> None:
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     r = subprocess.run([_ray(), "start", *args, "--disable-usage-stats"], env=env,
                        capture_output=True, text=True, timeout=180)
+    if r.returncode != 0 and SLOW_JOIN in r.stderr + r.stdout:
+        # `ray start` gives a node's raylet 30 s (fixed in ray/_private/node.py) to register
+        # with the GCS, then gives up but leaves its processes running; on a busy machine
+        # the node often joins a little later: wait_for_nodes decides, with its own bound
+        return
     if r.returncode != 0:
         tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
         raise ClusterError(f"`ray start {' '.join(args[:3])} ...` failed: {' | '.join(tail)}")
@@ -105,7 +119,12 @@ def _start(args: list[str]) -> None:
 
 def up(*, workers: int = 1, cpus_per_node: int = 1, gpus_per_node: int = 0,
        memory_gb: float = 2.0, port: int = 6379, dashboard_port: int = 8265,
-       public: bool = False) -> dict:
+       public: bool = False, wait: float = JOIN_WAIT) -> dict:
+    """Start the head and ``workers`` worker nodes and return once every one of them is
+    alive in the GCS, so a `cluster up && submit` spreads over all of them. `ray start`
+    gives a node 30 s to register and on a busy machine fails while the node goes on
+    joining; here a node gets ``wait`` seconds, and one that has not joined by then
+    stops the cluster with :class:`NodesDidNotJoin` naming it."""
     if state_path().is_file():
         raise ClusterError(f"a cluster is already up ({state_path()}); `hpsearch cluster down` first")
     if workers < 0 or cpus_per_node < 1 or memory_gb <= 0:
@@ -114,27 +133,78 @@ def up(*, workers: int = 1, cpus_per_node: int = 1, gpus_per_node: int = 0,
     memory = str(int(memory_gb * 1024**3))
     resources = ["--num-cpus", str(cpus_per_node), "--num-gpus", str(gpus_per_node),
                  "--memory", memory]
-    _start(["--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-            "--temp-dir", temp_dir(port),
-            "--dashboard-host", host, "--dashboard-port", str(dashboard_port),
-            "--include-dashboard", "true", "--ray-client-server-port", str(port + 99),
-            *node_ports(port, 0), *resources])
     state = {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dashboard_port}",
              "workers": workers, "cpus_per_node": cpus_per_node, "gpus_per_node": gpus_per_node,
              "memory_gb": memory_gb, "public": public, "token_path": str(token_path()),
              "temp_dir": temp_dir(port)}
+    # written first: a start that fails half-way is stopped by `down` like a whole cluster
+    state_path().parent.mkdir(parents=True, exist_ok=True)
     state_path().write_text(json.dumps(state, indent=2))
     try:
+        _start(["--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                "--temp-dir", temp_dir(port),
+                "--dashboard-host", host, "--dashboard-port", str(dashboard_port),
+                "--include-dashboard", "true", "--ray-client-server-port", str(port + 99),
+                *node_ports(port, 0), *resources])
+        # a worker's `ray start` looks the head up in the GCS and gives up soon: head first
+        deadline = time.monotonic() + wait
+        wait_for_nodes(state["address"], {temp_dir(port): "the head node"}, wait)
         for i in range(workers):
             # its own temp dir: nodes sharing one would share runtime_resources/, and one
             # node's clean-up of a job's working_dir would delete it under the other
             _start(["--address", state["address"], "--node-ip-address", "127.0.0.1",
                     "--temp-dir", f"{temp_dir(port)}-w{i + 1}", *node_ports(port, i + 1),
                     *resources])
-    except ClusterError:
+        wait_for_nodes(state["address"], {f"{temp_dir(port)}-w{i + 1}": f"worker node {i + 1}"
+                                          for i in range(workers)},
+                       max(0.0, deadline - time.monotonic()), total=wait)
+    except (ClusterError, NodesDidNotJoin):
         down()
         raise
     return state
+
+
+# Run with the cluster's token in the environment (Ray reads it when it is imported).
+_NODES = """import json, sys
+from ray._raylet import GcsClient
+nodes = GcsClient(address=sys.argv[1]).get_all_node_info(timeout=30)
+print(json.dumps([{"temp_dir": n.temp_dir, "node_id": n.node_id.hex(), "alive": n.state == 0,
+                   "resources": dict(n.resources_total)} for n in nodes.values()]))
+"""
+
+
+def gcs_nodes(address: str) -> list[dict] | None:
+    """Every node the GCS at ``address`` knows: temp_dir (one per node of a cluster this
+    tool starts), node_id, alive, resources. None when the GCS does not answer."""
+    try:
+        r = subprocess.run([sys.executable, "-c", _NODES, address], env=auth_env(),
+                           capture_output=True, text=True, timeout=90)
+    except subprocess.TimeoutExpired:
+        return None
+    if r.returncode != 0 or not r.stdout.strip():
+        return None
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def wait_for_nodes(address: str, expected: dict[str, str], wait: float,
+                   total: float | None = None) -> None:
+    """Poll the GCS until a node is alive for every temp dir in ``expected`` (temp dir ->
+    the node's name in messages), for at most ``wait`` seconds (``total``: the whole
+    wait, in the message)."""
+    deadline = time.monotonic() + wait
+    while True:
+        alive = {n["temp_dir"] for n in gcs_nodes(address) or [] if n["alive"]}
+        missing = [d for d in expected if d not in alive]
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(1)
+    names = " and ".join(expected[d] for d in missing)
+    raise NodesDidNotJoin(
+        f"{names} did not join the Ray cluster at {address} within {total or wait:g} s (see "
+        f"{missing[0]}/session_latest/logs/raylet.err); the cluster was stopped: try again, "
+        "or give a busy machine longer with `cluster up --wait SECONDS`")
 
 
 def read_state() -> dict | None:
@@ -145,10 +215,24 @@ def status() -> str:
     state = read_state()
     if state is None:
         raise ClusterError("no cluster is up; start one with `hpsearch cluster up`")
+    # the GCS is the record of which nodes are alive; `ray status` (the autoscaler's
+    # summary, refreshed every few seconds) follows, for resources in use and demands
+    names = {state["temp_dir"]: "head"} | {f"{state['temp_dir']}-w{i + 1}": f"worker {i + 1}"
+                                           for i in range(state["workers"])}
+    order = list(names)
+    nodes = sorted(gcs_nodes(state["address"]) or [], key=lambda n: (
+        not n["alive"], order.index(n["temp_dir"]) if n["temp_dir"] in names else len(order)))
+    lines = [f"nodes (GCS): {sum(n['alive'] for n in nodes)} alive of {len(names)} started"]
+    for n in nodes:
+        res = n["resources"]
+        lines.append(f"  {names.get(n['temp_dir'], 'other'):<9} {n['node_id'][:12]}  "
+                     f"{'ALIVE' if n['alive'] else 'DEAD':<5}  {res.get('CPU', 0):g} CPU, "
+                     f"{res.get('GPU', 0):g} GPU, {res.get('memory', 0) / 1024**3:.1f} GiB memory")
     r = subprocess.run([_ray(), "status", "--address", state["address"]], env=auth_env(),
                        capture_output=True, text=True, timeout=60)
     return (f"address {state['address']}  dashboard/Jobs API {state['dashboard']}"
-            f"{'  (public)' if state['public'] else ''}\n" + (r.stdout or r.stderr))
+            f"{'  (public)' if state['public'] else ''}\n" + "\n".join(lines) + "\n"
+            + (r.stdout or r.stderr))
 
 
 def kill_worker(index: int) -> int:

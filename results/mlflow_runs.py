@@ -6,10 +6,28 @@ from __future__ import annotations
 PARENT_TAG = "mlflow.parentRunId"
 
 
+_READY: set[str] = set()  # SQLite stores this process has opened once (tables exist)
+
+
 def _client(tracking_uri: str):
+    """An MlflowClient. The first one for a SQLite store in a process is made under a
+    file lock: opening a store creates or migrates its tables, and two searches that
+    start at once on a fresh storage root would otherwise run MLflow's migrations
+    twice ("Online migration expected to match one row ...")."""
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=tracking_uri)
+    if not tracking_uri.startswith("sqlite:///") or tracking_uri in _READY:
+        return MlflowClient(tracking_uri=tracking_uri)
+    import fcntl
+    from pathlib import Path
+
+    lock = Path(tracking_uri.removeprefix("sqlite:///") + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file closes
+        client = MlflowClient(tracking_uri=tracking_uri)  # builds the store: tables now exist
+    _READY.add(tracking_uri)
+    return client
 
 
 def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | None) -> str:

@@ -441,7 +441,7 @@ def _plot_rungs(rows, meta, folder: Path) -> list[str]:
     if not rows:
         return []
     fig, ax = plt.subplots(figsize=(8, 4))
-    colors = {"completed": "tab:green", "asha_stopped": "tab:orange"}
+    colors = {"completed": "tab:green", "asha_stopped": "tab:orange", "interrupted": "tab:gray"}
     ax.bar([str(r.index) for r in rows], [r.epochs for r in rows],
            color=[colors.get(r.stop_reason, "tab:red") for r in rows])
     sched = meta["spec"].get("scheduler", {})
@@ -551,7 +551,8 @@ def summary_markdown(name: str, meta: dict, rows: list, search_files: list[str],
              f"`{metric}`",
              f"- trials: {len(rows)} ({sum(r.stop_reason == 'completed' for r in rows)} completed, "
              f"{sum(r.stop_reason == 'asha_stopped' for r in rows)} stopped by ASHA, "
-             f"{sum(r.stop_reason.startswith('error') for r in rows)} errored)",
+             f"{sum(r.stop_reason.startswith('error') for r in rows)} errored, "
+             f"{sum(r.stop_reason == 'interrupted' for r in rows)} interrupted)",
              f"- versions: {meta.get('versions', {})}", ""]
     if bundle_metrics:
         t = bundle_metrics["test"]

@@ -9,12 +9,19 @@ one trial into one ``log_batch`` call. Only the contract's metrics are logged.
 Runs are ended from the driver side: Tune ends an ASHA-stopped trial from
 inside its report call, so code after a trial's loop never runs. ``close``
 and :func:`end_orphans` make sure no run is left RUNNING after a search ends,
-fails or is interrupted.
+fails or is interrupted (SIGINT or SIGTERM: the in-flight trials' runs end
+KILLED with stop_reason ``interrupted``, see :meth:`MlflowTracker.interrupt`).
+
+The writer survives a tracking store that stops answering (a restarted
+``mlflow server``): writes stay queued in order and are retried with backoff
+(:mod:`results.outbox`); what a silent store never took by the end of the
+search is saved in the search's folder for ``hpsearch status NAME --sync``.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import queue
 import sys
 import threading
@@ -47,6 +54,8 @@ def logged_metrics(result: dict) -> dict:
             if (k in CONTRACT_METRICS or k.startswith(LOGGED_PREFIXES))
             and isinstance(v, (int, float)) and not isinstance(v, bool)}
 _STOP = object()
+GRACE_ENV = "HPSEARCH_TRACKING_GRACE"  # seconds the end of a search waits for a silent store
+DEFAULT_GRACE = 60.0
 
 
 class MlflowTracker(tune.Callback):
@@ -54,7 +63,8 @@ class MlflowTracker(tune.Callback):
 
     def __init__(self, *, tracking_uri: str, experiment_id: str, parent_run_id: str,
                  param_names: list[str], metric: str, mode: str, max_epochs: int,
-                 samples: int, echo: Callable[[str], None] | None = print) -> None:
+                 samples: int, echo: Callable[[str], None] | None = print,
+                 outbox: str | None = None) -> None:
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
@@ -62,6 +72,7 @@ class MlflowTracker(tune.Callback):
         self.metric, self.mode = metric, mode
         self.max_epochs, self.samples = max_epochs, samples
         self.echo = echo
+        self.outbox = outbox  # file for the writes a silent store never took (None: drop them)
         self._best: dict[str, float] = {}
         self._epochs: dict[str, int] = {}
         self._finished: dict[str, bool] = {}
@@ -69,22 +80,32 @@ class MlflowTracker(tune.Callback):
         self._errors: dict[str, str] = {}  # trials that ended themselves with an error
         self._unhealthy: dict[str, tuple[str, bool]] = {}  # health stops: (why, failed)
         self._nodes: dict[str, str] = {}   # trial -> the Ray node it last reported from
+        self._open: set[str] = set()       # trials started and not yet ended
+        self._interrupted = False          # the search is being stopped (SIGINT/SIGTERM)
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
+        self._hurry = threading.Event()
         self.write_errors = 0
+        self.undelivered = self.undelivered_results = 0  # writes (results) close() left behind
 
     live: list = []  # instances alive in this process (a restored one included)
 
     # Tune pickles callbacks into its experiment state: leave the thread behind.
     def __getstate__(self):
         state = dict(self.__dict__)
-        state.update(_queue=None, _thread=None, echo=None)
+        state.update(_queue=None, _thread=None, _hurry=None, echo=None)
         return state
 
     def __setstate__(self, state):  # restored by `hpsearch resume`: print progress again
         self.__dict__.update(state)
         self.echo = print
+        self._interrupted = False  # a stop before the resume is not this run's stop
+        self._hurry = threading.Event()
         MlflowTracker.live.append(self)
+
+    def interrupt(self) -> None:
+        """The search is being stopped: trials that end from now on were interrupted."""
+        self._interrupted = True
 
     # ------------------------------------------------------------ Tune hooks
 
@@ -94,8 +115,9 @@ class MlflowTracker(tune.Callback):
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         tid = trial.trial_id
         self._index.setdefault(tid, len(self._index) + 1)
+        self._open.add(tid)
         params = {k: trial.config[k] for k in self.param_names if k in trial.config}
-        self._put(("start", tid, self._index[tid], params))
+        self._put({"op": "start", "trial": tid, "index": self._index[tid], "params": params})
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         tid = trial.trial_id
@@ -110,7 +132,8 @@ class MlflowTracker(tune.Callback):
         node = result.get("node_id")
         if isinstance(node, str) and self._nodes.get(tid) != node:  # first report, or moved
             self._nodes[tid] = node
-            self._put(("tags", tid, {"node_id": node, "node_ip": str(result.get("node_ip", ""))}))
+            self._put({"op": "tags", "trial": tid,
+                       "tags": {"node_id": node, "node_ip": str(result.get("node_ip", ""))}})
         metrics = logged_metrics(result)
         self._epochs[tid] = step
         self._finished[tid] = bool(result.get("trial_finished", False))
@@ -120,7 +143,10 @@ class MlflowTracker(tune.Callback):
             better = old is None or (value > old if self.mode == "max" else value < old)
             if better:
                 self._best[tid] = float(value)
-        self._put(("metrics", tid, step, metrics, int(time.time() * 1000)))
+        ts = int(time.time() * 1000)  # fixed now: a re-sent batch is the same rows again
+        rows = [[k, v, ts, step] for k, v in metrics.items() if math.isfinite(v)]
+        if rows:
+            self._put({"op": "metrics", "trial": tid, "metrics": rows})
         if self.echo:
             self.echo(f"  trial {self._index.get(tid, '?'):>2}/{self.samples} [{tid}] "
                       f"epoch {step}/{self.max_epochs}  {self.metric}={_fmt(value)}  "
@@ -140,23 +166,32 @@ class MlflowTracker(tune.Callback):
         self._end(tid, "FINISHED", reason)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        if self._interrupted:  # its worker got the same signal as the driver
+            self._end(trial.trial_id, "KILLED", "interrupted")
+            return
         self._end(trial.trial_id, "FAILED", f"error: {_error_type(trial)}")
 
     def on_experiment_end(self, trials, **info) -> None:
+        if self._interrupted:  # Tune stops in-flight trials without a per-trial event
+            for tid in sorted(self._open, key=lambda t: self._index.get(t, 0)):
+                self._end(tid, "KILLED", "interrupted")
         self.close()
 
     # ------------------------------------------------------------ driver side
 
     def _end(self, tid: str, status: str, reason: str) -> None:
         best = self._best.get(tid)
-        self._put(("end", tid, status, reason, self._epochs.get(tid, 0), best))
+        self._open.discard(tid)
+        self._put({"op": "end", "trial": tid, "status": status, "reason": reason,
+                   "epochs": self._epochs.get(tid, 0), "best": best,
+                   "best_metric": f"best_{self.metric}", "time": int(time.time() * 1000)})
         if self.echo:
             self.echo(f"  trial {self._index.get(tid, '?'):>2}/{self.samples} [{tid}] {reason} "
                       f"after {self._epochs.get(tid, 0)} epoch(s); best {self.metric}={_fmt(best)}")
 
-    def _put(self, event: tuple) -> None:
+    def _put(self, write: dict) -> None:
         self._ensure_thread()
-        self._queue.put(event)
+        self._queue.put(write)
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -165,84 +200,72 @@ class MlflowTracker(tune.Callback):
                                             daemon=True)
             self._thread.start()
 
-    def close(self, timeout: float = 120.0) -> None:
-        """Flush every queued event and stop the writer thread."""
+    def close(self) -> int:
+        """Deliver every queued write and stop the writer. A store that does not answer
+        gets ``$HPSEARCH_TRACKING_GRACE`` seconds (60); what is still undelivered then
+        goes to the outbox file. Returns how many writes were left there."""
         if self._thread is not None and self._thread.is_alive():
             self._queue.put(_STOP)
-            self._thread.join(timeout)
+            try:
+                self._thread.join()
+            except KeyboardInterrupt:  # a second Ctrl-C: save what is queued and go
+                self._hurry.set()
+                self._thread.join(30)
         self._thread = None
+        return self.undelivered
 
     # ------------------------------------------------------------ writer thread
 
     def _writer(self) -> None:
-        from mlflow.entities import Metric, Param, RunTag
+        from results.outbox import Outbox, RunWriter, fail_fast_http
 
-        client = _client(self.tracking_uri)
-        runs = {r.data.tags.get("trial_id"): r.info.run_id
-                for r in child_runs(self.tracking_uri, self.experiment_id, self.parent_run_id)
-                if r.data.tags.get("trial_id")}  # re-attach on resume: one run per trial
-        q = self._queue
-        stop = False
-        while not stop:
-            events = [q.get()]
-            while True:  # drain what is waiting, to batch it
-                try:
-                    events.append(q.get_nowait())
-                except queue.Empty:
-                    break
-            pending: dict[str, list] = {}  # trial -> metrics not yet written
-            for ev in events:
-                if ev is _STOP:
-                    stop = True
-                elif ev[0] == "metrics":
-                    _, tid, step, metrics, ts = ev
-                    pending.setdefault(tid, []).extend(
-                        Metric(k, v, ts, step) for k, v in metrics.items() if math.isfinite(v))
+        fail_fast_http()
+        outbox = Outbox(RunWriter(self.tracking_uri, self.experiment_id, self.parent_run_id))
+        grace = float(os.environ.get(GRACE_ENV, DEFAULT_GRACE))
+        q, closing = self._queue, None  # closing: when close() asked, time.monotonic()
+        while True:
+            timeout = None
+            if outbox.pending:  # wake up for the next retry, or to give up when closing
+                timeout = max(0.05, outbox.next_try - time.monotonic())
+                if closing is not None:
+                    timeout = min(timeout, max(0.05, closing + grace - time.monotonic()))
+            items = []
+            try:
+                items.append(q.get(timeout=timeout))
+                while True:  # drain what is waiting, to batch it
+                    items.append(q.get_nowait())
+            except queue.Empty:
+                pass
+            for item in items:
+                if item is _STOP:
+                    closing = time.monotonic()
                 else:
-                    self._flush(client, runs, pending)
-                    if ev[0] == "start":
-                        _, tid, index, params = ev
-                        if tid in runs:  # a restored or retried trial keeps its run
-                            self._safely(client.update_run, runs[tid], status="RUNNING")
-                            continue
-                        run = self._safely(client.create_run, self.experiment_id,
-                                           run_name=f"trial-{index:03d}-{tid}",
-                                           tags={PARENT_TAG: self.parent_run_id,
-                                                 "trial_id": tid, "trial_index": str(index)})
-                        if run is None:
-                            continue
-                        runs[tid] = run.info.run_id
-                        self._safely(client.log_batch, runs[tid],
-                                     params=[Param(k, str(v)) for k, v in sorted(params.items())])
-                    elif ev[0] == "tags" and ev[1] in runs:
-                        self._safely(client.log_batch, runs[ev[1]],
-                                     tags=[RunTag(k, v) for k, v in ev[2].items()])
-                    elif ev[0] == "end" and ev[1] in runs:
-                        _, tid, status, reason, epochs, best = ev
-                        tags = [RunTag("stop_reason", reason), RunTag("epochs_reached", str(epochs))]
-                        metrics = [Metric("epochs_reached", epochs, int(time.time() * 1000), 0)]
-                        if best is not None:
-                            metrics.append(Metric(f"best_{self.metric}", best,
-                                                  int(time.time() * 1000), 0))
-                        self._safely(client.log_batch, runs[tid], metrics=metrics, tags=tags)
-                        self._safely(client.set_terminated, runs[tid], status=status)
-            self._flush(client, runs, pending)
+                    outbox.add(item)
+            done = outbox.deliver()
+            self.write_errors = outbox.rejected
+            if closing is None:
+                continue
+            if done:
+                self.undelivered = self.undelivered_results = 0
+                return
+            if time.monotonic() - closing >= grace or self._hurry.is_set():
+                self._give_up(outbox, grace)
+                return
 
-    def _flush(self, client, runs: dict, pending: dict) -> None:
-        """One log_batch per trial for all its queued metrics."""
-        for tid, metrics in pending.items():
-            if tid in runs:
-                for i in range(0, len(metrics), 1000):  # MLflow's per-call limit
-                    self._safely(client.log_batch, runs[tid], metrics=metrics[i:i + 1000])
-        pending.clear()
+    def _give_up(self, outbox, grace: float) -> None:
+        """The store stayed silent past the grace period: keep the writes in a file."""
+        from pathlib import Path
 
-    def _safely(self, fn, *args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as e:  # one failed write must not kill the writer
-            self.write_errors += 1
-            print(f"hpsearch: MLflow write failed ({type(e).__name__}: {e})", file=sys.stderr)
-            return None
+        results, writes = outbox.results(), len(outbox.pending)
+        self.undelivered, self.undelivered_results = writes, results
+        if self.outbox is None:
+            print(f"hpsearch: MLflow at {self.tracking_uri} did not answer; {writes} write(s) "
+                  f"({results} epoch result(s)) were not delivered", file=sys.stderr)
+            return
+        outbox.save(Path(self.outbox))
+        print(f"hpsearch: MLflow at {self.tracking_uri} did not answer for {grace:g} s; "
+              f"{results} epoch result(s) ({writes} write(s)) saved in {self.outbox}",
+              file=sys.stderr, flush=True)
 
 
 def _error_type(trial) -> str:

@@ -45,22 +45,42 @@ def trial(config: dict) -> None:
             tune.report({**metrics, "node_id": node_id},
                         checkpoint=tune.Checkpoint.from_directory(d))
 
-    def fail(**extra) -> None:
-        # the objective and every metric non-finite: ASHA ignores the trial, Optuna
-        # records it as FAIL; trial_finished, so it is not mistaken for a pruned one
-        metrics = dict.fromkeys(get_trainable(config["trainable"]).metrics, float("nan"))
-        tune.report({**metrics, "trial_finished": True, **extra})
-
+    failure: dict | None = None
     try:
         train(config, report, restore=restore)
     except Unhealthy as e:  # a diverged loss (health stops that prune report themselves)
-        fail(unhealthy=str(e), diverged=True)
+        failure = {"unhealthy": str(e), "diverged": True}
     except NonFiniteLoss as e:
         # Deterministic: a FailureConfig retry from the last checkpoint would only
-        # reproduce the NaN. End the trial here with a non-finite objective, which
-        # ASHA ignores (nanpercentile) and Optuna records as a FAILed trial; the
-        # tracker marks the run FAILED with stop_reason "error: NonFiniteLoss".
-        fail(error=f"NonFiniteLoss: {e}")
+        # reproduce the NaN; the tracker marks the run FAILED with stop_reason
+        # "error: NonFiniteLoss".
+        failure = {"error": f"NonFiniteLoss: {e}"}
+    except torch.cuda.OutOfMemoryError as e:
+        # The same config on the same GPU runs out of memory again: no retry either.
+        failure = {"error": f"OutOfMemory: {str(e).splitlines()[0] if str(e) else 'CUDA out of memory'}"}
+    if failure is None:
+        return
+    if failure.get("error", "").startswith("OutOfMemory"):
+        # Out of the except block, the traceback (and with it the loop's frames holding
+        # the model, optimizer state and batches) is gone: the memory can go back to the
+        # GPU before this worker takes its next trial (reuse_actors keeps the process).
+        release_memory()
+    # The objective and every metric non-finite: ASHA ignores the trial (nanpercentile),
+    # Optuna is told FAIL (search/searcher.py); trial_finished, so not taken for pruned.
+    metrics = dict.fromkeys(get_trainable(config["trainable"]).metrics, float("nan"))
+    tune.report({**metrics, "trial_finished": True, **failure})
+
+
+def release_memory() -> None:
+    """Free what a failed trial left: unreachable objects, then PyTorch's cached GPU
+    blocks, so the next trial on this worker starts with the whole memory."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def recheck_trial(config: dict) -> None:

@@ -62,15 +62,33 @@ def cmd_run(args) -> int:
     _use_cluster_token(args.address)
     if not args.address:  # a local GPU: the largest trial must fit its GPU share
         _check_plan(spec)
+    else:
+        from search.stopping import resource_wait
 
-    from search.engine import ResourceMismatch, SearchExists, StorageUnreachable, run_search
+        try:
+            resource_wait(args.resource_wait)
+        except ValueError as e:
+            raise BadInput(str(e)) from None
+
+    from search.engine import (
+        ResourceMismatch,
+        SearchExists,
+        SearchFailed,
+        StorageUnreachable,
+        run_search,
+    )
 
     try:
         outcome = run_search(spec, storage=storage, tracking_uri=args.tracking_uri,
-                             address=args.address, overwrite=args.overwrite)
+                             address=args.address, overwrite=args.overwrite,
+                             resource_wait=args.resource_wait)
     except (SearchExists, ResourceMismatch, StorageUnreachable) as e:
         raise BadInput(str(e)) from None
-    _print_outcome(outcome, storage)
+    except SearchFailed as e:
+        return _runtime_error(str(e))
+    code = _print_outcome(outcome, storage)
+    if code != EXIT_OK:
+        return code
     if args.export:
         _export(outcome.name, storage, None, None)
     print(f"\nBrowse it: hpsearch ui{_storage_flag(args.storage)}   "
@@ -118,7 +136,13 @@ def cmd_plan(args) -> int:
 
 def cmd_resume(args) -> int:
     _use_cluster_token(args.address)
-    from search.engine import NothingToResume, ResourceMismatch, StorageUnreachable, resume_search
+    from search.engine import (
+        NothingToResume,
+        ResourceMismatch,
+        SearchFailed,
+        StorageUnreachable,
+        resume_search,
+    )
 
     storage = _storage(args)
     storage.read_meta(args.name)  # an unknown search says so before the storage is checked
@@ -127,8 +151,9 @@ def cmd_resume(args) -> int:
         outcome = resume_search(args.name, storage=storage, address=args.address)
     except (NothingToResume, ResourceMismatch, StorageUnreachable) as e:
         raise BadInput(str(e)) from None
-    _print_outcome(outcome, storage)
-    return EXIT_OK
+    except SearchFailed as e:
+        return _runtime_error(str(e))
+    return _print_outcome(outcome, storage)
 
 
 def _use_cluster_token(address: str | None) -> None:
@@ -139,18 +164,50 @@ def _use_cluster_token(address: str | None) -> None:
         use_cluster_token()
 
 
-def _print_outcome(outcome, storage) -> None:
+def _print_outcome(outcome, storage) -> int:
+    """The trials table; the exit code: 1 when MLflow did not take every result, or
+    when no trial reported the objective (every trial failed)."""
     from results.status import print_status
 
     print(f"\nsearch {outcome.name!r} finished: {outcome.num_trials} trials "
           f"({outcome.num_errors} errored) in {outcome.seconds:.0f} s")
+    if outcome.undelivered:  # the table comes from MLflow, which does not answer
+        return _runtime_error(
+            f"MLflow at {outcome.tracking_uri} did not take {outcome.undelivered} write(s); "
+            f"they are kept in {outcome.outbox}: run `hpsearch status {outcome.name} --sync"
+            f"{_storage_flag(str(storage.root))}` once it answers")
     print_status(outcome.name, storage)
+    if outcome.num_scored == 0:
+        return _runtime_error(
+            f"no trial of {outcome.name!r} reported its objective ({outcome.num_errors} of "
+            f"{outcome.num_trials} errored; see stop_reason above): nothing to export")
+    return EXIT_OK
+
+
+def _runtime_error(message: str) -> int:
+    print(f"hpsearch: error: {message}", file=sys.stderr)
+    return EXIT_RUNTIME
 
 
 def cmd_status(args) -> int:
+    from results.outbox import outbox_path, pending_in, replay
     from results.status import print_status
 
-    print_status(args.name, _storage(args))
+    storage = _storage(args)
+    meta = storage.read_meta(args.name)
+    outbox = outbox_path(storage.search_dir(args.name))
+    waiting = len(pending_in(outbox))
+    if args.sync and waiting:
+        delivered, left = replay(outbox, meta["tracking_uri"], meta["experiment_id"],
+                                 meta["parent_run_id"])
+        if left:
+            return _runtime_error(f"MLflow at {meta['tracking_uri']} still does not answer: "
+                                  f"{left} write(s) stay in {outbox} (delivered {delivered})")
+        print(f"delivered {delivered} MLflow write(s) kept in {outbox}")
+    elif waiting:
+        print(f"note: {waiting} MLflow write(s) of this search wait in {outbox}; "
+              f"`hpsearch status {args.name} --sync` delivers them", file=sys.stderr)
+    print_status(args.name, storage)
     return EXIT_OK
 
 
@@ -424,6 +481,10 @@ def build_parser() -> argparse.ArgumentParser:
     spec_opts(r)
     storage_opts(r, tracking=True)
     r.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: start a local one)")
+    r.add_argument("--resource-wait", type=_number, metavar="SECONDS",
+                   help="on a cluster: how long trials may wait for a node with the resources "
+                        "they ask for before the search ends (default $HPSEARCH_RESOURCE_WAIT "
+                        "or 300)")
     r.add_argument("--overwrite", action="store_true",
                    help="replace an existing search of the same name")
     r.add_argument("--export", action="store_true",
@@ -459,6 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="State, stop_reason, epochs reached, sampled params and best "
                                    "objective of every trial, from MLflow.")
     s.add_argument("name", metavar="NAME")
+    s.add_argument("--sync", action="store_true",
+                   help="first deliver the MLflow writes a search kept because the tracking "
+                        "server did not answer")
     storage_opts(s)
     s.set_defaults(func=cmd_status)
 
@@ -548,6 +612,8 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--dashboard-port", type=_positive_int, default=8265, help="(8265)")
     cl.add_argument("--public", action="store_true",
                     help="bind the dashboard and Jobs API to 0.0.0.0 (token still required)")
+    cl.add_argument("--wait", type=_number, default=180.0, metavar="SECONDS",
+                    help="up: how long to wait for every node to be alive in the cluster (180)")
     cl.set_defaults(func=cmd_cluster)
 
     sb = sub.add_parser("submit", help="submit a search to a Ray cluster as a Ray Job",
@@ -590,7 +656,8 @@ def cmd_cluster(args) -> int:
         if args.action == "up":
             state = local.up(workers=args.workers, cpus_per_node=args.cpus_per_node,
                              gpus_per_node=args.gpus_per_node, memory_gb=args.memory,
-                             port=args.port, dashboard_port=args.dashboard_port, public=args.public)
+                             port=args.port, dashboard_port=args.dashboard_port, public=args.public,
+                             wait=args.wait)
             print(f"Ray cluster up: head + {state['workers']} worker node(s) at {state['address']}; "
                   f"dashboard and Jobs API {state['dashboard']} (token in {state['token_path']})")
             print(f"submit a search: hpsearch submit spaces/quickstart.yaml --address "
@@ -602,6 +669,8 @@ def cmd_cluster(args) -> int:
             print(f"Ray cluster stopped ({n} processes)")
     except (local.ClusterError, ValueError) as e:
         raise BadInput(str(e)) from None
+    except local.NodesDidNotJoin as e:
+        return _runtime_error(str(e))
     return EXIT_OK
 
 
@@ -679,9 +748,15 @@ def main(argv: list[str] | None = None) -> int:
     except BadInput as e:
         print(f"hpsearch: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("hpsearch: interrupted; open MLflow runs were ended", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        import signal
+
+        signum = getattr(e, "signum", signal.SIGINT)
+        name = getattr(e, "name", None)
+        more = (f"; `hpsearch resume {name}` finishes it" if name else "")
+        print(f"hpsearch: interrupted ({signal.Signals(signum).name}): in-flight trials' MLflow "
+              f"runs ended KILLED, stop_reason interrupted{more}", file=sys.stderr)
+        return 128 + signum
     except Exception as e:
         from results.export import ExportError
         from results.storage import NotWritable, SearchNotFound

@@ -29,6 +29,22 @@ class ResourceMismatch(ValueError):
     """The spec asks for resources no node of the cluster has."""
 
 
+class SearchFailed(RuntimeError):
+    """The search ran but produced nothing usable: one line, exit code 1."""
+
+
+class ResourcesUnavailable(SearchFailed):
+    """No node of the cluster could run a trial within the resource wait."""
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped the search; its in-flight trials' runs ended KILLED."""
+
+    def __init__(self, name: str, signum: int, undelivered: int = 0) -> None:
+        super().__init__(name)
+        self.name, self.signum, self.undelivered = name, signum, undelivered
+
+
 @dataclass
 class SearchOutcome:
     name: str
@@ -38,6 +54,9 @@ class SearchOutcome:
     seconds: float
     num_trials: int
     num_errors: int
+    num_scored: int = -1   # trials that reported a finite objective
+    undelivered: int = 0   # MLflow writes left in the outbox file (the store did not answer)
+    outbox: Path | None = None
 
 
 def versions() -> dict:
@@ -196,9 +215,14 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list, trainable=N
 
 def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None = None,
                address: str | None = None, overwrite: bool = False, echo=print,
-               trainable=None, tracker_class=None, stopper=None) -> SearchOutcome:
-    """Run a validated search to the end. Raises SearchExists before starting anything."""
+               trainable=None, tracker_class=None, stopper=None,
+               resource_wait: float | None = None) -> SearchOutcome:
+    """Run a validated search to the end. Raises SearchExists before starting anything.
+    On a cluster (``address``) a search whose trials no node can hold ends after
+    ``resource_wait`` seconds (see :func:`search.stopping.resource_wait`)."""
     from results import tracking
+    from results.outbox import outbox_path
+    from search import stopping
 
     exp_dir = storage.search_dir(spec.name)
     if exp_dir.exists() and any(exp_dir.iterdir()) and not overwrite:
@@ -229,7 +253,15 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
     tracker = (tracker_class or tracking.MlflowTracker)(
         tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent,
         param_names=[p.name for p in spec.space], metric=spec.metric, mode=spec.mode,
-        max_epochs=spec.max_epochs, samples=spec.samples, echo=echo)
+        max_epochs=spec.max_epochs, samples=spec.samples, echo=echo,
+        outbox=str(outbox_path(exp_dir)))
+    callbacks = [tracker]
+    if address:  # locally, connect() already fitted the spec to this machine
+        from ray.tune.stopper import CombinedStopper
+
+        watch = stopping.ResourceWatch(stopping.resource_wait(resource_wait))
+        callbacks.append(watch)
+        stopper = CombinedStopper(stopper, watch) if stopper else watch
     then = None
     if spec.recheck:
         def then(grid) -> None:  # inside the search: the parent run stays open until it ends
@@ -237,9 +269,9 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
 
             tracker.close()  # the search's results are all in MLflow before ranking them
             run_recheck(spec, storage, grid, tracking_uri=uri, experiment_id=experiment_id,
-                        parent_run_id=parent, echo=echo)
+                        parent_run_id=parent, echo=echo, outbox=str(outbox_path(exp_dir)))
     return _fit(spec, storage, tracker, uri, experiment_id, parent, address,
-                lambda: build_tuner(spec, storage, [tracker], trainable, stopper), echo, then)
+                lambda: build_tuner(spec, storage, callbacks, trainable, stopper), echo, then)
 
 
 class NothingToResume(RuntimeError):
@@ -265,8 +297,9 @@ def resume_search(name: str, *, storage: Storage, address: str | None = None,
         raise NothingToResume(f"search {name!r} has no Tune experiment state in {exp_dir} to "
                               "resume from; start it again with `hpsearch run --overwrite`")
     spec = parse_spec(meta["spec"], source=meta.get("spec_file", name))
-    spec = connect(spec, storage, address, echo)
     uri, experiment_id, parent = meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"]
+    _deliver_outbox(storage, name, uri, experiment_id, parent, echo)
+    spec = connect(spec, storage, address, echo)
     MlflowClient(uri).update_run(parent, status="RUNNING")
     resources = {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
 
@@ -280,6 +313,22 @@ def resume_search(name: str, *, storage: Storage, address: str | None = None,
     return _fit(spec, storage, tracker, uri, experiment_id, parent, address, make_tuner, echo)
 
 
+def _deliver_outbox(storage: Storage, name: str, uri: str, experiment_id: str, parent: str,
+                    echo) -> None:
+    """Writes an earlier run kept for a silent store go first: delivered after the resume's
+    own, an old "end" would overwrite a newer one."""
+    from results.outbox import outbox_path, pending_in, replay
+
+    path = outbox_path(storage.search_dir(name))
+    if not pending_in(path):
+        return
+    delivered, left = replay(path, uri, experiment_id, parent)
+    if left:
+        raise SearchFailed(f"{left} MLflow write(s) of {name!r} wait in {path} and {uri} does "
+                           f"not answer; deliver them first (`hpsearch status {name} --sync`)")
+    echo(f"delivered {delivered} MLflow write(s) kept in {path}")
+
+
 class _RestoredTracker:
     """Tune restores the search's own MlflowTracker from the experiment state (callbacks
     are pickled there); this stand-in only closes it at the end, as _fit expects."""
@@ -287,43 +336,100 @@ class _RestoredTracker:
     def __init__(self, echo):
         self.echo = echo
 
-    def close(self) -> None:
+    def interrupt(self) -> None:
         from results.tracking import MlflowTracker
 
+        for tracker in MlflowTracker.live:
+            tracker.interrupt()
+
+    def close(self) -> int:
+        from results.tracking import MlflowTracker
+
+        left = 0
         while MlflowTracker.live:  # drained: a later resume in this process starts empty
-            MlflowTracker.live.pop().close()
+            left += MlflowTracker.live.pop().close()
+        return left
 
 
 def _fit(spec, storage, tracker, uri, experiment_id, parent, address, make_tuner, echo,
          then=None):
-    from mlflow.tracking import MlflowClient
+    """Fit the search's Tuner (then ``then(grid)``, e.g. the seed re-check, inside the
+    same signal handling and before the parent run ends)."""
+    import signal
 
-    from results import tracking
+    from results.outbox import finish_search, outbox_path
+    from search.stopping import GracefulStop, ResourceWatch
 
     t0 = time.time()
     status = "FAILED"
+    outbox = outbox_path(storage.search_dir(spec.name))
+
+    def stopping(signum: int) -> None:  # in a signal handler: no buffered I/O here
+        tracker.interrupt()
+        os.write(2, f"hpsearch: {signal.Signals(signum).name}: stopping the search; in-flight "
+                    "trials end as interrupted (send it again to stop at once)\n".encode())
+
+    stop = GracefulStop(stopping)
+    missing = None
     try:
         echo(f"search {spec.name!r}: {spec.samples} trials of {spec.trainable}, "
              f"{spec.algorithm.upper()} + {spec.scheduler.upper()} "
              f"(max {spec.max_epochs} epochs, concurrency {spec.concurrency})")
-        grid = make_tuner().fit()
-        if then is not None:
-            then(grid)
-        status = "FINISHED"
-    except KeyboardInterrupt:
+        with stop:
+            grid = make_tuner().fit()
+            if then is not None and not stop.signum and _scored(grid, spec.metric):
+                then(grid)
+        # a watch that stopped the search (a restored one on resume)
+        missing = next((w.missing for w in ResourceWatch.live if w.missing), None)
+        scored = _scored(grid, spec.metric)
+        status = ("KILLED" if stop.signum else
+                  "FAILED" if missing or scored == 0 else "FINISHED")
+    except KeyboardInterrupt:  # a second signal, or one before Tune's loop started
         status = "KILLED"
+        tracker.interrupt()
+        stop.signum = stop.signum or signal.SIGINT
         raise
     finally:
-        tracker.close()
-        ended = tracking.end_orphans(uri, experiment_id, parent,
-                                     status="KILLED" if status != "FAILED" else "FAILED",
-                                     reason="interrupted" if status != "FAILED" else "error: search failed")
+        ResourceWatch.live.clear()
+        if stop.signum is not None:  # an error while stopping comes from the stop
+            status = "KILLED"
+        undelivered = tracker.close()
+        orphan_reason = "error: search failed" if status == "FAILED" else "interrupted"
+        ended, spooled = finish_search(
+            uri, experiment_id, parent, status=status, path=outbox,
+            orphan_status="FAILED" if status == "FAILED" else "KILLED", orphan_reason=orphan_reason)
+        undelivered += spooled
         if ended:
-            echo(f"ended {ended} trial run(s) left open by the interruption")
-        MlflowClient(uri).set_terminated(parent, status=status)
+            echo(f"ended {ended} trial run(s) left open ({orphan_reason})")
+        if undelivered:
+            echo(f"{undelivered} MLflow write(s) wait in {outbox}: `hpsearch status "
+                 f"{spec.name} --sync` delivers them once {uri} answers")
+        if stop.signum is not None:
+            raise SearchInterrupted(spec.name, stop.signum, undelivered)
+    if missing:
+        raise ResourcesUnavailable(missing)
     errors = sum(1 for r in grid if r.error is not None)
     return SearchOutcome(spec.name, storage.search_dir(spec.name), uri, parent,
-                         time.time() - t0, len(grid), errors)
+                         time.time() - t0, len(grid), errors, scored, undelivered,
+                         outbox if undelivered else None)
+
+
+def _scored(grid, metric: str) -> int:
+    """Trials that reported a finite objective at least once."""
+    import math
+
+    def finite(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    n = 0
+    for r in grid:
+        df = r.metrics_dataframe
+        if df is not None and metric in df:
+            values = df[metric].tolist()
+        else:
+            values = [(r.metrics or {}).get(metric)]
+        n += any(finite(v) for v in values)
+    return n
 
 
 def _flatten(doc: dict, prefix: str = "") -> dict:

@@ -71,7 +71,8 @@ def recheck_seeds(spec: SearchSpec) -> list[int]:
 
 
 def run_recheck(spec: SearchSpec, storage: Storage, grid, *, tracking_uri: str,
-                experiment_id: str, parent_run_id: str, echo=print) -> int:
+                experiment_id: str, parent_run_id: str, echo=print,
+                outbox: str | None = None) -> int:
     """Re-run the top configurations of ``grid`` (the search's ResultGrid); returns
     the number of re-runs. Their MLflow runs are ended however this ends."""
     from ray import tune
@@ -92,7 +93,7 @@ def run_recheck(spec: SearchSpec, storage: Storage, grid, *, tracking_uri: str,
     tracker = RecheckTracker(
         first_index=len(grid) + 1, tracking_uri=tracking_uri, experiment_id=experiment_id,
         parent_run_id=parent_run_id, param_names=[p.name for p in spec.space], metric=spec.metric,
-        mode=spec.mode, max_epochs=spec.max_epochs, samples=len(jobs),
+        mode=spec.mode, max_epochs=spec.max_epochs, samples=len(jobs), outbox=outbox,
         echo=(lambda line: echo(line.replace("  trial ", "  re-check ", 1))) if echo else None)
     resources = {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
     tuner = tune.Tuner(

@@ -27,14 +27,20 @@ from ray.tune.search.optuna import OptunaSearch
 class SchedulerAwareOptunaSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
-        value = (result or {}).get(self.metric)
-        if result and not error and isinstance(value, float) and not math.isfinite(value):
-            # a diverged trial (NaN loss, a health stop) reports a non-finite objective;
-            # OptunaSearch would pass it to study.tell, which refuses it and leaves the
-            # trial RUNNING in the study for good: tell Optuna it FAILED instead
+        if result and not error and not _finite(result.get(self.metric)):
+            # a trial that ended itself with an error (NonFiniteLoss, OutOfMemory) reports
+            # a NaN objective; OptunaSearch would tell it COMPLETE with that value, which
+            # Optuna refuses ("The value nan is not acceptable"; Ray only logs it), and the
+            # trial would stay RUNNING in the study. Told without a result and with an
+            # error, it is FAIL, which TPE leaves out of its model.
             result, error = None, True
         elif result and not error and result.get("trial_finished") is False:
             # OptunaSearch tells a trial without a result PRUNED; Optuna then takes
             # the last intermediate value (reported every epoch) as its value
             result = None
         super().on_trial_complete(trial_id, result, error)
+
+
+def _finite(value) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))

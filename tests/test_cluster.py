@@ -11,6 +11,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -103,15 +104,19 @@ def _http(url, token=None):
 def test_local_cluster_token_auth_and_a_submitted_search_over_two_nodes(tmp_path):
     env = _cluster_env(tmp_path / "home")
     up = _cli("cluster", "up", "--workers", "1", "--cpus-per-node", "1", "--memory", "2",
-              "--port", "6399", "--dashboard-port", "8299", env=env)
+              "--port", "6399", "--dashboard-port", "8299", env=env, timeout=600)
     try:
         assert up.returncode == 0, up.stderr
         token_file = tmp_path / "home" / "ray_token"
         token = token_file.read_text().strip()
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600 and len(token) == 64
         assert token not in up.stdout + up.stderr
+        # `up` returned only once both nodes were alive in the GCS (not merely started)
         status = _cli("cluster", "status", env=env)
-        assert status.returncode == 0 and status.stdout.count("node_") == 2, status.stdout
+        assert status.returncode == 0 and "nodes (GCS): 2 alive of 2 started" in status.stdout, \
+            status.stdout
+        assert [" ALIVE " in line for line in status.stdout.splitlines()
+                if line.startswith(("  head ", "  worker 1 "))] == [True, True], status.stdout
         # the Jobs API refuses a request without the token and serves one with it
         assert _http("http://127.0.0.1:8299/api/jobs/") == 401
         assert _http("http://127.0.0.1:8299/api/jobs/", token) == 200
@@ -144,6 +149,20 @@ def test_local_cluster_token_auth_and_a_submitted_search_over_two_nodes(tmp_path
         for f in storage.rglob("*"):
             if f.is_file() and f.stat().st_size < 5_000_000:
                 assert token.encode() not in f.read_bytes(), f
+
+        # a GPU spec on this GPU-less cluster ends within its resource wait, exit 1, one line
+        t0 = time.monotonic()
+        gpu = _cli("submit", "spaces/cluster_digits.yaml", "--address", "http://127.0.0.1:8299",
+                   "--", "--storage", str(storage), "--name", "gpu-wait", "--gpus-per-trial",
+                   "0.25", "--resource-wait", "10", env=env, timeout=400)
+        assert gpu.returncode == 1 and "FAILED" in gpu.stdout, gpu.stdout[-3000:]
+        line = next(x for x in gpu.stdout.splitlines() if "no node of the cluster" in x)
+        assert "0.25 GPU" in line and "0 GPU" in line and "--gpus-per-trial 0" in line, line
+        assert "--resource-wait" in line and "within 10 s" in line, line
+        assert time.monotonic() - t0 < 300
+        meta, rows = trial_rows("gpu-wait", Storage(storage))
+        assert rows == []  # no trial ever started
+        assert client.get_run(meta["parent_run_id"]).info.status == "FAILED"
     finally:
         down = _cli("cluster", "down", env=env)
     assert down.returncode == 0 and "stopped" in down.stdout

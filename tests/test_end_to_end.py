@@ -321,6 +321,10 @@ def test_ctrl_c_leaves_no_run_running(tmp_path, fashion_mnist_ready):
     runs = children(meta)
     assert runs, log[-3000:]
     assert all(r.info.status != "RUNNING" for r in runs), [(r.info.status, r.data.tags) for r in runs]
+    # stopped, not broken: KILLED / interrupted, and the exit code says SIGINT
+    assert proc.returncode == 130, log[-3000:]
+    assert all((r.info.status, r.data.tags.get("stop_reason")) == ("KILLED", "interrupted")
+               for r in runs), [(r.info.status, r.data.tags) for r in runs]
 
 
 def test_smoke_run_and_export_of_every_shipped_spec(ray_session, storage, fashion_mnist_ready):

@@ -1,0 +1,175 @@
+"""What ends a search before its trials do: a stop signal, or a cluster that cannot
+run a single trial.
+
+:class:`GracefulStop` gives SIGTERM (``kill``, a service manager, a Ray job
+being stopped) the meaning Ctrl-C already has in Ray Tune: stop scheduling,
+save the experiment state once more, stop the trials, return. Ray's driver
+turns SIGTERM into ``sys.exit`` and Tune only catches SIGINT, so without it a
+SIGTERM skipped all of that and the trials' runs ended FAILED as if they had
+crashed. A second signal stops at once.
+
+:class:`ResourceWatch` ends a search whose trials ask for resources no node of
+the cluster has (GPUs on a CPU-only cluster) after a bounded wait, instead of
+Tune's warning once a minute forever. The wait is long by default because an
+autoscaling cluster adds the missing node within minutes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+from ray import tune
+
+RESOURCE_WAIT_ENV = "HPSEARCH_RESOURCE_WAIT"
+DEFAULT_RESOURCE_WAIT = 300.0  # s: a cloud GPU node boots and runs its setup in minutes
+
+
+class GracefulStop:
+    """Within ``with``: the first SIGINT or SIGTERM calls ``on_signal(signum)`` and asks
+    Tune to stop (``signum`` is then set); a second raises KeyboardInterrupt."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, on_signal: Callable[[int], None]) -> None:
+        self.on_signal = on_signal
+        self.signum: int | None = None
+        self._saved: dict = {}
+
+    def __enter__(self) -> GracefulStop:
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signals go to the main thread only; leave them as they are
+        self._saved = {s: signal.getsignal(s) for s in self.SIGNALS}
+        # Tune's handler for SIGUSR1 from an earlier search in this process may still be
+        # installed: only one that appears after this point belongs to this search
+        self._stale_tune_handler = signal.getsignal(signal.SIGUSR1)
+        # Tune's SIGINT handler would replace ours; SIGINT is routed to Tune below
+        self._saved_env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+        for s in self.SIGNALS:
+            signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        self.on_signal(signum)
+        # Tune always installs its graceful-stop handler for SIGUSR1 (the one it uses for
+        # Ctrl-C): calling it is asking Tune to stop the way Ctrl-C does
+        tune_stop = signal.getsignal(signal.SIGUSR1)
+        if callable(tune_stop) and tune_stop is not self._stale_tune_handler:
+            tune_stop(signal.SIGUSR1, frame)
+        else:  # Tune's loop has not started yet: nothing to stop gracefully
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._saved.items():
+            signal.signal(s, handler)
+        if self._saved:
+            if self._saved_env is None:
+                os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+            else:
+                os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = self._saved_env
+
+
+def resource_wait(flag: float | None) -> float:
+    """--resource-wait, else $HPSEARCH_RESOURCE_WAIT, else 300 s."""
+    where, text = ("--resource-wait", flag) if flag is not None else (
+        f"${RESOURCE_WAIT_ENV}", os.environ.get(RESOURCE_WAIT_ENV, DEFAULT_RESOURCE_WAIT))
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not seconds >= 0:
+        raise ValueError(f"{where}: seconds >= 0 expected, got {text!r}")
+    return seconds
+
+
+class ResourceWatch(tune.Callback, tune.Stopper):
+    """Tune callback and stopper: when no trial is running, one is waiting, and no alive
+    node has the resources one trial asks for, for ``wait`` seconds, stop the search
+    and keep the reason in ``missing`` (one line, naming the flag that changes it)."""
+
+    live: list = []  # instances of this process, a restored one included: the engine reads them
+
+    def __init__(self, wait: float, check_every: float = 2.0) -> None:
+        self.wait = wait
+        self.check_every = check_every
+        self.missing: str | None = None
+        self._since: float | None = None  # time.monotonic() since no node could hold a trial
+        self._next_check = 0.0
+        ResourceWatch.live.append(self)
+
+    def __getstate__(self):  # pickled into Tune's experiment state: no clock readings
+        return {**self.__dict__, "_since": None, "_next_check": 0.0}
+
+    def __setstate__(self, state):  # restored by `hpsearch resume`
+        self.__dict__.update(state, missing=None)
+        ResourceWatch.live.append(self)
+
+    # ------------------------------------------------------------ Stopper
+
+    def __call__(self, trial_id, result) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.missing is not None
+
+    # ------------------------------------------------------------ Callback
+
+    def on_step_begin(self, iteration, trials, **info) -> None:
+        from ray.tune.experiment import Trial
+
+        now = time.monotonic()
+        if self.missing is not None or now < self._next_check:
+            return
+        self._next_check = now + self.check_every
+        waiting = [t for t in trials if t.status == Trial.PENDING]
+        if not waiting or any(t.status == Trial.RUNNING for t in trials):
+            self._since = None
+            return
+        need = {k: v for k, v in waiting[0].placement_group_factory.required_resources.items()
+                if v > 0}
+        nodes = _alive_node_resources()
+        if any(all(node.get(k, 0) >= v for k, v in need.items()) for node in nodes):
+            self._since = None  # a node can hold it: it waits for a free slot, not forever
+            return
+        if self._since is None:
+            self._since = now
+        if now - self._since >= self.wait:
+            self.missing = unsatisfiable(need, nodes, self.wait)
+
+
+def _alive_node_resources() -> list[dict]:
+    import ray
+
+    return [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+
+
+def unsatisfiable(need: dict, nodes: list[dict], waited: float) -> str:
+    """One line: what a trial asks for, what the best node has, and the flags."""
+    def amount(res: dict, key: str) -> str:
+        v = res.get(key, 0)
+        return f"{v:g} {key}" if key != "memory" else f"{v / 1024**3:.1f} GiB memory"
+
+    keys = [k for k in ("CPU", "GPU", "memory") if k in need] + sorted(
+        k for k in need if k not in ("CPU", "GPU", "memory"))
+    short = [k for k in keys if not any(n.get(k, 0) >= need[k] for n in nodes)]
+    best = {k: max((n.get(k, 0) for n in nodes), default=0) for k in keys}
+    fixes = []
+    if "GPU" in short:
+        fixes.append("--gpus-per-trial 0 trains on CPU")
+    if "CPU" in short:
+        fixes.append(f"--cpus-per-trial {max(1, math.floor(best['CPU']))} fits the largest node")
+    fixes.append("--resource-wait SECONDS (or $HPSEARCH_RESOURCE_WAIT) waits longer for "
+                 "nodes an autoscaler adds")
+    return (f"no node of the cluster can run a trial: each asks for "
+            f"{', '.join(amount(need, k) for k in keys)}, the most any node has is "
+            f"{', '.join(amount(best, k) for k in keys)} "
+            f"(missing: {', '.join(short) or 'no single node has all of it'}); "
+            f"none joined within {waited:g} s, so the search stopped. {'; '.join(fixes)}")

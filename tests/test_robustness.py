@@ -1,0 +1,438 @@
+"""Runtime faults, on real parts (local Ray, real MLflow, real data): a trial out of
+GPU memory, a search stopped by SIGTERM, a tracking server that goes away and
+comes back (or never does), two searches at once on one SQLite store.
+
+Waits poll for a condition with a generous bound and never sleep a fixed time
+hoping the machine was fast enough: CI machines are busy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from results.status import trial_rows
+from results.storage import Storage
+from search.engine import run_search
+from search.spec import parse_spec
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parent.parent
+
+DIGITS = {  # seconds per trial: ResNet-18 (CIFAR stem, width 8) on scikit-learn's digits
+    "trainable": "resnet18",
+    "data": {"source": "digits", "val_fraction": 0.2, "test_fraction": 0.2},
+    "objective": {"metric": "val_accuracy", "mode": "max"},
+    "search": {"algorithm": "random", "samples": 2, "seed": 0, "concurrency": 2},
+    "scheduler": {"name": "fifo", "max_epochs": 2},
+    "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0},
+    "space": {"lr": {"loguniform": [1e-3, 3e-2]}, "batch_size": {"choice": [32, 64]}},
+    "fixed": {"stem": "cifar", "base_width": 8, "optimizer": "adam"},
+}
+
+
+def children(meta) -> list:
+    client = MlflowClient(meta["tracking_uri"])
+    return client.search_runs([meta["experiment_id"]],
+                              filter_string=f"tags.`mlflow.parentRunId` = '{meta['parent_run_id']}'")
+
+
+def wait_for(condition, timeout: float, what: str, proc=None, every: float = 1.0):
+    """Poll ``condition()`` until it returns something truthy; fail after ``timeout`` s
+    (or as soon as ``proc`` exits, when given)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+        except Exception:
+            value = None
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(every)
+    pytest.fail(f"{what}: not within {timeout:g} s" +
+                (f" (the process exited {proc.returncode})" if proc is not None and
+                 proc.poll() is not None else ""))
+
+
+def write_spec(path: Path, **changes) -> Path:
+    path.write_text(yaml.safe_dump({**DIGITS, **changes}))
+    return path
+
+
+def cli(*args, env=None, **kw):
+    return subprocess.Popen([sys.executable, "-m", "search.cli", *args], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+# ---------------------------------------------------------------- GPU out of memory
+
+
+def test_out_of_memory_ends_its_trial_without_retry_and_frees_the_worker(ray_session, storage):
+    """A trial that runs out of GPU memory (raised on CPU by the probe, for real on a GPU)
+    ends FAILED `error: OutOfMemory` with no FailureConfig retry, Optuna is told FAIL,
+    and the next trial on the same worker finds the memory released (the probe fails
+    any trial that finds the previous model alive or GPU memory still reserved)."""
+    spec = parse_spec({
+        "name": "oom-probe", "trainable": "plugins.oom_probe", "data": {"source": "digits"},
+        "objective": {"metric": "val_accuracy", "mode": "max"},
+        "search": {"algorithm": "random", "samples": 5, "seed": 1, "concurrency": 1},
+        "scheduler": {"name": "fifo", "max_epochs": 1},
+        "failure": {"max_failures": 2},
+        # on a GPU machine the probe runs out of memory for real; without one, the local
+        # cluster runs the trials on CPU and the probe raises the error itself
+        "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0.5},
+        "space": {"oom": {"choice": [True, False]}},
+    }, source="oom-probe")
+    outcome = run_search(spec, storage=storage, echo=lambda *_: None)
+    assert outcome.num_errors == 0  # ended by the adapter, not as a Tune error (no retry)
+    meta, rows = trial_rows(spec.name, storage)
+    runs = sorted(children(meta), key=lambda r: int(r.data.tags["trial_index"]))
+    kinds = [r.data.params["oom"] for r in runs]
+    # the seeded draw: an out-of-memory trial followed by others on the same worker
+    assert "True" in kinds[:-1] and "False" in kinds[kinds.index("True") + 1:], kinds
+    for r in runs:
+        if r.data.params["oom"] == "True":
+            assert (r.info.status, r.data.tags["stop_reason"]) == ("FAILED", "error: OutOfMemory")
+        else:
+            assert (r.info.status, r.data.tags["stop_reason"]) == ("FINISHED", "completed"), \
+                r.data.tags
+    assert len({r.data.tags["node_id"] for r in runs if "node_id" in r.data.tags}) == 1
+    # one attempt per trial: Tune recorded no failure, the trial folder no error file
+    exp = storage.search_dir(spec.name)
+    for trial_dir in exp.glob("trial_*"):
+        assert not (trial_dir / "error.txt").exists(), trial_dir
+        lines = (trial_dir / "result.json").read_text().splitlines()
+        assert len(lines) == 1, (trial_dir, len(lines))
+    # TPE's study: FAIL for each out-of-memory trial, COMPLETE for the others
+    from ray.tune.search.optuna import OptunaSearch
+
+    searcher = OptunaSearch()
+    searcher.restore_from_dir(str(exp))
+    states = sorted((str(t.params["oom"]), t.state.name) for t in searcher._ot_study.trials)
+    assert states == sorted((k, "FAIL" if k == "True" else "COMPLETE") for k in kinds), states
+
+
+# ---------------------------------------------------------------- SIGTERM mid-search
+
+
+def test_sigterm_mid_search_ends_inflight_runs_killed_as_interrupted(tmp_path):
+    """`kill PID` (what a service manager or `jobs stop` sends) stops a real search the
+    way Ctrl-C does: in-flight trials' runs end KILLED with stop_reason `interrupted`,
+    keeping the epochs they logged; the parent run ends KILLED; exit code 128+15."""
+    spec = write_spec(tmp_path / "term.yaml", name="sigterm-probe",
+                      scheduler={"name": "fifo", "max_epochs": 60})
+    storage = tmp_path / "runs"
+    proc = cli("run", str(spec), "--storage", str(storage))
+    st = Storage(storage)
+    try:
+        def two_trials_logging():
+            meta, rows = trial_rows("sigterm-probe", st)
+            client = MlflowClient(meta["tracking_uri"])
+            return len(rows) == 2 and all(
+                len(client.get_metric_history(r.run_id, "val_accuracy")) >= 1 for r in rows)
+
+        wait_for(two_trials_logging, 300, "two trials logging epochs", proc)
+        proc.send_signal(signal.SIGTERM)  # the driver only, as `kill PID` does
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
+    assert "interrupted (SIGTERM)" in out and "hpsearch resume sigterm-probe" in out, out[-2000:]
+    meta, rows = trial_rows("sigterm-probe", st)
+    client = MlflowClient(meta["tracking_uri"])
+    assert client.get_run(meta["parent_run_id"]).info.status == "KILLED"
+    assert len(rows) == 2
+    for r in rows:
+        run = client.get_run(r.run_id)
+        assert (run.info.status, run.data.tags.get("stop_reason")) == ("KILLED", "interrupted"), \
+            (run.info.status, run.data.tags)
+        steps = [m.step for m in client.get_metric_history(r.run_id, "val_accuracy")]
+        assert steps == list(range(1, len(steps) + 1)) and r.epochs == len(steps) >= 1, steps
+    status = subprocess.run([sys.executable, "-m", "search.cli", "status", "sigterm-probe",
+                             "--storage", str(storage)], cwd=ROOT, capture_output=True, text=True)
+    table = [line.split() for line in status.stdout.splitlines()]
+    assert sum(row[2:4] == ["KILLED", "interrupted"] for row in table) == 2, status.stdout
+
+
+# ---------------------------------------------------------------- tracking server goes away
+
+
+def _serve(port: int, root: Path) -> subprocess.Popen:
+    proc = cli("tracking", "serve", "--port", str(port), "--storage", str(root),
+               start_new_session=True)
+
+    def healthy():
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+            return r.status == 200
+
+    wait_for(healthy, 180, f"mlflow server on port {port}", proc)
+    return proc
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)  # `tracking serve` stops the server's process group
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+
+
+def _results_on_disk(storage: Path, name: str) -> int:
+    """Epoch results the trials reported, as Tune wrote them (not through MLflow)."""
+    return sum(len((d / "result.json").read_text().splitlines())
+               for d in (storage / name).glob("trial_*") if (d / "result.json").is_file())
+
+
+def _histories_complete(uri: str, name: str, storage: Path, epochs: int | None = None) -> None:
+    meta, rows = trial_rows(name, Storage(storage))
+    client = MlflowClient(uri)
+    assert client.get_run(meta["parent_run_id"]).info.status == "FINISHED"
+    assert rows and all((r.state, r.stop_reason) == ("FINISHED", "completed") for r in rows), \
+        [(r.state, r.stop_reason) for r in rows]
+    for r in rows:
+        for key in ("val_accuracy", "train_loss", "lr"):
+            steps = [m.step for m in client.get_metric_history(r.run_id, key)]
+            # every epoch once: none lost in the outage, none written twice by a retry
+            assert steps == list(range(1, (epochs or r.epochs) + 1)), (r.trial_id, key, steps)
+
+
+def test_tracking_server_restart_loses_nothing_and_a_dead_one_leaves_an_outbox(tmp_path):
+    """A real `mlflow server` (hpsearch tracking serve) stopped mid-search: (1) restarted on
+    the same port and store, every queued result arrives exactly once and the search
+    ends normally; (2) never back before the search ends: the search still ends, exits 1
+    saying how many writes wait in the outbox file, and `status --sync` delivers them
+    once the server is back."""
+    port, server_root, storage = 5071, tmp_path / "server", tmp_path / "runs"
+    uri = f"http://127.0.0.1:{port}"
+    server = _serve(port, server_root)
+    run = None
+    try:
+        # (1) stopped, then back while the search runs
+        spec = write_spec(tmp_path / "restart.yaml", name="ts-restart",
+                          scheduler={"name": "fifo", "max_epochs": 8})
+        run = cli("run", str(spec), "--storage", str(storage), "--tracking-uri", uri,
+                  env={"HPSEARCH_TRACKING_GRACE": "300"})
+
+        def logged_epochs():
+            meta, rows = trial_rows("ts-restart", Storage(storage))
+            client = MlflowClient(uri)
+            return len(rows) == 2 and all(client.get_metric_history(r.run_id, "val_accuracy")
+                                          for r in rows)
+
+        wait_for(logged_epochs, 300, "both trials' first epochs in MLflow", run)
+        _stop(server)
+        before = _results_on_disk(storage, "ts-restart")
+        # the search keeps running without its tracking server
+        wait_for(lambda: _results_on_disk(storage, "ts-restart") >= before + 3 or run.poll() is not None,
+                 300, "epochs trained during the outage")
+        server = _serve(port, server_root)
+        out, _ = run.communicate(timeout=420)
+        assert run.returncode == 0, out[-3000:]
+        assert "does not answer" in out and "answers again" in out, out[-3000:]
+        _histories_complete(uri, "ts-restart", storage, epochs=8)
+
+        # (2) stopped for good: the search ends, its writes wait in a file
+        spec = write_spec(tmp_path / "gone.yaml", name="ts-gone",
+                          scheduler={"name": "fifo", "max_epochs": 2})
+        run = cli("run", str(spec), "--storage", str(storage), "--tracking-uri", uri,
+                  env={"HPSEARCH_TRACKING_GRACE": "3"})
+        wait_for(lambda: trial_rows("ts-gone", Storage(storage))[1], 300,
+                 "the first trial's run in MLflow", run)
+        _stop(server)
+        out, _ = run.communicate(timeout=420)
+        outbox = storage / "ts-gone" / "mlflow-outbox.jsonl"
+        assert run.returncode == 1, out[-3000:]
+        assert f"they are kept in {outbox}" in out and "--sync" in out, out[-3000:]
+        writes = [json.loads(line) for line in outbox.read_text().splitlines()]
+        assert {"metrics", "end", "parent"} <= {w["op"] for w in writes}
+        still = subprocess.run([sys.executable, "-m", "search.cli", "status", "ts-gone",
+                                "--sync", "--storage", str(storage)], cwd=ROOT,
+                               capture_output=True, text=True, timeout=300)
+        assert still.returncode == 1 and "still does not answer" in still.stderr, still.stderr
+        assert len(outbox.read_text().splitlines()) == len(writes)  # nothing lost by trying
+        server = _serve(port, server_root)
+        synced = subprocess.run([sys.executable, "-m", "search.cli", "status", "ts-gone",
+                                 "--sync", "--storage", str(storage)], cwd=ROOT,
+                                capture_output=True, text=True, timeout=300)
+        assert synced.returncode == 0, synced.stdout + synced.stderr
+        assert f"delivered {len(writes)} MLflow write(s)" in synced.stdout, synced.stdout
+        assert not outbox.exists()
+        _histories_complete(uri, "ts-gone", storage, epochs=2)
+    finally:
+        if run is not None and run.poll() is None:
+            run.kill()
+            run.communicate()
+        _stop(server)
+
+
+# ---------------------------------------------------------------- two searches, one store
+
+
+def test_two_searches_at_once_on_one_sqlite_store(tmp_path):
+    """Two `hpsearch run` with different names start together on a fresh storage root
+    (default SQLite store): both finish with every run and every epoch recorded, and
+    neither meets "database is locked" or MLflow's table creation racing the other's."""
+    storage = tmp_path / "runs"
+    spec = write_spec(tmp_path / "pair.yaml", name="pair",
+                      search={**DIGITS["search"], "samples": 2},
+                      scheduler={"name": "fifo", "max_epochs": 2})
+    runs = [cli("run", str(spec), "--name", name, "--storage", str(storage))
+            for name in ("pair-a", "pair-b")]
+    outs = []
+    try:
+        for proc in runs:
+            outs.append(proc.communicate(timeout=600)[0])
+    finally:
+        for proc in runs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    for proc, out in zip(runs, outs):
+        assert proc.returncode == 0, out[-3000:]
+        assert "locked" not in out.lower() and "write failed" not in out, out[-3000:]
+    uri = Storage(storage).tracking_uri()
+    for name in ("pair-a", "pair-b"):
+        meta, rows = trial_rows(name, Storage(storage))
+        assert len(rows) == 2
+        _histories_complete(uri, name, storage, epochs=2)
+
+
+def test_processes_opening_a_fresh_sqlite_store_at_once_do_not_race(tmp_path):
+    """The race above made deterministic: three processes released at the same instant
+    open a store that does not exist yet (MLflow creates and migrates its tables on
+    open). Without the lock in results.mlflow_runs, some fail in MLflow's migrations."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    go = tmp_path / "go"
+    code = ("import sys, time, pathlib\n"
+            "from mlflow.tracking import MlflowClient  # the slow imports before the start line\n"
+            "from results.mlflow_runs import _client\n"
+            "pathlib.Path(sys.argv[2] + '-' + sys.argv[3]).touch()  # ready\n"
+            "while not pathlib.Path(sys.argv[2]).exists(): time.sleep(0.005)\n"
+            "_client(sys.argv[1]).create_experiment(sys.argv[3])\n")
+    names = [f"exp-{i}" for i in range(3)]
+    procs = [subprocess.Popen([sys.executable, "-c", code, uri, str(go), name], cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for name in names]
+    try:
+        wait_for(lambda: all(Path(f"{go}-{n}").exists() for n in names), 180,
+                 "the processes ready at the start line")
+        go.touch()
+        outs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [0] * 3, "\n".join(o[-1500:] for o in outs)
+    assert set(names) <= {e.name for e in MlflowClient(uri).search_experiments()}
+
+
+# ---------------------------------------------------------------- the pieces, directly
+
+
+def test_a_write_delivered_twice_is_harmless(tmp_path):
+    """What makes retrying safe after an ambiguous failure (the request reached the store,
+    the answer did not come back): every write applied twice leaves one run per trial,
+    one row per metric step, and the same end state. Real MLflow, SQLite store."""
+    from results.mlflow_runs import ensure_experiment, start_parent
+    from results.outbox import Outbox, RunWriter
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp = ensure_experiment(uri, "twice", None)
+    parent = start_parent(uri, exp, run_name="p", params={}, tags={}, spec_text="x")
+    writes = [{"op": "start", "trial": "t1", "index": 1, "params": {"lr": 0.1}},
+              {"op": "metrics", "trial": "t1", "metrics": [["val_accuracy", 0.5, 1000, 1]]},
+              {"op": "metrics", "trial": "t1", "metrics": [["val_accuracy", 0.6, 2000, 2]]},
+              {"op": "tags", "trial": "t1", "tags": {"node_id": "n1"}},
+              {"op": "end", "trial": "t1", "status": "FINISHED", "reason": "completed",
+               "epochs": 2, "best": 0.6, "best_metric": "best_val_accuracy", "time": 3000},
+              {"op": "parent", "status": "FINISHED"}]
+    for _ in range(2):
+        writer = RunWriter(uri, exp, parent)  # a fresh writer: it must find the run again
+        outbox = Outbox(writer, log=lambda line: None)
+        for w in writes:
+            outbox.add(json.loads(json.dumps(w)))
+        assert len(outbox.pending) == 5  # the two metrics writes of t1 merged into one
+        assert outbox.deliver() and outbox.delivered == 5
+    client = MlflowClient(uri)
+    runs = client.search_runs([exp], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    history = client.get_metric_history(runs[0].info.run_id, "val_accuracy")
+    assert [(m.step, m.value) for m in history] == [(1, 0.5), (2, 0.6)]
+    assert runs[0].data.tags["stop_reason"] == "completed" and runs[0].data.params["lr"] == "0.1"
+
+
+def test_an_unreachable_store_keeps_writes_in_order_and_saves_them(tmp_path, monkeypatch):
+    """Against a port nobody listens on, nothing is dropped: the first write fails, the
+    outbox keeps all of them, schedules a retry with backoff, and saves them in order."""
+    from results.outbox import HTTP_DEFAULTS, Outbox, RunWriter, pending_in
+
+    for key, value in HTTP_DEFAULTS.items():  # what a search's writer sets for itself
+        monkeypatch.setenv(key, value)
+    outbox = Outbox(RunWriter("http://127.0.0.1:9", "1", "p"), log=lambda line: None)
+    writes = [{"op": "start", "trial": "t1", "index": 1, "params": {}},
+              {"op": "metrics", "trial": "t1", "metrics": [["lr", 0.1, 1, 1]]},
+              {"op": "parent", "status": "FINISHED"}]
+    for w in writes:
+        outbox.add(w)
+    t0 = time.monotonic()
+    assert not outbox.deliver()
+    assert time.monotonic() - t0 < 60  # MLflow's own retries do not hold it for minutes
+    assert outbox.failures == 1 and outbox.next_try > time.monotonic() - 1
+    assert not outbox.deliver()  # before the backoff has passed: no new attempt
+    assert outbox.failures == 1 and outbox.results() == 1
+    path = tmp_path / "outbox.jsonl"
+    assert outbox.save(path) == 3 and pending_in(path) == writes
+
+
+def test_resource_wait_and_the_unsatisfiable_line(monkeypatch):
+    from search.stopping import resource_wait, unsatisfiable
+
+    assert resource_wait(12.5) == 12.5
+    monkeypatch.setenv("HPSEARCH_RESOURCE_WAIT", "45")
+    assert resource_wait(None) == 45
+    monkeypatch.setenv("HPSEARCH_RESOURCE_WAIT", "soon")
+    with pytest.raises(ValueError, match=r"\$HPSEARCH_RESOURCE_WAIT: seconds >= 0"):
+        resource_wait(None)
+    with pytest.raises(ValueError, match="--resource-wait"):
+        resource_wait(-1)
+    nodes = [{"CPU": 2.0}, {"CPU": 3.0}]
+    gpu = unsatisfiable({"CPU": 1, "GPU": 0.25}, nodes, 30)
+    assert "1 CPU, 0.25 GPU" in gpu and "3 CPU, 0 GPU" in gpu and "(missing: GPU)" in gpu
+    assert "--gpus-per-trial 0" in gpu and "--cpus-per-trial" not in gpu and "30 s" in gpu
+    cpu = unsatisfiable({"CPU": 4}, nodes, 30)
+    assert "--cpus-per-trial 3" in cpu and "--gpus-per-trial" not in cpu
+    split = unsatisfiable({"CPU": 3, "GPU": 1}, [{"CPU": 3.0}, {"CPU": 1.0, "GPU": 1.0}], 30)
+    assert "no single node has all of it" in split
+    assert "\n" not in gpu + cpu + split
+
+
+def test_a_bad_resource_wait_is_bad_input(tmp_path, capsys, monkeypatch):
+    from search.cli import main
+
+    monkeypatch.setenv("HPSEARCH_HOME", str(tmp_path / "home"))  # no cluster token to pick up
+
+    spec = write_spec(tmp_path / "s.yaml", name="bad-wait")
+    code = main(["run", str(spec), "--address", "127.0.0.1:1", "--resource-wait", "-3",
+                 "--storage", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--resource-wait" in err, err
+    assert not (tmp_path / "runs").exists()
