@@ -112,12 +112,25 @@ class MlflowTracker(tune.Callback):
     def setup(self, **info) -> None:
         self._ensure_thread()
 
+    first_index = 1  # trial numbers start here (the seed re-check continues the search's)
+
+    def trial_params(self, trial) -> dict:
+        """The sampled parameters of a trial, logged as its run's params."""
+        return {k: trial.config[k] for k in self.param_names if k in trial.config}
+
+    def trial_tags(self, trial) -> dict:
+        """Tags a trial's run gets when it starts, besides trial_id and trial_index."""
+        return {}
+
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         tid = trial.trial_id
-        self._index.setdefault(tid, len(self._index) + 1)
+        self._index.setdefault(tid, self.first_index + len(self._index))
         self._open.add(tid)
-        params = {k: trial.config[k] for k in self.param_names if k in trial.config}
-        self._put({"op": "start", "trial": tid, "index": self._index[tid], "params": params})
+        self._put({"op": "start", "trial": tid, "index": self._index[tid],
+                   "params": self.trial_params(trial)})
+        tags = self.trial_tags(trial)
+        if tags:
+            self._put({"op": "tags", "trial": tid, "tags": tags})
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         tid = trial.trial_id

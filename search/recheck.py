@@ -33,13 +33,13 @@ class RecheckTracker(MlflowTracker):
         super().__init__(**kwargs)
         self.first_index = first_index
 
-    def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        job, tid = trial.config["recheck"], trial.trial_id
-        self._index.setdefault(tid, self.first_index + len(self._index))
-        params = {k: job["config"][k] for k in self.param_names if k in job["config"]}
-        self._put(("start", tid, self._index[tid], params))
-        self._put(("tags", tid, {"recheck": "true", "recheck_of": job["of"],
-                                 "seed": str(job["config"]["seed"])}))
+    def trial_params(self, trial) -> dict:
+        config = trial.config["recheck"]["config"]
+        return {k: config[k] for k in self.param_names if k in config}
+
+    def trial_tags(self, trial) -> dict:
+        job = trial.config["recheck"]
+        return {"recheck": "true", "recheck_of": job["of"], "seed": str(job["config"]["seed"])}
 
 
 def top_trials(spec: SearchSpec, grid, k: int) -> list[tuple[str, dict, float]]:

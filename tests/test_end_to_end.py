@@ -251,8 +251,8 @@ def test_seed_recheck_retrains_the_top_configurations_and_export_takes_the_best_
     spec = parse_spec({
         "name": "recheck", "trainable": "plugins.health_probe", "data": {"source": "digits"},
         "objective": {"metric": "val_accuracy", "mode": "max"},
-        "search": {"samples": 4, "seed": 5, "concurrency": 2, "recheck": {"top": 2, "seeds": 2}},
-        "scheduler": {"name": "fifo", "max_epochs": 2},
+        "search": {"samples": 3, "seed": 5, "concurrency": 2, "recheck": {"top": 2, "seeds": 2}},
+        "scheduler": {"name": "fifo", "max_epochs": 1},
         "space": {"lr": {"loguniform": [1e-4, 1e-1]}},
         "fixed": {"optimizer": "sgd", "batch_size": 64},
     }, source="recheck")
@@ -260,14 +260,14 @@ def test_seed_recheck_retrains_the_top_configurations_and_export_takes_the_best_
     assert outcome.num_errors == 0
     meta, rows = trial_rows(spec.name, storage)
     _, rechecks = trial_rows(spec.name, storage, recheck=True)
-    assert len(rows) == 4, "the search's own table holds its trials only"
+    assert len(rows) == 3, "the search's own table holds its trials only"
     top2 = {r.trial_id for r in sorted(rows, key=lambda r: -r.best)[:2]}
     assert len(rechecks) == 4 and {r.recheck_of for r in rechecks} == top2
     for tid in top2:  # two new seeds per configuration, neither the search's
         assert sorted(r.seed for r in rechecks if r.recheck_of == tid) == ["1005", "2005"]
     runs = {r.info.run_id: r for r in children(meta)}
     for r in rechecks:
-        assert r.state == "FINISHED" and r.stop_reason == "completed" and r.epochs == 2
+        assert r.state == "FINISHED" and r.stop_reason == "completed" and r.epochs == 1
         assert runs[r.run_id].data.params["lr"] == next(
             x.params["lr"] for x in rows if x.trial_id == r.recheck_of), "same configuration"
     checked = recheck_summary(meta, rows, rechecks)
