@@ -325,11 +325,14 @@ def test_ctrl_c_leaves_no_run_running(tmp_path, fashion_mnist_ready):
 
 def test_smoke_run_and_export_of_every_shipped_spec(ray_session, storage, fashion_mnist_ready):
     """`--smoke` proves each spec in spaces/ runs end to end (2 trials, 1 epoch),
-    and its best trial exports to a bundle whose program loads without our code."""
+    and its best trial exports to a bundle whose program loads without our code.
+    The four small-VGG specs run in tests/test_batch.py, as one command."""
     from search.spec import load_spec
 
     timings = {}
     for path in sorted((ROOT / "spaces").glob("*.yaml")):
+        if path.name.startswith("small_vgg_"):
+            continue
         spec = load_spec(path, smoke=True)
         t0 = time.time()
         outcome = run_search(spec, storage=storage, echo=lambda *_: None)
@@ -344,9 +347,6 @@ def test_smoke_run_and_export_of_every_shipped_spec(ray_session, storage, fashio
             names = sorted(k for k in run.data.metrics if k.startswith("grad_norm/conv"))
             assert names == [f"grad_norm/conv{i:02d}" for i in range(1, 18)]
             assert run.data.metrics["grad_norm_ratio_first_last"] > 0
-        if spec.trainable == "small_vgg":  # parameter count logged for every trial
-            for r in children(meta):
-                assert r.data.metrics["num_params"] > 0
         if spec.trainable in ("forecaster", "sentiment", "sentiment_lstm", "text_baseline"):
             _check_sequence_bundle(spec, bundle, meta, rows)
     print("\n".join(f"{k}: smoke run {v:.1f} s" for k, v in timings.items()))
