@@ -130,3 +130,15 @@ def test_part_ii_investigations_in_one_command(tmp_path, fashion_mnist_ready):
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert cmp.returncode == 0, cmp.stderr[-2000:]
     assert all(name in cmp.stdout for name in names)
+
+
+def test_submit_checks_every_spec_before_uploading(tmp_path, capsys):
+    """`submit A B -- FLAGS` validates both specs with the run flags here: a bad second
+    spec is exit 2 before the Jobs API is even looked for (none runs at this address)."""
+    first = _spec_file(tmp_path, "first")
+    second = _spec_file(tmp_path, "second", scheduler={"name": "asha", "max_epochs": 2,
+                                                         "grace_period": 3})
+    code = main(["submit", first, second, "--address", "http://127.0.0.1:9", "--", "--samples", "2"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"{second}: `scheduler.grace_period`" in err, err
