@@ -54,6 +54,23 @@ def test_the_calendar_of_the_predicted_day_is_in_the_last_input_row():
     assert set(weekly) == {f"dow_{d}" for d in range(7)}  # not daily: the weekday only
 
 
+def test_predict_rebuilds_the_window_the_model_was_trained_on(tmp_path):
+    """`predict`'s CSV path (one-hot, calendar, scaling) gives exactly the input window
+    the data source gives for the same days: the last test window of Chicago."""
+    import pandas as pd
+
+    from results.predict import preprocess_window
+    from trainables.data import modeldata
+
+    w = series_data.windows(series_data.load({"source": "chicago-ridership"}), 14)
+    df = modeldata.read("Chicago").iloc[:-1].tail(30).copy()  # up to the day before the last
+    df["date"] = pd.to_datetime(df["date"], unit="D").dt.strftime("%Y-%m-%d")
+    df.to_csv(tmp_path / "window.csv", index=False)
+    x = preprocess_window(tmp_path / "window.csv", w.info)
+    assert w.times["test"][-1] == (pd.Timestamp(df["date"].iloc[-1]) + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+    assert torch.allclose(x[0], w.test[0][-1], atol=1e-4)
+
+
 def test_seattle_missing_values_are_reported_and_filled(tmp_path):
     import pandas as pd
     from vega_datasets import local_data
