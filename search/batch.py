@@ -95,12 +95,9 @@ def run_specs(specs: list[SearchSpec], *, storage: Storage, tracking_uri: str | 
             _run_one(spec, result, storage=storage, tracking_uri=tracking_uri, address=address,
                      overwrite=overwrite, export=export,
                      echo=(lambda line, tag=tag: echo(f"{tag}{line}")) if many else echo)
-    except KeyboardInterrupt:
+    finally:  # also after Ctrl-C: what finished, what did not start
         if many:
             echo("\n" + "\n".join(summary_table(results)))
-        raise
-    if many:
-        echo("\n" + "\n".join(summary_table(results)))
     return results
 
 
