@@ -266,9 +266,9 @@ def conclusion(dim: str, rows: list[OptionRow]) -> str:
         cost.append(f"{win.macs / min(r.macs for r in rows):.1f}x the MACs of the lightest")
     tail = f"; it costs {', '.join(cost)}" if cost else "; at no extra parameters or time"
     few = [r.value for r in rows if r.trials < 2]
-    note = (f" ({', '.join(few)} had a single trial: its learning rate was not searched)"
-            if few else "")
-    return verdict + tail + "." + note
+    note = (f" ({' and '.join(few)}: one trial {'each ' if len(few) > 1 else ''}, so the "
+            f"learning rate was not searched there.)" if few else "")
+    return verdict + tail + "." + note.replace(" ,", ",")
 
 
 def option_table(dim: str, rows: list[OptionRow]) -> list[str]:
@@ -379,7 +379,8 @@ def main() -> None:
         body += ["", "### Part II: small VGG investigations", "",
                  "Per value of the investigated dimension: its best trial by validation accuracy, "
                  "evaluated once on the test split. Parameters and MACs per image as logged by "
-                 "the trial (torchinfo); seconds per training epoch on this machine."
+                 "the trial (torchinfo); seconds per training epoch on this machine, while "
+                 "other work shared it (so epoch-time ratios are rough)."
                  + ("" if cuda else " CPU run: the spec's data, "
                     + ", ".join(f"{flag} {v}" for v, flag in CPU_SMALL_VGG.values()) + ".")]
         for stem, spec in part_ii:
