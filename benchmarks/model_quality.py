@@ -44,7 +44,7 @@ RUN_FACTS = "model_quality.json"  # in the storage root: what --render tabulates
 FASHION = "Fashion-MNIST benchmark table (zalandoresearch/fashion-mnist README)"
 PART_II = ("small_vgg_kernel", "small_vgg_1x1", "small_vgg_pool", "small_vgg_activation")
 # a CPU run of the small VGGs: the spec's data, fewer trials and epochs
-CPU_SMALL_VGG = {"search.samples": (8, "--samples"), "scheduler.max_epochs": (4, "--max-epochs")}
+CPU_SMALL_VGG = {"search.samples": (6, "--samples"), "scheduler.max_epochs": (3, "--max-epochs")}
 CPU_SPECS = ("forecast_chicago", "forecast_seattle", "text_baselines", "sentiment",
              "sentiment_baseline", "sentiment_designs", *PART_II, "cluster_digits", "quickstart")
 
@@ -151,6 +151,31 @@ def plan(cuda: bool, only: set[str] | None, smoke: bool = False):
 def command(stem: str, overrides: dict) -> str:
     flags = " ".join(f"{flag} {value}" for value, flag in overrides.values())
     return f"hpsearch run spaces/{stem}.yaml --export{' ' + flags if flags else ''}"
+
+
+def finished(spec, storage):
+    """A SpecResult for a search already run and exported in ``storage``, or None.
+    Its seconds are the search's own (MLflow parent run), without the export."""
+    from mlflow.tracking import MlflowClient
+
+    from results.export import headline
+    from results.status import best_row, trial_rows
+    from search.batch import SpecResult
+
+    bundle = storage.export_dir(spec.name)
+    try:
+        meta, rows = trial_rows(spec.name, storage)
+    except Exception:  # noqa: BLE001 - not there (or not readable): run it again
+        return None
+    parent = MlflowClient(meta["tracking_uri"]).get_run(meta["parent_run_id"]).info
+    best = best_row(meta, rows)
+    if parent.status != "FINISHED" or best is None or not (bundle / "metrics.json").is_file():
+        return None
+    m = json.loads((bundle / "metrics.json").read_text())
+    return SpecResult(spec.source, spec.name, spec.metric, status="ok", trials=len(rows),
+                      errors=sum(r.stop_reason.startswith("error") for r in rows), best=best.best,
+                      seconds=(parent.end_time - parent.start_time) / 1000, test=m["test"],
+                      test_key=headline(m)[0], bundle=bundle)
 
 
 def misses(todo, results) -> list[str]:
@@ -334,6 +359,9 @@ def main() -> None:
                     help="check the script: each spec as --smoke; print, do not write MODELS.md")
     ap.add_argument("--render", action="store_true",
                     help="run no search: rewrite the tables from the last run in --storage")
+    ap.add_argument("--keep-finished", action="store_true",
+                    help="reuse searches that already finished and exported in --storage (an "
+                         "interrupted run goes on); their wall time is the search's, from MLflow")
     args = ap.parse_args()
     cuda = torch.cuda.is_available()
     device = torch.cuda.get_device_name(0) if cuda else f"CPU, {os.cpu_count()} cores"
@@ -350,16 +378,25 @@ def main() -> None:
     else:
         facts = {"load_start": os.getloadavg()[0]}
         t0 = time.time()
-        results = run_specs([spec for _, spec, _ in todo], storage=storage, overwrite=True,
-                            export=True)
+        kept = {spec.name: finished(spec, storage) for _, spec, _ in todo} if args.keep_finished else {}
+        fresh = iter(run_specs([spec for _, spec, _ in todo if not kept.get(spec.name)],
+                               storage=storage, overwrite=True, export=True))
+        results = [kept.get(spec.name) or next(fresh) for _, spec, _ in todo]
         facts.update(seconds=time.time() - t0, load_end=os.getloadavg()[2],
+                     kept=[name for name, r in kept.items() if r],
                      results=[{**dataclasses.asdict(r), "bundle": r.bundle and str(r.bundle)}
                               for r in results])
         facts_file.write_text(json.dumps(facts, indent=1))
+    if facts.get("kept"):
+        facts["seconds"] += sum(r.seconds for r in results if r.name in facts["kept"])
     stems = [stem for stem, _, _ in todo]
 
+    kept_note = (f" ({', '.join(facts['kept'])}: searched by an earlier, interrupted run of this "
+                 "script and kept; their wall time is the search's, without the export)"
+                 if facts.get("kept") else "")
     body = [f"Every shipped spec, searched and exported through `hpsearch run SPEC --export`'s "
-            f"own code path, {len(todo)} in one Ray session; {facts['seconds']:.0f} s in all. "
+            f"own code path, {len(todo)} in one Ray session{kept_note}; "
+            f"{facts['seconds']:.0f} s in all. "
             f"Load average {facts['load_start']:.1f} (1 min) at the start and {facts['load_end']:.1f} "
             f"(15 min) at the end, on {os.cpu_count()} cores: other work shared the machine, so the "
             "wall times are upper bounds. Validation picks the trial; the test split is evaluated "
