@@ -148,32 +148,15 @@ def test_ctrl_c_stops_the_whole_run(tmp_path):
     """Ctrl-C during the first of two searches ends the run (Tune's handler would end
     only that search and go on to the next): exit 130, the table says which search
     was interrupted and which never started, no MLflow run is left RUNNING."""
-    import os
-    import signal
-    import time
+    from conftest import interrupt_cli
 
     storage = tmp_path / "runs"
     long = {"scheduler": {"name": "fifo", "max_epochs": 50},
             "search": {"algorithm": "tpe", "samples": 2, "seed": 0, "concurrency": 2}}
     first = _spec_file(tmp_path, "first", **long)
     second = _spec_file(tmp_path, "second")
-    exe = Path(sys.executable).parent / "hpsearch"
-    proc = subprocess.Popen([str(exe), "run", first, second, "--storage", str(storage)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    lines, deadline = [], time.time() + 300
-    for line in proc.stdout:  # until the first search trains
-        lines.append(line)
-        if "epoch 2/50" in line or time.time() > deadline:
-            break
-    os.killpg(proc.pid, signal.SIGINT)
-    try:
-        out, _ = proc.communicate(timeout=180)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise
-    log = "".join(lines) + out
-    assert proc.returncode == 130, log[-3000:]
+    code, log = interrupt_cli(["run", first, second, "--storage", str(storage)], after="epoch 2/50")
+    assert code == 130, log[-3000:]
     table = log[log.index("0 of 2 searches ok:"):]
     assert " interrupted " in table and " not started " in table, table
     meta, rows = trial_rows("first", Storage(storage))

@@ -295,23 +295,9 @@ def test_ctrl_c_leaves_no_run_running(tmp_path, fashion_mnist_ready):
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(doc))
     storage = tmp_path / "runs"
-    exe = Path(sys.executable).parent / "hpsearch"
-    proc = subprocess.Popen([str(exe), "run", str(spec_file), "--storage", str(storage)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    lines = []
-    deadline = time.time() + 240
-    for line in proc.stdout:  # wait until trials are training and logging
-        lines.append(line)
-        if "epoch 2/50" in line or time.time() > deadline:
-            break
-    os.killpg(proc.pid, signal.SIGINT)
-    try:
-        out, _ = proc.communicate(timeout=180)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise
-    log = "".join(lines) + out
+    from conftest import interrupt_cli
+
+    _, log = interrupt_cli(["run", str(spec_file), "--storage", str(storage)], after="epoch 2/50")
     assert "epoch 2/50" in log, log[-3000:]
     from results.storage import Storage
 
