@@ -119,8 +119,8 @@ CHANGES: list[tuple[tuple[str, ...], str]] = [
 # ---------------------------------------------------------------- what to run
 
 
-def plan(cuda: bool, only: set[str] | None, smoke: bool = False):
-    """(spec stem, path, overrides) to run, and (stem, why) skipped."""
+def plan(cuda: bool, only: set[str] | None, smoke: bool = False, skip: set[str] = frozenset()):
+    """(spec stem, spec, overrides) to run, and (stem, why) skipped."""
     import trainables
     from search.spec import load_spec
 
@@ -128,6 +128,9 @@ def plan(cuda: bool, only: set[str] | None, smoke: bool = False):
     for path in sorted((ROOT / "spaces").glob("*.yaml")):
         stem = path.stem
         if only and stem not in only:
+            continue
+        if stem in skip:
+            skipped.append((stem, "not run this time (--skip)"))
             continue
         if not cuda and stem not in CPU_SPECS:
             skipped.append((stem, "not run: needs a GPU (a CNN on thousands of images)"))
@@ -374,6 +377,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", help="comma-separated spec stems, e.g. sentiment,text_baselines")
+    ap.add_argument("--skip", default="", help="comma-separated spec stems to list as not run")
     ap.add_argument("--storage", default=str(ROOT / "runs" / "model-quality"),
                     help="storage root of the searches (default runs/model-quality)")
     ap.add_argument("--smoke", action="store_true",
@@ -386,7 +390,8 @@ def main() -> None:
     args = ap.parse_args()
     cuda = torch.cuda.is_available()
     device = torch.cuda.get_device_name(0) if cuda else f"CPU, {os.cpu_count()} cores"
-    todo, skipped = plan(cuda, set(args.only.split(",")) if args.only else None, args.smoke)
+    todo, skipped = plan(cuda, set(args.only.split(",")) if args.only else None, args.smoke,
+                         set(filter(None, args.skip.split(","))))
     storage = Storage.resolve(args.storage)
     storage.check_writable()
     facts_file = storage.root / RUN_FACTS
@@ -446,7 +451,7 @@ def main() -> None:
             body += ["", f"**{spec.name}** (`spaces/{stem}.yaml`): {dim}", "",
                      *option_table(dim, rows), "", conclusion(dim, rows)]
     if not cuda and skipped:
-        body += ["", "Skipped on this machine (no CUDA device): "
+        body += ["", "Not run on this machine (no CUDA device, or --skip): "
                  + ", ".join(f"`{s}`" for s, _ in skipped) + ". On a machine with a CUDA GPU the "
                  "same command runs every spec as shipped."]
     print("\n".join(body))
