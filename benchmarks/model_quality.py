@@ -250,9 +250,10 @@ class OptionRow:
     epoch_seconds: float
 
 
-def investigate(spec, storage) -> tuple[str, list[OptionRow]]:
-    """The investigated dimension and, per value, its best trial by validation accuracy
-    evaluated once on the test split (its own export folder, not registered)."""
+def investigate(spec, storage) -> tuple[str, list[OptionRow], list[str]]:
+    """The investigated dimension, per value its best trial by validation accuracy
+    evaluated once on the test split (its own export folder, not registered), and
+    the values no trial tried."""
     from mlflow.tracking import MlflowClient
 
     from results.export import export_best
@@ -276,10 +277,10 @@ def investigate(spec, storage) -> tuple[str, list[OptionRow]]:
                              bundle.metrics["test"]["accuracy"], bundle.metrics["test"]["n"],
                              int(run.get("num_params", 0)), int(run.get("macs_per_sample", 0)),
                              sum(secs) / len(secs) if secs else math.nan))
-    return dim, out
+    return dim, out, [v for v in values if v not in {r.value for r in out}]
 
 
-def conclusion(dim: str, rows: list[OptionRow]) -> str:
+def conclusion(dim: str, rows: list[OptionRow], untried: list[str] = ()) -> str:
     """What the numbers say: the best value, its margin over the runner-up against the
     test split's sampling error, and what the winner costs in parameters and time."""
     if len(rows) < 2:
@@ -313,10 +314,14 @@ def conclusion(dim: str, rows: list[OptionRow]) -> str:
                     f"{fastest.value}")
     if win.macs > 1.05 * min(r.macs for r in rows):
         cost.append(f"{win.macs / min(r.macs for r in rows):.1f}x the MACs of the lightest")
-    tail = f"; it costs {', '.join(cost)}" if cost else "; at no extra parameters or time"
+    tail = (f"; it costs {', '.join(cost)}" if cost
+            else "; it needs no more parameters or time than the others")
     few = [r.value for r in rows if r.trials < 2]
     note = (f" ({' and '.join(few)}: one trial {'each ' if len(few) > 1 else ''}, so the "
             f"learning rate was not searched there.)" if few else "")
+    if untried:
+        note += (f" No trial tried {' or '.join(untried)}: "
+                 f"{sum(r.trials for r in rows)} trials of TPE did not reach {'it' if len(untried) == 1 else 'them'}.")
     return verdict + tail + "." + note.replace(" ,", ",")
 
 
@@ -402,7 +407,8 @@ def main() -> None:
         if [r.name for r in results] != [spec.name for _, spec, _ in todo]:
             sys.exit(f"{facts_file} holds {[r.name for r in results]}, not this plan's searches")
     else:
-        facts = {"load_start": os.getloadavg()[0]}
+        facts = {"load_start": os.getloadavg()[0],
+                 "command": " ".join(["python benchmarks/model_quality.py", *sys.argv[1:]])}
         t0 = time.time()
         kept = {spec.name: finished(spec, storage) for _, spec, _ in todo} if args.keep_finished else {}
         fresh = iter(run_specs([spec for _, spec, _ in todo if not kept.get(spec.name)],
@@ -426,7 +432,9 @@ def main() -> None:
             f"Load average {facts['load_start']:.1f} (1 min) at the start and {facts['load_end']:.1f} "
             f"(15 min) at the end, on {os.cpu_count()} cores: other work shared the machine, so the "
             "wall times are upper bounds. Validation picks the trial; the test split is evaluated "
-            "once, by the export.", "",
+            "once, by the export. The searches: `"
+            + facts.get("command", "python benchmarks/model_quality.py`, interrupted, then "
+                                   "`python benchmarks/model_quality.py --keep-finished") + "`.", "",
             *spec_rows(todo, results, skipped, device)]
     changes = [line for line in CHANGES if any(s in stems for s in line[0])]
     if changes:
@@ -447,9 +455,9 @@ def main() -> None:
                  + ("" if cuda else " CPU run: the spec's data, "
                     + ", ".join(f"{flag} {v}" for v, flag in CPU_SMALL_VGG.values()) + ".")]
         for stem, spec in part_ii:
-            dim, rows = investigate(spec, storage)
+            dim, rows, untried = investigate(spec, storage)
             body += ["", f"**{spec.name}** (`spaces/{stem}.yaml`): {dim}", "",
-                     *option_table(dim, rows), "", conclusion(dim, rows)]
+                     *option_table(dim, rows), "", conclusion(dim, rows, untried)]
     if not cuda and skipped:
         body += ["", "Not run on this machine (no CUDA device, or --skip): "
                  + ", ".join(f"`{s}`" for s, _ in skipped) + ". On a machine with a CUDA GPU the "
