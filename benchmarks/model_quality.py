@@ -229,9 +229,9 @@ def learning_curve(r, storage, key: str, n_train: int) -> str:
     after = len(val) - 1 - peak
     return (f"Validation peaked at epoch {peak + 1} ({val[peak]:.4f}) and did not pass it in the "
             f"{after} epoch(s) after, while training rose to {train[-1]:.4f}: the model fits "
-            f"its {n_train:,} training examples and stops generalizing, so more epochs or a larger "
-            "model will not close the gap; more data or pretrained inputs (for text, "
-            "`embeddings:` with GloVe/word2vec vectors, none of which ship offline) would.")
+            f"its {n_train:,} training examples and stops generalizing: more epochs will not "
+            "close the gap; the levers left are more data and pretrained inputs (for text, "
+            "`embeddings:` with GloVe/word2vec vectors, none of which ship offline).")
 
 
 # ---------------------------------------------------------------- Part II tables
