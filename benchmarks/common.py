@@ -39,12 +39,13 @@ def spread(values: list[float], fmt: str = "{:.3g}") -> str:
     return f"{fmt.format(med)} ({fmt.format(min(values))}–{fmt.format(max(values))}), n={len(values)}"
 
 
-def write_section(name: str, body: str) -> None:
-    """Replace this script's section of RESULTS.md (created on first use)."""
+def write_section(name: str, body: str, path: Path = RESULTS, title: str = "Benchmark results",
+                  intro: str = "Each section is rewritten by the script named in it. Ratios are "
+                               "measured in the same run, since absolute times on shared "
+                               "machines drift.") -> None:
+    """Replace this script's section of ``path`` (RESULTS.md; created on first use)."""
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    text = RESULTS.read_text() if RESULTS.exists() else (
-        "# Benchmark results\n\nEach section is rewritten by the script named in it. Ratios "
-        "are measured in the same run, since absolute times on shared machines drift.\n")
+    text = path.read_text() if path.exists() else f"# {title}\n\n{intro}\n"
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     command = "python " + " ".join([Path(sys.argv[0]).as_posix().split("/work/main/")[-1], *sys.argv[1:]])
     block = (f"{begin}\n## {name}\n\nMeasured {stamp} on {machine()}.\n"
@@ -54,7 +55,7 @@ def write_section(name: str, body: str) -> None:
         text = head + block + rest.split(end, 1)[1]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
-    RESULTS.write_text(text)
+    path.write_text(text)
 
 
 def loop_throughput(config: dict, epochs: int) -> float:

@@ -62,19 +62,21 @@ def client(address: str):
                        "(is the cluster up? `hpsearch cluster status`)") from None
 
 
-def submit(spec: Path, *, address: str, run_args: list[str], root: Path = ROOT) -> str:
+def submit(specs: Path | list[Path], *, address: str, run_args: list[str], root: Path = ROOT) -> str:
+    """One job running ``hpsearch run SPEC [SPEC ...] --address auto RUN_ARGS``."""
     size = upload_size(root)
     if size > LIMIT:
         raise JobError(f"the project folder {root} would upload {size / 1024**2:.0f} MiB, over "
                        f"Ray's 100 MiB working_dir limit; move large files out or under runs/")
-    spec = spec.resolve()
-    try:
-        rel = spec.relative_to(root)
-    except ValueError:
-        raise JobError(f"{spec} is outside the project folder {root}; put the spec under "
-                       "spaces/ so it travels with the job") from None
-    entry = " ".join(["python", "-m", "search.cli", "run", rel.as_posix(), "--address", "auto",
-                      *run_args])
+    rels = []
+    for spec in [specs] if isinstance(specs, Path) else specs:
+        spec = spec.resolve()
+        try:
+            rels.append(spec.relative_to(root).as_posix())
+        except ValueError:
+            raise JobError(f"{spec} is outside the project folder {root}; put the spec under "
+                           "spaces/ so it travels with the job") from None
+    entry = " ".join(["python", "-m", "search.cli", "run", *rels, "--address", "auto", *run_args])
     # `jobs stop` sends SIGTERM, then SIGKILL after RAY_JOB_STOP_WAIT_TIME_S (Ray's default:
     # 3 s, read by the job's supervisor from this env): too short for the search to stop
     # its trials, save Tune's state and end their MLflow runs as interrupted

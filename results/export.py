@@ -231,7 +231,7 @@ def input_description(info: dict, example) -> dict:
     shape, dtype = list(example.shape[1:]), str(example.dtype).replace("torch.", "")
     if kind == "series":
         how = (f"the last {info['seq_length']} rows of columns {info['columns']} "
-               "(one-hot and day-of-week columns rebuilt), then (x - offset) / scale per column; "
+               "(one-hot and calendar columns rebuilt from the time column), then (x - offset) / scale per column; "
                "outputs * target_scale + target_offset are in the target's units")
     elif kind == "text" and "vectorizer" in info:
         how = "featurize(text) with data.vectorizer: n-gram counts (x idf, L2-normalized for tfidf)"

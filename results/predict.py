@@ -103,6 +103,8 @@ def preprocess_window(path: Path, info: dict) -> torch.Tensor:
     import numpy as np
     import pandas as pd
 
+    from trainables.data import series as series_data
+
     if not path.is_file():
         raise PredictError(f"input {path} does not exist; give a CSV with the columns of "
                            f"{info['source']}")
@@ -116,6 +118,8 @@ def preprocess_window(path: Path, info: dict) -> torch.Tensor:
     if len(df) < need:
         raise PredictError(f"{path} has {len(df)} rows; the model reads the last {need}")
     df = df.tail(need).reset_index(drop=True)
+    calendar = (series_data.calendar_columns(df[time_col], daily="holiday" in info["columns"])
+                if time_col and time_col in df.columns else {})
     cols = []
     for c in info["columns"]:
         if c in df.columns:
@@ -124,8 +128,8 @@ def preprocess_window(path: Path, info: dict) -> torch.Tensor:
         base = next((b for b in info.get("one_hot", []) if c.startswith(f"{b}_")), None)
         if base is not None and base in df.columns:
             cols.append((df[base].astype(str) == c[len(base) + 1:]).astype(float).to_numpy())
-        elif c.startswith("dow_") and time_col in df.columns:
-            cols.append((df[time_col].dt.dayofweek == int(c[4:])).astype(float).to_numpy())
+        elif c in calendar:
+            cols.append(calendar[c].astype(float))
         else:
             raise PredictError(f"{path} lacks column {c!r} (needed: the columns of {info['source']})")
     x = (np.stack(cols, axis=1) - np.asarray(info["offset"])) / np.asarray(info["scale"])

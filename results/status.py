@@ -114,15 +114,21 @@ def format_table(meta: dict, rows: list[TrialRow]) -> str:
         body.append([str(r.index), r.trial_id, r.state, r.stop_reason, str(r.epochs),
                      (f"{r.best:.4f}" if r.best is not None else "-") + mark,
                      *[_short(r.params.get(k, "")) for k in param_names]])
-    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
-              for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths)) for b in body]
+    lines = aligned(header, body)
     if best is not None:
         lines.append(f"\nbest trial (*): {best.trial_id}  {metric}={best.best:.4f}  "
                      f"after {best.epochs} epoch(s), {best.stop_reason}")
     return "\n".join(lines)
+
+
+def aligned(header: list[str], body: list[list[str]]) -> list[str]:
+    """A plain-text table: columns padded to their widest cell, a dashed rule under the header."""
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
+              for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths)).rstrip() for b in body]
+    return lines
 
 
 def print_status(name: str, storage: Storage) -> None:

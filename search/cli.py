@@ -23,8 +23,8 @@ class BadInput(Exception):
 # ---------------------------------------------------------------- commands
 
 
-def _spec_from_args(args):
-    """The spec file with the command's flags applied (bad input -> BadInput)."""
+def _spec_from_args(args, path):
+    """The spec file at ``path`` with the command's flags applied (bad input -> BadInput)."""
     from search.spec import SpecError, load_spec
 
     overrides = {
@@ -39,29 +39,48 @@ def _spec_from_args(args):
         "search.recheck": (args.recheck, "--recheck"),
     }
     try:
-        return load_spec(args.spec, overrides, smoke=args.smoke)
+        return load_spec(path, overrides, smoke=args.smoke)
     except SpecError as e:
         raise BadInput(str(e)) from None
+
+
+def _specs_from_args(args) -> list:
+    """Every spec of `run` (and `submit`) parsed and validated before any is used."""
+    if args.name and len(args.specs) > 1:
+        raise BadInput(f"--name: names one search, but {len(args.specs)} spec files were given; "
+                       "drop --name (each search takes its spec's `name:`) or run one spec")
+    return [_spec_from_args(args, path) for path in args.specs]
 
 
 def cmd_run(args) -> int:
     from results.storage import Storage
 
-    spec = _spec_from_args(args)
+    specs = _specs_from_args(args)
     storage = Storage.resolve(args.storage)
     storage.check_writable()
-    _preflight(spec)
+    for spec in specs:
+        _preflight(spec)
     if args.dry_run:
         from search.space import sample_configs
 
-        for cfg in sample_configs(spec, 3, seed=spec.seed):
-            print({k: v for k, v in cfg.items() if k in {p.name for p in spec.space}})
-        print(f"spec {args.spec} is valid; storage root {storage.root}")
+        for spec in specs:
+            for cfg in sample_configs(spec, 3, seed=spec.seed):
+                print({k: v for k, v in cfg.items() if k in {p.name for p in spec.space}})
+            print(f"spec {spec.source} is valid; storage root {storage.root}")
         return EXIT_OK
-    _check_data(spec)
+    from search.batch import BatchRefused, check_batch, run_specs
+    from search.engine import SearchExists, StorageUnreachable
+
+    try:
+        check_batch(specs, storage, overwrite=args.overwrite)  # names, before any data is fetched
+    except BatchRefused as e:
+        raise BadInput(str(e)) from None
+    for spec in specs:
+        _check_data(spec)
     _use_cluster_token(args.address)
     if not args.address:  # a local GPU: the largest trial must fit its GPU share
-        _check_plan(spec)
+        for spec in specs:
+            _check_plan(spec)
     else:
         from search.stopping import resource_wait
 
@@ -70,30 +89,16 @@ def cmd_run(args) -> int:
         except ValueError as e:
             raise BadInput(str(e)) from None
 
-    from search.engine import (
-        ResourceMismatch,
-        SearchExists,
-        SearchFailed,
-        StorageUnreachable,
-        run_search,
-    )
-
     try:
-        outcome = run_search(spec, storage=storage, tracking_uri=args.tracking_uri,
-                             address=args.address, overwrite=args.overwrite,
-                             resource_wait=args.resource_wait)
-    except (SearchExists, ResourceMismatch, StorageUnreachable) as e:
+        results = run_specs(specs, storage=storage, tracking_uri=args.tracking_uri,
+                            address=args.address, overwrite=args.overwrite, export=args.export,
+                            resource_wait=args.resource_wait)
+    except (BatchRefused, SearchExists, StorageUnreachable) as e:
         raise BadInput(str(e)) from None
-    except SearchFailed as e:
-        return _runtime_error(str(e))
-    code = _print_outcome(outcome, storage)
-    if code != EXIT_OK:
-        return code
-    if args.export:
-        _export(outcome.name, storage, None, None)
+    names = ", ".join(repr(r.name) for r in results)
     print(f"\nBrowse it: hpsearch ui{_storage_flag(args.storage)}   "
-          f"(MLflow on http://127.0.0.1:5000, experiment {outcome.name!r})")
-    return EXIT_OK
+          f"(MLflow on http://127.0.0.1:5000, experiment{'s' if len(results) > 1 else ''} {names})")
+    return EXIT_OK if all(r.ok for r in results) else EXIT_RUNTIME
 
 
 def _check_plan(spec) -> None:
@@ -116,7 +121,7 @@ def _check_plan(spec) -> None:
 def cmd_plan(args) -> int:
     from search.plan import DoesNotFit, PlanError, make_plan
 
-    spec = _spec_from_args(args)
+    spec = _spec_from_args(args, args.spec)
     _preflight(spec)
     _check_data(spec)
     print(f"measuring the largest trial of {args.spec} (a few real training steps)...",
@@ -136,6 +141,7 @@ def cmd_plan(args) -> int:
 
 def cmd_resume(args) -> int:
     _use_cluster_token(args.address)
+    from search.batch import outcome_failure, print_outcome
     from search.engine import (
         NothingToResume,
         ResourceMismatch,
@@ -153,7 +159,9 @@ def cmd_resume(args) -> int:
         raise BadInput(str(e)) from None
     except SearchFailed as e:
         return _runtime_error(str(e))
-    return _print_outcome(outcome, storage)
+    print_outcome(outcome, storage)
+    failure = outcome_failure(outcome, storage)
+    return _runtime_error(failure) if failure else EXIT_OK
 
 
 def _use_cluster_token(address: str | None) -> None:
@@ -162,26 +170,6 @@ def _use_cluster_token(address: str | None) -> None:
         from cluster.local import use_cluster_token
 
         use_cluster_token()
-
-
-def _print_outcome(outcome, storage) -> int:
-    """The trials table; the exit code: 1 when MLflow did not take every result, or
-    when no trial reported the objective (every trial failed)."""
-    from results.status import print_status
-
-    print(f"\nsearch {outcome.name!r} finished: {outcome.num_trials} trials "
-          f"({outcome.num_errors} errored) in {outcome.seconds:.0f} s")
-    if outcome.undelivered:  # the table comes from MLflow, which does not answer
-        return _runtime_error(
-            f"MLflow at {outcome.tracking_uri} did not take {outcome.undelivered} write(s); "
-            f"they are kept in {outcome.outbox}: run `hpsearch status {outcome.name} --sync"
-            f"{_storage_flag(str(storage.root))}` once it answers")
-    print_status(outcome.name, storage)
-    if outcome.num_scored == 0:
-        return _runtime_error(
-            f"no trial of {outcome.name!r} reported its objective ({outcome.num_errors} of "
-            f"{outcome.num_trials} errored; see stop_reason above): nothing to export")
-    return EXIT_OK
 
 
 def _runtime_error(message: str) -> int:
@@ -212,24 +200,12 @@ def cmd_status(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from search.batch import export_and_print
+
     storage = _storage(args)
     _check_destination(args.to, storage)
-    _export(args.name, storage, args.trial, args.to)
+    export_and_print(args.name, storage, args.trial, Path(args.to) if args.to else None)
     return EXIT_OK
-
-
-def _export(name, storage, trial, to) -> None:
-    from results.export import export_best, headline
-
-    bundle = export_best(name, storage=storage, trial_id=trial, to=Path(to) if to else None)
-    m = bundle.metrics
-    key, value = headline(m)
-    extra = (f"  naive forecast test_r2={m['test']['naive_r2']:.4f}"
-             if m.get("task") == "regression" else "")
-    print(f"\nexported trial {bundle.trial_id} of {name!r}: "
-          f"val_{key}={m['val'].get(key, float('nan')):.4f}  test_{key}={value:.4f}{extra} "
-          f"(n_test={m['test']['n']})")
-    print(f"bundle: {bundle.path}")
 
 
 def cmd_report(args) -> int:
@@ -258,12 +234,25 @@ def cmd_compare(args) -> int:
     from results.compare import compare
 
     storage = _storage(args)
+    names = [_search_name(n, smoke=args.smoke) for n in args.names]
     _check_destination(args.to, storage)
-    dest = Path(args.to) if args.to else storage.root / "reports" / ("compare-" + "-vs-".join(args.names))
-    files = compare(args.names, storage=storage, dest=dest)
+    dest = Path(args.to) if args.to else storage.root / "reports" / ("compare-" + "-vs-".join(names))
+    files = compare(names, storage=storage, dest=dest)
     print((dest / "comparison.md").read_text())
     print(f"plots and tables: {', '.join(str(dest / f) for f in files)}")
     return EXIT_OK
+
+
+def _search_name(text: str, *, smoke: bool) -> str:
+    """A search name as given, or the name in a spec file (.yaml/.yml, or an existing file)."""
+    if not (text.endswith((".yaml", ".yml")) or Path(text).is_file()):
+        return text
+    from search.spec import SpecError, load_spec
+
+    try:
+        return load_spec(text, smoke=smoke).name
+    except SpecError as e:
+        raise BadInput(str(e)) from None
 
 
 def cmd_predict(args) -> int:
@@ -449,10 +438,17 @@ def build_parser() -> argparse.ArgumentParser:
                             help="MLflow tracking URI (default sqlite:///<storage>/mlflow.db, "
                                  "or $MLFLOW_TRACKING_URI)")
 
-    def spec_opts(sp) -> None:
-        """The spec-overriding flags that run and plan share."""
-        sp.add_argument("spec", metavar="SPEC.yaml", help="search spec, e.g. spaces/resnet18.yaml")
-        sp.add_argument("--name", help="search name (MLflow experiment and Ray run name)")
+    def spec_opts(sp, many: bool = False) -> None:
+        """The spec-overriding flags that run and plan share (run takes several specs)."""
+        if many:
+            sp.add_argument("specs", metavar="SPEC.yaml", nargs="+",
+                            help="search spec(s), e.g. spaces/resnet18.yaml; several run one "
+                                 "after another on one Ray cluster, each flag applying to each")
+        else:
+            sp.add_argument("spec", metavar="SPEC.yaml",
+                            help="search spec, e.g. spaces/resnet18.yaml")
+        sp.add_argument("--name", help="search name (MLflow experiment and Ray run name); "
+                                       "one spec only")
         sp.add_argument("--samples", type=_positive_int, metavar="N", help="number of trials")
         sp.add_argument("--max-epochs", type=_positive_int, metavar="N",
                         help="epochs per trial (ASHA max_t)")
@@ -473,12 +469,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="after the search, retrain the top K configurations from scratch "
                              "with N new seeds each; export the best mean (e.g. 3x3)")
 
-    r = sub.add_parser("run", help="run a search from a spec file",
+    r = sub.add_parser("run", help="run a search from a spec file (or several, one after another)",
                        description="Run the search a spec file describes; every flag overrides "
                                    "the matching spec field. On a machine with a CUDA GPU, the "
                                    "space's largest trial is first trained for a few steps to "
-                                   "check that it fits its GPU share (see `hpsearch plan`).")
-    spec_opts(r)
+                                   "check that it fits its GPU share (see `hpsearch plan`). "
+                                   "Several spec files: all are validated before the first "
+                                   "starts, then they run one after another on one Ray cluster, "
+                                   "each exported with --export, and a summary table ends the "
+                                   "run; exit 1 if any search failed.")
+    spec_opts(r, many=True)
     storage_opts(r, tracking=True)
     r.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: start a local one)")
     r.add_argument("--resource-wait", type=_number, metavar="SECONDS",
@@ -550,8 +550,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="best trials of several searches side by side",
                        description="Train/val accuracy and loss curves of each search's best "
-                                   "trial in one figure, and a metrics table.")
-    c.add_argument("names", metavar="NAME", nargs="+")
+                                   "trial in one figure, and a metrics table. Give search names "
+                                   "or the spec files they were run from (the list given to "
+                                   "`hpsearch run`).")
+    c.add_argument("names", metavar="NAME|SPEC.yaml", nargs="+")
+    c.add_argument("--smoke", action="store_true",
+                   help="spec files name the searches `run --smoke` made of them (NAME-smoke)")
     c.add_argument("--to", metavar="DIR", help="default <storage>/reports/compare-A-vs-B")
     storage_opts(c)
     c.set_defaults(func=cmd_compare)
@@ -616,12 +620,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="up: how long to wait for every node to be alive in the cluster (180)")
     cl.set_defaults(func=cmd_cluster)
 
-    sb = sub.add_parser("submit", help="submit a search to a Ray cluster as a Ray Job",
-                        description="Uploads the project (without runs/, .git, virtual "
-                                    "environments; refused over Ray's 100 MiB limit), runs "
-                                    "`hpsearch run SPEC --address auto ...` on the cluster, "
-                                    "prints the job id and streams its logs.")
-    sb.add_argument("spec", metavar="SPEC.yaml")
+    sb = sub.add_parser("submit", help="submit a search (or several) to a Ray cluster as a Ray Job",
+                        description="Validates every spec with the run flags here, uploads the "
+                                    "project (without runs/, .git, virtual environments; refused "
+                                    "over Ray's 100 MiB limit), runs `hpsearch run SPEC [SPEC ...] "
+                                    "--address auto ...` on the cluster as one job, prints the "
+                                    "job id and streams its logs.")
+    sb.add_argument("spec", metavar="SPEC.yaml", help="spec file(s): SPEC.yaml [SPEC.yaml ...]")
     sb.add_argument("--address", default="http://127.0.0.1:8265",
                     help="Jobs API address (default http://127.0.0.1:8265)")
     sb.add_argument("--no-wait", action="store_true", help="print the job id and return")
@@ -682,6 +687,9 @@ def cmd_submit(args) -> int:
     rest, run_args = list(args.run_args), []
     cut = rest.index("--") if "--" in rest else len(rest)
     head, run_args = rest[:cut], rest[cut + 1:]
+    specs = [args.spec]
+    while head and not head[0].startswith("-"):  # SPEC.yaml SPEC.yaml ... before any flag
+        specs.append(head.pop(0))
     while head:
         a = head.pop(0)
         if a == "--address" and head:
@@ -692,10 +700,12 @@ def cmd_submit(args) -> int:
             args.no_wait = True
         else:
             run_args.append(a)  # a run flag given without "--"
+    # every spec, with these run flags, is checked here before anything is uploaded
+    _specs_from_args(build_parser().parse_args(["run", *specs, *run_args]))
     if "--storage" not in run_args:  # the job's working dir is a temporary copy: keep results here
         run_args += ["--storage", str(Storage.resolve(None).root.resolve())]
     try:
-        job_id = jobs.submit(Path(args.spec), address=args.address, run_args=run_args)
+        job_id = jobs.submit([Path(s) for s in specs], address=args.address, run_args=run_args)
     except jobs.JobError as e:
         raise BadInput(str(e)) from None
     print(f"submitted job {job_id} to {args.address}", flush=True)

@@ -213,6 +213,16 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list, trainable=N
     )
 
 
+def check_name_free(spec: SearchSpec, storage: Storage, overwrite: bool) -> Path:
+    """The search's folder, unless a search of that name exists and may not be replaced."""
+    exp_dir = storage.search_dir(spec.name)
+    if exp_dir.exists() and any(exp_dir.iterdir()) and not overwrite:
+        raise SearchExists(
+            f"a search named {spec.name!r} already exists in {exp_dir}; pass --name NEW, "
+            f"--overwrite to replace it, or `hpsearch status {spec.name}` to see it")
+    return exp_dir
+
+
 def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None = None,
                address: str | None = None, overwrite: bool = False, echo=print,
                trainable=None, tracker_class=None, stopper=None,
@@ -224,11 +234,7 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
     from results.outbox import outbox_path
     from search import stopping
 
-    exp_dir = storage.search_dir(spec.name)
-    if exp_dir.exists() and any(exp_dir.iterdir()) and not overwrite:
-        raise SearchExists(
-            f"a search named {spec.name!r} already exists in {exp_dir}; pass --name NEW, "
-            f"--overwrite to replace it, or `hpsearch status {spec.name}` to see it")
+    exp_dir = check_name_free(spec, storage, overwrite)
     spec = connect(spec, storage, address, echo)  # before anything is written
     if exp_dir.exists():
         shutil.rmtree(exp_dir)

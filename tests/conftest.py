@@ -92,3 +92,28 @@ def unprivileged_cli():
         return proc.returncode, proc.stderr.strip()
 
     return run
+
+
+def interrupt_cli(args: list[str], *, after: str, timeout: float = 240) -> tuple[int, str]:
+    """Run ``hpsearch ARGS`` in its own session, press Ctrl-C (SIGINT to its process
+    group, as a terminal does) once a line containing ``after`` is printed, and return
+    (exit code, everything it printed)."""
+    import signal
+    import subprocess
+    import time
+
+    exe = Path(sys.executable).parent / "hpsearch"
+    proc = subprocess.Popen([str(exe), *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines, deadline = [], time.time() + timeout
+    for line in proc.stdout:  # until it is doing the work to interrupt
+        lines.append(line)
+        if after in line or time.time() > deadline:
+            break
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    return proc.returncode, "".join(lines) + out

@@ -35,6 +35,42 @@ def test_chicago_series_split_is_sequential_and_scaled_on_training_rows_only():
     assert w.times["val"][0] == s.info["periods"]["val"][0]
 
 
+def test_the_calendar_of_the_predicted_day_is_in_the_last_input_row():
+    """Daily series carry holiday flags and the next day's calendar: the window that
+    predicts Thanksgiving 2015 (a Thursday) says so in its last row."""
+    s = series_data.load({"source": "chicago-ridership"})
+    cols = s.info["columns"]
+    raw = s.values * np.asarray(s.info["scale"]) + np.asarray(s.info["offset"])
+    w = series_data.windows(s, 7)
+    i = w.times["test"].index("2015-11-26")
+    last = w.test[0][i, -1].numpy() * np.asarray(s.info["scale"]) + np.asarray(s.info["offset"])
+    assert last[cols.index("next_holiday")] == pytest.approx(1, abs=1e-6)
+    assert last[cols.index("holiday")] == pytest.approx(0, abs=1e-6)
+    assert last[cols.index("next_dow_3")] == pytest.approx(1) and last[cols.index("dow_2")] == pytest.approx(1, abs=1e-6)
+    row = s.times.index("2015-11-26")
+    assert raw[row, cols.index("holiday")] == pytest.approx(1, abs=1e-6)
+    assert raw[:, cols.index("holiday")].sum() == pytest.approx(10 * 15.6, abs=12)  # ~10 a year
+    weekly = series_data.calendar_columns(["2015-11-19", "2015-11-26"], daily=False)
+    assert set(weekly) == {f"dow_{d}" for d in range(7)}  # not daily: the weekday only
+
+
+def test_predict_rebuilds_the_window_the_model_was_trained_on(tmp_path):
+    """`predict`'s CSV path (one-hot, calendar, scaling) gives exactly the input window
+    the data source gives for the same days: the last test window of Chicago."""
+    import pandas as pd
+
+    from results.predict import preprocess_window
+    from trainables.data import modeldata
+
+    w = series_data.windows(series_data.load({"source": "chicago-ridership"}), 14)
+    df = modeldata.read("Chicago").iloc[:-1].tail(30).copy()  # up to the day before the last
+    df["date"] = pd.to_datetime(df["date"], unit="D").dt.strftime("%Y-%m-%d")
+    df.to_csv(tmp_path / "window.csv", index=False)
+    x = preprocess_window(tmp_path / "window.csv", w.info)
+    assert w.times["test"][-1] == (pd.Timestamp(df["date"].iloc[-1]) + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+    assert torch.allclose(x[0], w.test[0][-1], atol=1e-4)
+
+
 def test_seattle_missing_values_are_reported_and_filled(tmp_path):
     import pandas as pd
     from vega_datasets import local_data

@@ -1,0 +1,222 @@
+"""Several searches in one go: ``hpsearch run A.yaml B.yaml ...``.
+
+The specs arrive validated (the CLI parses and checks every one of them, and
+its data, weights and GPU fit, before this module is called). Here, before the
+first search starts, the names are checked against each other and against the
+storage root, and each spec's resources against the cluster; then the searches
+run one after another in this process's one Ray session (``ray.init`` once: the
+local cluster, or the one ``--address`` names), each exported as soon as it
+ends when asked, and a summary table closes the run. A search that fails does
+not stop the ones after it; the exit code says that one did.
+
+A single spec takes the same path, without the ``[i/n]`` prefix and the table.
+
+Ctrl-C stops the whole run. Tune's own SIGINT handler would end only the
+search in progress, gracefully, and the loop would go on to the next spec (and
+each finished fit leaves its handler installed, so later presses reach stale
+ones); with several specs it is turned off for the run, so Ctrl-C raises
+KeyboardInterrupt in the driver: the engine ends the open MLflow runs as
+KILLED, the table so far is printed, and the run exits 130.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from results.storage import Storage
+from search.spec import SearchSpec
+
+TUNE_SIGINT = "TUNE_DISABLE_SIGINT_HANDLER"
+
+
+class BatchRefused(ValueError):
+    """A batch that must not start (bad input: the CLI prints it as one line, exit 2)."""
+
+
+@dataclass
+class SpecResult:
+    """What one spec of a run came to: a row of the summary table."""
+    source: str                 # the spec file
+    name: str                   # the search (MLflow experiment) name
+    metric: str                 # the objective, e.g. val_accuracy
+    status: str = "not started"  # ok | failed: <why> | interrupted | not started
+    trials: int = 0
+    errors: int = 0             # trials that ended in an error
+    best: float | None = None   # the best trial's objective
+    seconds: float = 0.0        # search (and export) wall time
+    test: dict = field(default_factory=dict)  # the exported bundle's test metrics
+    test_key: str | None = None  # the headline test metric: accuracy, or r2
+    bundle: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def check_batch(specs: list[SearchSpec], storage: Storage, *, overwrite: bool) -> None:
+    """Refuse, before anything starts, a batch whose searches would collide: two specs
+    with one name, or a name already taken in the storage root (without --overwrite)."""
+    from search.engine import SearchExists, check_name_free
+
+    seen: dict[str, str] = {}
+    for spec in specs:
+        if spec.name in seen:
+            raise BatchRefused(
+                f"{spec.source}: `name`: {spec.name!r} is also the name of {seen[spec.name]}; "
+                "the searches of one run need distinct names (change `name:` in one spec)")
+        seen[spec.name] = spec.source
+        try:
+            check_name_free(spec, storage, overwrite)
+        except SearchExists:
+            raise BatchRefused(
+                f"{spec.source}: `name`: a search named {spec.name!r} already exists in "
+                f"{storage.search_dir(spec.name)}; pass --overwrite to replace it, or change "
+                f"`name:` in the spec (`hpsearch status {spec.name}` shows it)") from None
+
+
+def run_specs(specs: list[SearchSpec], *, storage: Storage, tracking_uri: str | None = None,
+              address: str | None = None, overwrite: bool = False, export: bool = False,
+              resource_wait: float | None = None, echo=print) -> list[SpecResult]:
+    """Run the specs one after another on one Ray session; export each when asked.
+    Every result comes back, failed ones included; Ctrl-C prints the table so far
+    and re-raises (the engine has ended the open MLflow runs)."""
+    from search.engine import ResourceMismatch, connect
+
+    check_batch(specs, storage, overwrite=overwrite)
+    try:  # Ray starts once, here; every spec's resources must fit it before the first runs
+        for spec in specs:
+            connect(spec, storage, address, echo=lambda *_: None)
+    except ResourceMismatch as e:
+        raise BatchRefused(str(e)) from None
+    results = [SpecResult(spec.source, spec.name, spec.metric) for spec in specs]
+    many = len(specs) > 1
+    sigint = os.environ.get(TUNE_SIGINT)
+    if many:
+        os.environ[TUNE_SIGINT] = "1"  # read by each Tuner.fit: Ctrl-C stops the run, not one search
+    try:
+        for i, (spec, result) in enumerate(zip(specs, results), 1):
+            tag = f"[{i}/{len(specs)}] " if many else ""
+            if many:
+                echo(f"\n{tag}{spec.source}: search {spec.name!r} "
+                     f"({i - 1} of {len(specs)} done)")
+            _run_one(spec, result, storage=storage, tracking_uri=tracking_uri, address=address,
+                     overwrite=overwrite, export=export, resource_wait=resource_wait,
+                     echo=(lambda line, tag=tag: echo(f"{tag}{line}")) if many else echo)
+    finally:  # also after Ctrl-C: what finished, what did not start
+        if many:
+            echo("\n" + "\n".join(summary_table(results)))
+        if sigint is None:
+            os.environ.pop(TUNE_SIGINT, None)
+        else:
+            os.environ[TUNE_SIGINT] = sigint
+    return results
+
+
+def _run_one(spec: SearchSpec, result: SpecResult, *, storage: Storage, tracking_uri, address,
+             overwrite: bool, export: bool, echo, resource_wait: float | None = None) -> None:
+    """One search (and its export) into ``result``; a failure is recorded, not raised."""
+    from results.export import headline
+    from results.status import best_row, trial_rows
+    from search.engine import run_search
+
+    t0 = time.time()
+    result.status = "interrupted"  # until it ends one way or the other
+    try:
+        outcome = run_search(spec, storage=storage, tracking_uri=tracking_uri, address=address,
+                             overwrite=overwrite, echo=echo, resource_wait=resource_wait)
+        result.trials, result.errors = outcome.num_trials, outcome.num_errors
+        print_outcome(outcome, storage)
+        failure = outcome_failure(outcome, storage)
+        meta, rows = trial_rows(spec.name, storage) if failure is None else ({}, [])
+        best = best_row(meta, rows) if rows else None
+        if failure is not None:
+            print(f"hpsearch: error: {failure}", file=sys.stderr)
+            result.status = ("failed: MLflow writes undelivered" if outcome.undelivered
+                             else f"failed: no trial reported {spec.metric}")
+        elif best is None:
+            result.status = f"failed: no trial reported {spec.metric}"
+        else:
+            result.best = best.best
+            if export:
+                bundle = export_and_print(spec.name, storage)
+                result.bundle = bundle.path
+                result.test = bundle.metrics["test"]
+                result.test_key = headline(bundle.metrics)[0]
+            result.status = "ok"
+    except KeyboardInterrupt:
+        result.seconds = time.time() - t0
+        raise
+    except Exception as e:  # recorded; the next spec still runs
+        result.status = f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        print(f"hpsearch: failed: {spec.source}: {type(e).__name__}: {e}"
+              + ("" if os.environ.get("HPSEARCH_DEBUG") else
+                 " (set HPSEARCH_DEBUG=1 for the traceback)"), file=sys.stderr)
+        if os.environ.get("HPSEARCH_DEBUG"):
+            traceback.print_exc()
+    result.seconds = time.time() - t0
+    if result.status.startswith("failed"):
+        echo(f"search {spec.name!r} {result.status}")
+
+
+def print_outcome(outcome, storage: Storage) -> None:
+    """The lines a finished search prints: counts, time, and its trial table (which
+    comes from MLflow: not printed when MLflow did not take every write)."""
+    from results.status import print_status
+
+    print(f"\nsearch {outcome.name!r} finished: {outcome.num_trials} trials "
+          f"({outcome.num_errors} errored) in {outcome.seconds:.0f} s")
+    if not outcome.undelivered:
+        print_status(outcome.name, storage)
+
+
+def outcome_failure(outcome, storage: Storage) -> str | None:
+    """Why a search that ran counts as failed (exit 1), or None: MLflow did not take
+    every result, or no trial reported the objective (every trial failed)."""
+    if outcome.undelivered:
+        return (f"MLflow at {outcome.tracking_uri} did not take {outcome.undelivered} "
+                f"write(s); they are kept in {outcome.outbox}: run `hpsearch status "
+                f"{outcome.name} --sync --storage {storage.root}` once it answers")
+    if outcome.num_scored == 0:
+        return (f"no trial of {outcome.name!r} reported its objective ({outcome.num_errors} "
+                f"of {outcome.num_trials} errored; see stop_reason above): nothing to export")
+    return None
+
+
+def export_and_print(name: str, storage: Storage, trial: str | None = None,
+                     to: Path | None = None):
+    """Export a search's best trial (or ``trial``) and print the bundle's headline."""
+    from results.export import export_best, headline
+
+    bundle = export_best(name, storage=storage, trial_id=trial, to=to)
+    m = bundle.metrics
+    key, value = headline(m)
+    extra = (f"  naive forecast test_r2={m['test']['naive_r2']:.4f}"
+             if m.get("task") == "regression" else "")
+    print(f"\nexported trial {bundle.trial_id} of {name!r}: "
+          f"val_{key}={m['val'].get(key, float('nan')):.4f}  test_{key}={value:.4f}{extra} "
+          f"(n_test={m['test']['n']})")
+    print(f"bundle: {bundle.path}")
+    return bundle
+
+
+def summary_table(results: list[SpecResult]) -> list[str]:
+    """One row per spec: file, search, status, trials, errors, best objective, seconds,
+    the exported test metric."""
+    from results.status import aligned
+
+    body = []
+    for i, r in enumerate(results, 1):
+        test = (f"{r.test_key} {r.test[r.test_key]:.4f}"
+                if r.test_key and r.test.get(r.test_key) is not None else "-")
+        body.append([str(i), r.source, r.name, r.status, str(r.trials), str(r.errors),
+                     f"{r.metric} {r.best:.4f}" if r.best is not None else "-",
+                     f"{r.seconds:.0f}", test])
+    done = sum(r.ok for r in results)
+    return [f"{done} of {len(results)} searches ok:",
+            *aligned(["#", "spec", "search", "status", "trials", "errors", "best objective",
+                      "seconds", "exported test"], body)]
