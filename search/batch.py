@@ -11,12 +11,10 @@ not stop the ones after it; the exit code says that one did.
 
 A single spec takes the same path, without the ``[i/n]`` prefix and the table.
 
-Ctrl-C stops the whole run. Tune's own SIGINT handler would end only the
-search in progress, gracefully, and the loop would go on to the next spec (and
-each finished fit leaves its handler installed, so later presses reach stale
-ones); with several specs it is turned off for the run, so Ctrl-C raises
-KeyboardInterrupt in the driver: the engine ends the open MLflow runs as
-KILLED, the table so far is printed, and the run exits 130.
+Ctrl-C (or SIGTERM) stops the whole run: the engine stops the search in
+progress the way it stops a single one (no new trials, in-flight trials' runs
+KILLED with `interrupted`, the parent run KILLED) and raises SearchInterrupted;
+the table so far is printed, and the run exits 130 (143 for SIGTERM).
 """
 
 from __future__ import annotations
@@ -30,8 +28,6 @@ from pathlib import Path
 
 from results.storage import Storage
 from search.spec import SearchSpec
-
-TUNE_SIGINT = "TUNE_DISABLE_SIGINT_HANDLER"
 
 
 class BatchRefused(ValueError):
@@ -95,9 +91,6 @@ def run_specs(specs: list[SearchSpec], *, storage: Storage, tracking_uri: str | 
         raise BatchRefused(str(e)) from None
     results = [SpecResult(spec.source, spec.name, spec.metric) for spec in specs]
     many = len(specs) > 1
-    sigint = os.environ.get(TUNE_SIGINT)
-    if many:
-        os.environ[TUNE_SIGINT] = "1"  # read by each Tuner.fit: Ctrl-C stops the run, not one search
     try:
         for i, (spec, result) in enumerate(zip(specs, results), 1):
             tag = f"[{i}/{len(specs)}] " if many else ""
@@ -110,10 +103,6 @@ def run_specs(specs: list[SearchSpec], *, storage: Storage, tracking_uri: str | 
     finally:  # also after Ctrl-C: what finished, what did not start
         if many:
             echo("\n" + "\n".join(summary_table(results)))
-        if sigint is None:
-            os.environ.pop(TUNE_SIGINT, None)
-        else:
-            os.environ[TUNE_SIGINT] = sigint
     return results
 
 

@@ -16,7 +16,14 @@ import weakref
 import torch
 from torch import nn
 
+from trainables.constraints import BOOL, Param, floats
+
 TASK = "classification"
+PARAMS = (
+    Param("oom", BOOL, False, "run out of GPU memory in the first forward pass"),
+    Param("hog_gib", floats(0, None, closed="neither"), 1.0,
+          "GiB held by the model when the huge allocation fails (GPU only)"),
+)
 _previous = None  # weakref to the model of the last trial that ran out of memory here
 
 
