@@ -4,6 +4,7 @@ root (SQLite MLflow, Ray experiment dirs) per test. Nothing is mocked."""
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -20,6 +21,13 @@ sys.path.insert(0, str(PLUGINS))
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (tests run beside other jobs: never a fixed one)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ import jsonschema
 import pytest
 import ray
 import yaml
+from conftest import free_port
 
 from cluster import jobs
 
@@ -103,8 +104,10 @@ def _http(url, token=None):
 @pytest.mark.e2e
 def test_local_cluster_token_auth_and_a_submitted_search_over_two_nodes(tmp_path):
     env = _cluster_env(tmp_path / "home")
+    gcs, dash = free_port(), free_port()
+    dashboard = f"http://127.0.0.1:{dash}"
     up = _cli("cluster", "up", "--workers", "1", "--cpus-per-node", "1", "--memory", "2",
-              "--port", "6399", "--dashboard-port", "8299", env=env, timeout=600)
+              "--port", str(gcs), "--dashboard-port", str(dash), env=env, timeout=600)
     try:
         assert up.returncode == 0, up.stderr
         token_file = tmp_path / "home" / "ray_token"
@@ -118,15 +121,15 @@ def test_local_cluster_token_auth_and_a_submitted_search_over_two_nodes(tmp_path
         assert [" ALIVE " in line for line in status.stdout.splitlines()
                 if line.startswith(("  head ", "  worker 1 "))] == [True, True], status.stdout
         # the Jobs API refuses a request without the token and serves one with it
-        assert _http("http://127.0.0.1:8299/api/jobs/") == 401
-        assert _http("http://127.0.0.1:8299/api/jobs/", token) == 200
+        assert _http(f"{dashboard}/api/jobs/") == 401
+        assert _http(f"{dashboard}/api/jobs/", token) == 200
 
         storage = tmp_path / "runs"
-        sub = _cli("submit", "spaces/cluster_digits.yaml", "--address", "http://127.0.0.1:8299",
+        sub = _cli("submit", "spaces/cluster_digits.yaml", "--address", dashboard,
                    "--", "--storage", str(storage), env=env, timeout=600)
         assert sub.returncode == 0, sub.stdout[-3000:] + sub.stderr[-2000:]
         assert "submitted job" in sub.stdout and "SUCCEEDED" in sub.stdout
-        listing = _cli("jobs", "list", "--address", "http://127.0.0.1:8299", env=env)
+        listing = _cli("jobs", "list", "--address", dashboard, env=env)
         assert "SUCCEEDED" in listing.stdout and "cluster_digits.yaml" in listing.stdout
 
         from mlflow.tracking import MlflowClient
@@ -144,7 +147,7 @@ def test_local_cluster_token_auth_and_a_submitted_search_over_two_nodes(tmp_path
         dump = "\n".join(db.iterdump())
         assert "node_id" in dump and token not in dump
         logs = _cli("jobs", "logs", listing.stdout.split()[0], "--address",
-                    "http://127.0.0.1:8299", env=env).stdout
+                    dashboard, env=env).stdout
         assert "finished: 4 trials" in logs and token not in logs
         for f in storage.rglob("*"):
             if f.is_file() and f.stat().st_size < 5_000_000:
@@ -152,7 +155,7 @@ def test_local_cluster_token_auth_and_a_submitted_search_over_two_nodes(tmp_path
 
         # a GPU spec on this GPU-less cluster ends within its resource wait, exit 1, one line
         t0 = time.monotonic()
-        gpu = _cli("submit", "spaces/cluster_digits.yaml", "--address", "http://127.0.0.1:8299",
+        gpu = _cli("submit", "spaces/cluster_digits.yaml", "--address", dashboard,
                    "--", "--storage", str(storage), "--name", "gpu-wait", "--gpus-per-trial",
                    "0.25", "--resource-wait", "10", env=env, timeout=400)
         assert gpu.returncode == 1 and "FAILED" in gpu.stdout, gpu.stdout[-3000:]
@@ -167,8 +170,8 @@ def test_local_cluster_token_auth_and_a_submitted_search_over_two_nodes(tmp_path
         down = _cli("cluster", "down", env=env)
     assert down.returncode == 0 and "stopped" in down.stdout
     with pytest.raises(urllib.error.URLError):  # the dashboard is gone with the cluster
-        urllib.request.urlopen("http://127.0.0.1:8299/api/jobs/", timeout=5)
-    leftover = subprocess.run(["pgrep", "-f", "/tmp/hpsearch-ray-6399"], capture_output=True)
+        urllib.request.urlopen(f"{dashboard}/api/jobs/", timeout=5)
+    leftover = subprocess.run(["pgrep", "-f", f"/tmp/hpsearch-ray-{gcs}"], capture_output=True)
     assert leftover.stdout.strip() == b""
 
 
@@ -233,13 +236,14 @@ def test_losing_a_worker_node_mid_search_restarts_its_trial_elsewhere(tmp_path):
                 failure={"max_failures": 2})
     path = tmp_path / "node_loss.yaml"
     path.write_text(yaml.safe_dump(spec))
+    gcs = free_port()
     up = _cli("cluster", "up", "--workers", "2", "--cpus-per-node", "1", "--memory", "1.5",
-              "--port", "6398", "--dashboard-port", "8298", env=env)
+              "--port", str(gcs), "--dashboard-port", str(free_port()), env=env)
     assert up.returncode == 0, up.stderr
     search = None
     try:
         search = subprocess.Popen([sys.executable, "-m", "search.cli", "run", str(path),
-                                   "--address", "127.0.0.1:6398", "--storage", str(storage)],
+                                   "--address", f"127.0.0.1:{gcs}", "--storage", str(storage)],
                                   cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True)
         from mlflow.tracking import MlflowClient

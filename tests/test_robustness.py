@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import free_port
 from mlflow.tracking import MlflowClient
 
 from results.status import trial_rows
@@ -220,7 +221,7 @@ def test_tracking_server_restart_loses_nothing_and_a_dead_one_leaves_an_outbox(t
     ends normally; (2) never back before the search ends: the search still ends, exits 1
     saying how many writes wait in the outbox file, and `status --sync` delivers them
     once the server is back."""
-    port, server_root, storage = 5071, tmp_path / "server", tmp_path / "runs"
+    port, server_root, storage = free_port(), tmp_path / "server", tmp_path / "runs"
     uri = f"http://127.0.0.1:{port}"
     server = _serve(port, server_root)
     run = None

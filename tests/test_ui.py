@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 from mlflow.tracking import MlflowClient
 
 from results.export import export_best
@@ -46,12 +46,6 @@ def finished_search(ray_session, tmp_path_factory):
     bundle = export_best(spec.name, storage=storage, register=False)
     meta = json.loads((storage.search_dir(spec.name) / "hpsearch.json").read_text())
     return storage, meta, bundle
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _serve(args: list[str], url: str, timeout: float = 120):
@@ -90,7 +84,7 @@ def test_mlflow_ui_in_a_real_browser(finished_search):
     children = client.search_runs([meta["experiment_id"]],
                                   filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     best = next(r for r in children if r.data.tags["trial_id"] == bundle.trial_id)
-    port = _free_port()
+    port = free_port()
     server = _serve(["ui", "--port", str(port), "--storage", str(storage.root)],
                     f"http://127.0.0.1:{port}/")
     base = f"http://127.0.0.1:{port}/#/experiments/{meta['experiment_id']}"
@@ -134,7 +128,7 @@ def test_tensorboard_serves_every_trials_curves(finished_search):
     storage, meta, _ = finished_search
     trial_dirs = sorted(storage.search_dir("ui-check").glob("trial_*"))
     assert len(trial_dirs) == 3 and all(list(d.glob("events.out.tfevents.*")) for d in trial_dirs)
-    port = _free_port()
+    port = free_port()
     server = _serve(["tensorboard", "ui-check", "--port", str(port), "--storage",
                      str(storage.root)], f"http://127.0.0.1:{port}/data/runs")
     try:
