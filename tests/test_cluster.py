@@ -106,16 +106,24 @@ def test_local_cluster_token_auth_and_a_submitted_search_over_two_nodes(tmp_path
     env = _cluster_env(tmp_path / "home")
     gcs, dash = free_port(), free_port()
     dashboard = f"http://127.0.0.1:{dash}"
-    up = _cli("cluster", "up", "--workers", "1", "--cpus-per-node", "1", "--memory", "2",
-              "--port", str(gcs), "--dashboard-port", str(dash), env=env, timeout=600)
+    # `up` on a busy machine (the race it must not lose): one spinning process per core
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(os.cpu_count() or 2)]
+    try:
+        up = _cli("cluster", "up", "--workers", "1", "--cpus-per-node", "1", "--memory", "2",
+                  "--port", str(gcs), "--dashboard-port", str(dash), env=env, timeout=600)
+        # `up` returned only once both nodes were alive in the GCS (not merely started)
+        status = _cli("cluster", "status", env=env)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
     try:
         assert up.returncode == 0, up.stderr
         token_file = tmp_path / "home" / "ray_token"
         token = token_file.read_text().strip()
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600 and len(token) == 64
         assert token not in up.stdout + up.stderr
-        # `up` returned only once both nodes were alive in the GCS (not merely started)
-        status = _cli("cluster", "status", env=env)
         assert status.returncode == 0 and "nodes (GCS): 2 alive of 2 started" in status.stdout, \
             status.stdout
         assert [" ALIVE " in line for line in status.stdout.splitlines()
