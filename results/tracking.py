@@ -64,7 +64,7 @@ class MlflowTracker(tune.Callback):
     def __init__(self, *, tracking_uri: str, experiment_id: str, parent_run_id: str,
                  param_names: list[str], metric: str, mode: str, max_epochs: int,
                  samples: int, echo: Callable[[str], None] | None = print,
-                 outbox: str | None = None) -> None:
+                 outbox: str | None = None, verbose: bool = True) -> None:
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
@@ -72,6 +72,7 @@ class MlflowTracker(tune.Callback):
         self.metric, self.mode = metric, mode
         self.max_epochs, self.samples = max_epochs, samples
         self.echo = echo
+        self.verbose = verbose  # a line per epoch of every trial (else only trial ends)
         self.outbox = outbox  # file for the writes a silent store never took (None: drop them)
         self._best: dict[str, float] = {}
         self._epochs: dict[str, int] = {}
@@ -89,6 +90,7 @@ class MlflowTracker(tune.Callback):
         self.undelivered = self.undelivered_results = 0  # writes (results) close() left behind
 
     live: list = []  # instances alive in this process (a restored one included)
+    verbose = True   # (a tracker pickled before the attribute existed)
 
     # Tune pickles callbacks into its experiment state: leave the thread behind.
     def __getstate__(self):
@@ -160,7 +162,7 @@ class MlflowTracker(tune.Callback):
         rows = [[k, v, ts, step] for k, v in metrics.items() if math.isfinite(v)]
         if rows:
             self._put({"op": "metrics", "trial": tid, "metrics": rows})
-        if self.echo:
+        if self.echo and self.verbose:
             self.echo(f"  trial {self._index.get(tid, '?'):>2}/{self.samples} [{tid}] "
                       f"epoch {step}/{self.max_epochs}  {self.metric}={_fmt(value)}  "
                       f"val_loss={_fmt(result.get('val_loss'))}  "

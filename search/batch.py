@@ -77,10 +77,14 @@ def check_batch(specs: list[SearchSpec], storage: Storage, *, overwrite: bool) -
 
 def run_specs(specs: list[SearchSpec], *, storage: Storage, tracking_uri: str | None = None,
               address: str | None = None, overwrite: bool = False, export: bool = False,
-              resource_wait: float | None = None, echo=print) -> list[SpecResult]:
+              resource_wait: float | None = None, echo=print, verbose: bool = True,
+              progress: bool = False,
+              epoch_seconds: dict[str, float] | None = None) -> list[SpecResult]:
     """Run the specs one after another on one Ray session; export each when asked.
     Every result comes back, failed ones included; Ctrl-C prints the table so far
-    and re-raises (the engine has ended the open MLflow runs)."""
+    and re-raises (the engine has ended the open MLflow runs). ``progress``: each
+    search shows the live progress line (``epoch_seconds``: `plan`'s epoch time per
+    search name, for the estimate before the first epoch ends)."""
     from search.engine import ResourceMismatch, connect
 
     check_batch(specs, storage, overwrite=overwrite)
@@ -97,9 +101,14 @@ def run_specs(specs: list[SearchSpec], *, storage: Storage, tracking_uri: str | 
             if many:
                 echo(f"\n{tag}{spec.source}: search {spec.name!r} "
                      f"({i - 1} of {len(specs)} done)")
+            view = None
+            if progress:
+                view = {"prefix": tag,
+                        "epoch_seconds_hint": (epoch_seconds or {}).get(spec.name)}
             _run_one(spec, result, storage=storage, tracking_uri=tracking_uri, address=address,
                      overwrite=overwrite, export=export, resource_wait=resource_wait,
-                     echo=(lambda line, tag=tag: echo(f"{tag}{line}")) if many else echo)
+                     echo=(lambda line, tag=tag: echo(f"{tag}{line}")) if many else echo,
+                     verbose=verbose, progress=view)
     finally:  # also after Ctrl-C: what finished, what did not start
         if many:
             echo("\n" + "\n".join(summary_table(results)))
@@ -107,7 +116,8 @@ def run_specs(specs: list[SearchSpec], *, storage: Storage, tracking_uri: str | 
 
 
 def _run_one(spec: SearchSpec, result: SpecResult, *, storage: Storage, tracking_uri, address,
-             overwrite: bool, export: bool, echo, resource_wait: float | None = None) -> None:
+             overwrite: bool, export: bool, echo, resource_wait: float | None = None,
+             verbose: bool = True, progress: dict | None = None) -> None:
     """One search (and its export) into ``result``; a failure is recorded, not raised."""
     from results.export import headline
     from results.status import best_row, trial_rows
@@ -117,7 +127,8 @@ def _run_one(spec: SearchSpec, result: SpecResult, *, storage: Storage, tracking
     result.status = "interrupted"  # until it ends one way or the other
     try:
         outcome = run_search(spec, storage=storage, tracking_uri=tracking_uri, address=address,
-                             overwrite=overwrite, echo=echo, resource_wait=resource_wait)
+                             overwrite=overwrite, echo=echo, resource_wait=resource_wait,
+                             verbose=verbose, progress=progress)
         result.trials, result.errors = outcome.num_trials, outcome.num_errors
         print_outcome(outcome, storage)
         failure = outcome_failure(outcome, storage)

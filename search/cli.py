@@ -78,9 +78,12 @@ def cmd_run(args) -> int:
     for spec in specs:
         _check_data(spec)
     _use_cluster_token(args.address)
+    epoch_seconds = {}  # plan's measured epoch time: the progress line's first estimate
     if not args.address:  # a local GPU: the largest trial must fit its GPU share
         for spec in specs:
-            _check_plan(spec)
+            plan = _check_plan(spec)
+            if plan is not None:
+                epoch_seconds[spec.name] = plan.epoch_seconds()
     else:
         from search.stopping import resource_wait
 
@@ -92,7 +95,8 @@ def cmd_run(args) -> int:
     try:
         results = run_specs(specs, storage=storage, tracking_uri=args.tracking_uri,
                             address=args.address, overwrite=args.overwrite, export=args.export,
-                            resource_wait=args.resource_wait)
+                            resource_wait=args.resource_wait, verbose=args.verbose,
+                            progress=True, epoch_seconds=epoch_seconds)
     except (BatchRefused, SearchExists, StorageUnreachable) as e:
         raise BadInput(str(e)) from None
     names = ", ".join(repr(r.name) for r in results)
@@ -101,7 +105,7 @@ def cmd_run(args) -> int:
     return EXIT_OK if all(r.ok for r in results) else EXIT_RUNTIME
 
 
-def _check_plan(spec) -> None:
+def _check_plan(spec):
     from search.plan import DoesNotFit, PlanError, check_before_run
 
     try:
@@ -111,11 +115,12 @@ def _check_plan(spec) -> None:
     except PlanError as e:
         print(f"hpsearch: warning: {e}; starting the search without the memory check",
               file=sys.stderr)
-        return
+        return None
     if plan is not None:
         print(f"GPU memory check: the largest trial needs {plan.per_trial_bytes / 2**30:.1f} GiB; "
               f"{spec.gpus_per_trial:g} of {plan.result['device']} gives "
               f"{spec.gpus_per_trial * plan.result['total_bytes'] * 0.95 / 2**30:.1f} GiB")
+    return plan
 
 
 def cmd_plan(args) -> int:
@@ -491,6 +496,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="export the best trial when the search ends (test split evaluated once)")
     r.add_argument("--dry-run", action="store_true",
                    help="validate the spec and print three sampled configs; start nothing")
+    r.add_argument("-v", "--verbose", action="store_true",
+                   help="a line per epoch of every trial (default: one live progress line for "
+                        "the search, redrawn on a terminal and printed every 30 s otherwise, "
+                        "and a line per trial that ends)")
     r.set_defaults(func=cmd_run)
 
     pl = sub.add_parser(

@@ -226,10 +226,14 @@ def check_name_free(spec: SearchSpec, storage: Storage, overwrite: bool) -> Path
 def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None = None,
                address: str | None = None, overwrite: bool = False, echo=print,
                trainable=None, tracker_class=None, stopper=None,
-               resource_wait: float | None = None) -> SearchOutcome:
+               resource_wait: float | None = None, verbose: bool = True,
+               progress: dict | None = None) -> SearchOutcome:
     """Run a validated search to the end. Raises SearchExists before starting anything.
     On a cluster (``address``) a search whose trials no node can hold ends after
-    ``resource_wait`` seconds (see :func:`search.stopping.resource_wait`)."""
+    ``resource_wait`` seconds (see :func:`search.stopping.resource_wait`).
+    ``verbose``: a line per epoch of every trial (else one per trial that ends).
+    ``progress``: show the live progress line (:mod:`results.progress`), with these
+    keyword arguments (e.g. ``prefix``, ``epoch_seconds_hint``; ``{}`` for none)."""
     from results import tracking
     from results.outbox import outbox_path
     from search import stopping
@@ -256,12 +260,22 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
         "tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent,
         "storage": str(storage.root), "versions": vers, "created": time.time(),
     })
+    callbacks = []
+    if progress is not None:
+        from results.progress import SearchProgress
+        from search.plan import asha_epochs
+
+        view = SearchProgress(name=spec.name, samples=spec.samples,
+                              expected_epochs=asha_epochs(spec), metric=spec.metric,
+                              mode=spec.mode, concurrency=spec.concurrency, **progress)
+        callbacks.append(view)
+        echo = view.above(echo)
     tracker = (tracker_class or tracking.MlflowTracker)(
         tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent,
         param_names=[p.name for p in spec.space], metric=spec.metric, mode=spec.mode,
         max_epochs=spec.max_epochs, samples=spec.samples, echo=echo,
-        outbox=str(outbox_path(exp_dir)))
-    callbacks = [tracker]
+        outbox=str(outbox_path(exp_dir)), verbose=verbose)
+    callbacks.insert(0, tracker)
     if address:  # locally, connect() already fitted the spec to this machine
         from ray.tune.stopper import CombinedStopper
 

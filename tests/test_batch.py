@@ -5,6 +5,7 @@ one exit code. The four Part II investigations are the end-to-end case."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -84,6 +85,16 @@ def test_a_failed_search_does_not_stop_the_next_and_sets_the_exit_code(ray_sessi
     rows = {line.split()[2]: line for line in table.splitlines()[3:5]}
     assert " ok " in rows["clean-smoke"], table
     assert "failed: no trial reported val_accuracy" in rows["poisoned-smoke"], table
+    # the output is not a terminal: each search's progress line ends as a plain line with its
+    # final counts; trials' end lines are there, epoch lines only with -v
+    assert "[1/2] search 'poisoned-smoke': 2/2 trials done | 0/2 epochs (0%) | " \
+           "best val_accuracy - |" in out, out[-3000:]
+    final = re.search(r"\[2/2\] search 'clean-smoke': 2/2 trials done \| 2/2 epochs \(100%\) \| "
+                      r"best val_accuracy ([0-9.]+) \|", out)
+    assert final, out[-3000:]
+    best = max(r.best for r in trial_rows("clean-smoke", Storage(storage))[1])
+    assert float(final.group(1)) == pytest.approx(best, abs=1e-3)
+    assert "completed after 1 epoch(s)" in out and "epoch 1/1" not in out, out[-3000:]
     for name in ("poisoned-smoke", "clean-smoke"):
         meta, runs = trial_rows(name, Storage(storage))
         assert len(runs) == 2 and all(r.state != "RUNNING" for r in runs)
@@ -156,7 +167,8 @@ def test_ctrl_c_stops_the_whole_run(tmp_path):
             "search": {"algorithm": "tpe", "samples": 2, "seed": 0, "concurrency": 2}}
     first = _spec_file(tmp_path, "first", **long)
     second = _spec_file(tmp_path, "second")
-    code, log = interrupt_cli(["run", first, second, "--storage", str(storage)], after="epoch 2/50")
+    code, log = interrupt_cli(["run", first, second, "-v", "--storage", str(storage)],
+                             after="epoch 2/50")
     assert code == 130, log[-3000:]
     table = log[log.index("0 of 2 searches ok:"):]
     assert " interrupted " in table and " not started " in table, table

@@ -297,7 +297,7 @@ def test_ctrl_c_leaves_no_run_running(tmp_path, fashion_mnist_ready):
     storage = tmp_path / "runs"
     from conftest import interrupt_cli
 
-    code, log = interrupt_cli(["run", str(spec_file), "--storage", str(storage)],
+    code, log = interrupt_cli(["run", str(spec_file), "-v", "--storage", str(storage)],
                               after="epoch 2/50")
     assert "epoch 2/50" in log, log[-3000:]
     from results.storage import Storage

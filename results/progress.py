@@ -1,0 +1,206 @@
+"""One live progress line for a whole search.
+
+``hpsearch run`` shows where a search stands in one line: trials finished of
+the total (and how many are running), training epochs used of the search's
+expected budget (samples x ASHA's expected epochs per trial), the best
+objective so far, an estimate of the time left and, on a machine with an
+NVIDIA GPU, its utilization::
+
+    search 'resnet18': 12/40 trials done, 4 running | 96/520 epochs (18%) |
+    best val_accuracy 0.9123 | ~3m10s left | GPU 87%
+
+On a terminal the line is redrawn in place (at most twice a second) and the
+lines the search prints (a trial that ended, warnings) scroll above it; when
+the output is a file or a pipe (a Ray Job's log, CI) the same line is printed
+as a plain line every ``every`` seconds and once at the end. The per-epoch
+lines of every trial are there with ``hpsearch run -v``.
+
+The time left is the epochs still expected divided by the rate at which the
+search has trained epochs so far; before the first epoch ends it comes from
+``hpsearch plan``'s measured epoch time when the run measured one (a local
+GPU), and is not shown otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import TextIO
+
+from ray import tune
+
+CLEAR = "\r\033[K"  # carriage return, erase to the end of the line
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class GpuMeter:
+    """Mean utilization of this machine's NVIDIA GPUs through NVML, or None where
+    there is none (NVML missing, no driver, no device)."""
+
+    def __init__(self) -> None:
+        self.nvml, self.handles = None, []
+        try:
+            try:
+                import pynvml
+            except ImportError:  # Ray ships a copy for its dashboard
+                from ray._private.thirdparty import pynvml
+            pynvml.nvmlInit()
+            self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i)
+                            for i in range(pynvml.nvmlDeviceGetCount())]
+            self.nvml = pynvml
+        except Exception:  # no NVIDIA driver here: say nothing about a GPU
+            self.nvml, self.handles = None, []
+
+    def read(self) -> float | None:
+        if not self.handles:
+            return None
+        try:
+            rates = [self.nvml.nvmlDeviceGetUtilizationRates(h).gpu for h in self.handles]
+        except Exception:
+            return None
+        return sum(rates) / len(rates)
+
+
+class SearchProgress(tune.Callback):
+    """Tune callback that keeps the counts and draws the line (driver side only)."""
+
+    def __init__(self, *, name: str, samples: int, expected_epochs: float, metric: str,
+                 mode: str, stream: TextIO | None = None, tty: bool | None = None,
+                 every: float = 30.0, epoch_seconds_hint: float | None = None,
+                 concurrency: int = 1, prefix: str = "", gpu: bool = True) -> None:
+        self.name, self.samples, self.metric, self.mode = name, samples, metric, mode
+        self.budget = max(1, round(samples * expected_epochs))
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.every, self.prefix = every, prefix
+        self.hint, self.concurrency = epoch_seconds_hint, max(1, concurrency)
+        self.gpu = GpuMeter() if gpu else None
+        self.epochs, self.done, self.best = 0, 0, None
+        self.running: set[str] = set()
+        self.t0 = time.monotonic()
+        self._drawn = False          # a progress line is on the terminal's last line
+        self._last = -math.inf       # when the line was last drawn / printed
+        self._ended = False
+
+    # Tune pickles callbacks into its experiment state: the stream and NVML stay here.
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.update(stream=None, gpu=None, _drawn=False)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.stream, self.tty, self.gpu = sys.stdout, False, None
+        self.t0, self._last = time.monotonic(), -math.inf
+
+    # ------------------------------------------------------------ counting
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self.running.add(trial.trial_id)
+        self.tick()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if isinstance(result.get("error"), str) or result.get("diverged"):
+            return
+        self.epochs += 1
+        value = result.get(self.metric)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            if self.best is None or (value > self.best if self.mode == "max"
+                                     else value < self.best):
+                self.best = float(value)
+        self.tick()
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._ended_one(trial.trial_id)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._ended_one(trial.trial_id)
+
+    def _ended_one(self, tid: str) -> None:
+        if tid in self.running:
+            self.running.discard(tid)
+            self.done += 1
+        self.tick()
+
+    def on_step_end(self, iteration, trials, **info) -> None:  # Tune's loop: keep it fresh
+        self.tick()
+
+    def on_experiment_end(self, trials, **info) -> None:
+        self.finish()
+
+    # ------------------------------------------------------------ drawing
+
+    def seconds_left(self) -> float | None:
+        if self.done >= self.samples:
+            return 0.0
+        left = self.budget - self.epochs
+        if left <= 0:  # past ASHA's expected count: no honest figure for the rest
+            return None
+        elapsed = time.monotonic() - self.t0
+        if self.epochs:
+            return left * elapsed / self.epochs
+        if self.hint:
+            return left * self.hint / self.concurrency
+        return None
+
+    def line(self) -> str:
+        parts = [f"{self.prefix}search {self.name!r}: {self.done}/{self.samples} trials done"
+                 + (f", {len(self.running)} running" if self.running else ""),
+                 f"{self.epochs}/{self.budget} epochs "
+                 f"({min(100, round(100 * self.epochs / self.budget))}%)"]
+        parts.append(f"best {self.metric} "
+                     + (f"{self.best:.4g}" if self.best is not None else "-"))
+        left = self.seconds_left()
+        if left is not None and not self._ended:
+            parts.append(f"~{duration(left)} left")
+        util = self.gpu.read() if self.gpu else None
+        if util is not None:
+            parts.append(f"GPU {util:.0f}%")
+        parts.append(f"{duration(time.monotonic() - self.t0)} so far")
+        return " | ".join(parts)
+
+    def tick(self, force: bool = False) -> None:
+        if self.stream is None or self._ended:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < (0.5 if self.tty else self.every):
+            return
+        self._last = now
+        if self.tty:
+            self.stream.write(CLEAR + self.line())
+            self._drawn = True
+        else:
+            self.stream.write(self.line() + "\n")
+        self.stream.flush()
+
+    def above(self, echo):
+        """``echo`` (which prints a line of the search's own output to the same stream)
+        wrapped so that its lines scroll above the progress line."""
+        def log(text: str) -> None:
+            if self._drawn:
+                self.stream.write(CLEAR)
+                self.stream.flush()
+                self._drawn = False
+            echo(text)
+            if self.tty and not self._ended:
+                self.tick(force=True)
+        return log
+
+    def finish(self) -> None:
+        """The last state, once, as a finished line."""
+        if self._ended or self.stream is None:
+            return
+        self._ended = True
+        text = self.line()
+        self.stream.write((CLEAR if self._drawn else "") + text + "\n")
+        self.stream.flush()
+        self._drawn = False

@@ -1,0 +1,94 @@
+"""The live progress line (results/progress.py), driven through its Tune callback
+hooks the way Tune's loop calls them; a whole search through the CLI is in
+tests/test_batch.py (plain lines when the output is not a terminal)."""
+
+from __future__ import annotations
+
+import io
+import pickle
+from types import SimpleNamespace
+
+import pytest
+
+from results.progress import CLEAR, SearchProgress, duration
+
+
+def _view(tty: bool, **kw) -> tuple[SearchProgress, io.StringIO]:
+    out = io.StringIO()
+    view = SearchProgress(name="demo", samples=4, expected_epochs=2.5, metric="val_accuracy",
+                          mode="max", stream=out, tty=tty, gpu=False, **kw)
+    return view, out
+
+
+def _trial(n: int):
+    return SimpleNamespace(trial_id=f"t{n}")
+
+
+def test_on_a_terminal_the_line_is_redrawn_in_place_and_logs_scroll_above_it():
+    view, out = _view(tty=True)
+    log = view.above(lambda text: out.write(text + "\n"))
+    view.on_trial_start(0, [], _trial(1))
+    view._last = float("-inf")  # (redraws are throttled to two a second)
+    view.on_trial_result(0, [], _trial(1), {"val_accuracy": 0.5, "training_iteration": 1})
+    drawn = out.getvalue()
+    assert drawn.count(CLEAR) == 2 and "\n" not in drawn  # redrawn, never a new line
+    assert drawn.rsplit(CLEAR, 1)[1].startswith(
+        "search 'demo': 0/4 trials done, 1 running | 1/10 epochs (10%) | "
+        "best val_accuracy 0.5 | ~")  # then the time left
+    log("  trial  1/4 [t1] completed after 1 epoch(s)")
+    view.on_trial_complete(0, [], _trial(1))
+    text = out.getvalue()[len(drawn):]
+    # the progress line is erased, the log line printed on its own line, the line redrawn
+    assert text.startswith(CLEAR + "  trial  1/4 [t1] completed after 1 epoch(s)\n" + CLEAR)
+    view.finish()
+    final = out.getvalue().rsplit(CLEAR, 1)[1]
+    assert final.startswith("search 'demo': 1/4 trials done | 1/10 epochs (10%) | "
+                            "best val_accuracy 0.5 | ") and final.endswith(" so far\n"), final
+    assert "left" not in final  # a finished search has no estimate
+    view.finish()
+    assert out.getvalue().rsplit(CLEAR, 1)[1] == final  # once
+
+
+def test_without_a_terminal_it_prints_plain_lines_at_most_every_period():
+    view, out = _view(tty=False, every=3600)
+    for i in range(1, 4):
+        view.on_trial_start(0, [], _trial(i))
+        view.on_trial_result(0, [], _trial(i), {"val_accuracy": 0.1 * i})
+        view.on_trial_complete(0, [], _trial(i))
+    view.on_trial_result(0, [], _trial(4), {"error": "OutOfMemory: ..."})  # not an epoch
+    view.on_experiment_end([])
+    lines = out.getvalue().splitlines()
+    assert CLEAR not in out.getvalue()
+    assert len(lines) == 2, lines  # the first event, then the final line
+    assert lines[1].startswith("search 'demo': 3/4 trials done | 3/10 epochs (30%) | "
+                               "best val_accuracy 0.3 |"), lines
+
+
+def test_time_left_comes_from_plan_then_from_the_search_so_far(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr("results.progress.time.monotonic", lambda: clock[0])
+    view, _ = _view(tty=False, epoch_seconds_hint=6.0, concurrency=2)
+    # before any epoch: 10 expected epochs x 6 s / 2 at once
+    assert view.seconds_left() == pytest.approx(30.0)
+    clock[0] += 20
+    for i in range(4):
+        view.on_trial_result(0, [], _trial(i), {"val_accuracy": 0.2})
+    assert view.seconds_left() == pytest.approx(6 * 20 / 4)  # 6 epochs left at 4 per 20 s
+    assert "~30s left" in view.line()
+    view.mode, view.best = "min", None
+    view.on_trial_result(0, [], _trial(9), {"val_accuracy": 0.9})
+    view.on_trial_result(0, [], _trial(9), {"val_accuracy": 0.4})
+    assert view.best == 0.4
+
+
+def test_it_survives_tunes_pickling_without_its_stream():
+    view, _ = _view(tty=True)
+    view.on_trial_result(0, [], _trial(1), {"val_accuracy": 0.7})
+    restored = pickle.loads(pickle.dumps(view))  # Tune keeps callbacks in its experiment state
+    assert (restored.epochs, restored.best, restored.tty) == (1, 0.7, False)
+
+
+@pytest.mark.parametrize("seconds, text", [(0, "0s"), (59.4, "59s"), (61, "1m01s"),
+                                           (3600 * 2 + 65, "2h01m")])
+def test_durations_read_as_people_write_them(seconds, text):
+    assert duration(seconds) == text
