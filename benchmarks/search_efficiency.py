@@ -162,6 +162,8 @@ def main() -> None:
                          "stored yet (resume an interrupted run); without --rerun, measure all")
     ap.add_argument("--variant", nargs="*", default=[], choices=sorted(VARIANTS),
                     help="also measure tpe+asha with these levers changed (see VARIANTS)")
+    ap.add_argument("--from-seed", type=int, default=0,
+                    help="start at this seed (with --only: another process measures the first ones)")
     ap.add_argument("--only", nargs="*", default=None, metavar="STRATEGY",
                     help="measure only these (what is not stored yet of them) and write no "
                          "report while the others are missing: to share the work between "
@@ -178,7 +180,7 @@ def main() -> None:
     seconds = {s: [] for s in runs}
     finals: list[float] = []  # every random trial's final accuracy: how wide the space is
     missing: list[str] = []  # with --only: searches another process has not stored yet
-    for seed in range(args.seeds):
+    for seed in range(args.from_seed, args.seeds):
         curves = {}
         for s in runs:
             key = f"{s}/seed{seed}/budget{args.budget}/task{task_id}"
