@@ -20,7 +20,9 @@ kept in search_efficiency_curves.json (keyed by strategy[@variant], seed,
 budget and task), so ``--rerun tpe+asha`` re-measures one strategy after a
 product change and reuses the others' curves.
 Run: python benchmarks/search_efficiency.py [--seeds 5] [--budget 540] [--rerun S ...]
-     [--variant NAME ...]
+     [--variant NAME ...] [--only S ...] [--from-seed N]
+(``--only`` with names shares the work between processes; with none it measures
+nothing and writes the report from the stored curves.)
 """
 
 from __future__ import annotations
