@@ -180,7 +180,8 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list, trainable=N
     from search.space import define_by_run
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = (TPESampler(seed=spec.seed, n_startup_trials=min(10, max(2, spec.samples // 3)))
+    sampler = (TPESampler(seed=spec.seed, n_startup_trials=spec.startup_trials,
+                          constant_liar=spec.constant_liar)
                if spec.algorithm == "tpe" else RandomSampler(seed=spec.seed))
     searcher = SchedulerAwareOptunaSearch(space=define_by_run(spec), metric=spec.metric,
                                           mode=spec.mode, sampler=sampler)
@@ -188,7 +189,8 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list, trainable=N
         scheduler = ASHAScheduler(time_attr="training_iteration", metric=spec.metric,
                                   mode=spec.mode, max_t=spec.max_epochs,
                                   grace_period=spec.grace_period,
-                                  reduction_factor=spec.reduction_factor)
+                                  reduction_factor=spec.reduction_factor,
+                                  brackets=spec.brackets)
     else:
         scheduler = FIFOScheduler()
     resources = {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}

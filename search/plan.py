@@ -89,18 +89,24 @@ def batch_sizes(spec: SearchSpec, config: dict) -> list[int]:
 
 def asha_epochs(spec: SearchSpec) -> float:
     """Expected epochs per trial: ASHA keeps 1/rf of the trials at each rung
-    (grace, grace*rf, ...), every trial trains to the first rung."""
+    (grace, grace*rf, ...), every trial trains to the first rung. With brackets > 1,
+    bracket s starts at grace*rf**s and takes a trial with Ray's odds, e**(its rungs)."""
     if spec.scheduler != "asha":
         return float(spec.max_epochs)
-    rungs, r = [], spec.grace_period
-    while r < spec.max_epochs:
-        rungs.append(r)
-        r *= spec.reduction_factor
-    expected, previous = 0.0, 0
-    for k, m in enumerate(rungs):
-        expected += (m - previous) / spec.reduction_factor**k
-        previous = m
-    return expected + (spec.max_epochs - previous) / spec.reduction_factor**len(rungs)
+    rf = spec.reduction_factor
+    per_bracket, weights = [], []
+    for s in range(spec.brackets):
+        rungs, r = [], spec.grace_period * rf**s
+        while r < spec.max_epochs:
+            rungs.append(r)
+            r *= rf
+        expected, previous = 0.0, 0
+        for k, m in enumerate(rungs):
+            expected += (m - previous) / rf**k
+            previous = m
+        per_bracket.append(expected + (spec.max_epochs - previous) / rf**len(rungs))
+        weights.append(math.e ** len(rungs))
+    return sum(e * w for e, w in zip(per_bracket, weights)) / sum(weights)
 
 
 # ---------------------------------------------------------------- measuring (child process)

@@ -24,9 +24,12 @@ from trainables import data as data_sources
 
 TOP_KEYS = {"name", "trainable", "data", "objective", "search", "scheduler", "resources", "space",
             "fixed", "failure", "health"}
-SEARCH_KEYS = {"algorithm": "tpe", "samples": 8, "seed": 0, "concurrency": 2, "recheck": None}
+# startup_trials None: TPE's random start-up is min(10, max(2, samples // 3)) trials
+SEARCH_KEYS = {"algorithm": "tpe", "samples": 8, "seed": 0, "concurrency": 2, "recheck": None,
+               "startup_trials": None, "constant_liar": True}
 RECHECK_KEYS = {"top": 3, "seeds": 3}
-SCHEDULER_KEYS = {"name": "asha", "max_epochs": 10, "grace_period": 1, "reduction_factor": 3}
+SCHEDULER_KEYS = {"name": "asha", "max_epochs": 10, "grace_period": 1, "reduction_factor": 3,
+                  "brackets": 1}
 RESOURCE_KEYS = {"cpus_per_trial": 1, "gpus_per_trial": 0}
 FAILURE_KEYS = {"max_failures": 2}
 ALGORITHMS = ("tpe", "random")
@@ -64,10 +67,13 @@ class SearchSpec:
     seed: int
     concurrency: int
     recheck: tuple[int, int] | None  # (top configurations, new seeds each), or None: off
+    startup_trials: int  # TPE's random start-up trials before it models the results
+    constant_liar: bool  # TPE counts running trials as bad ones (concurrency > 1)
     scheduler: str
     max_epochs: int
     grace_period: int
     reduction_factor: int
+    brackets: int  # ASHA's brackets (> 1: asynchronous Hyperband)
     cpus_per_trial: float
     gpus_per_trial: float
     max_failures: int
@@ -251,6 +257,12 @@ class _Validator:
         concurrency = self.number("search.concurrency", search["concurrency"], integer=True,
                                   minimum=1)
         recheck = self.recheck(search)
+        startup = search["startup_trials"]
+        startup = (min(10, max(2, samples // 3)) if startup is None else
+                   self.number("search.startup_trials", startup, integer=True, minimum=1))
+        liar = search["constant_liar"]
+        if not isinstance(liar, bool):
+            raise self.fail("search.constant_liar", f"must be true or false, got {liar!r}")
         search["recheck"] = None if recheck is None else dict(zip(("top", "seeds"), recheck))
 
         sched = self.block(doc, "scheduler", SCHEDULER_KEYS)
@@ -266,6 +278,7 @@ class _Validator:
                                                       f"but got ({grace=}, {max_epochs=})")
         rf = self.number("scheduler.reduction_factor", sched["reduction_factor"], integer=True,
                          minimum=2)
+        brackets = self.number("scheduler.brackets", sched["brackets"], integer=True, minimum=1)
 
         res = self.block(doc, "resources", RESOURCE_KEYS)
         cpus = self.number("resources.cpus_per_trial", res["cpus_per_trial"], minimum=0,
@@ -294,9 +307,9 @@ class _Validator:
         return SearchSpec(
             name=name, trainable=info.name, data=dict(data), metric=objective["metric"],
             mode=objective["mode"], algorithm=search["algorithm"], samples=samples, seed=seed,
-            recheck=recheck,
+            recheck=recheck, startup_trials=startup, constant_liar=liar,
             concurrency=concurrency, scheduler=sched["name"], max_epochs=max_epochs,
-            grace_period=grace, reduction_factor=rf, cpus_per_trial=cpus, gpus_per_trial=gpus,
+            grace_period=grace, reduction_factor=rf, brackets=brackets, cpus_per_trial=cpus, gpus_per_trial=gpus,
             max_failures=max_failures, health=health, space=space, fixed=dict(fixed),
             source=self.source, raw=raw,
         )

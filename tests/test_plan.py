@@ -3,6 +3,8 @@ and a real probe of a spec's largest trial through the CLI (on CPU here)."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from search.cli import main
@@ -37,6 +39,11 @@ def test_asha_epoch_budget():
     assert asha_epochs(spec) == pytest.approx(2 + 4 / 3 + 12 / 9 + 12 / 27)
     fifo = parse_spec({**SPEC, "scheduler": {"name": "fifo", "max_epochs": 7}}, source="t.yaml")
     assert asha_epochs(fifo) == 7
+    # two brackets: the second starts at 6 (rungs 6, 18), with odds e**2 to the first's e**3
+    two = parse_spec({**SPEC, "scheduler": {**SPEC["scheduler"], "brackets": 2}}, source="t.yaml")
+    second = 6 + 12 / 3 + 12 / 9
+    assert asha_epochs(two) == pytest.approx(
+        (asha_epochs(spec) * math.e**3 + second * math.e**2) / (math.e**3 + math.e**2))
 
 
 def _measured(peak_gib: float, total_gib: float = 80.0) -> dict:

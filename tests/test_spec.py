@@ -69,6 +69,21 @@ def test_max_epochs_flag_below_grace_period_clamps_it():
         parse_spec(with_changes(scheduler={"max_epochs": 1, "grace_period": 3}))
 
 
+def test_search_levers_default_and_reach_the_sampler_and_scheduler(tmp_path):
+    from results.storage import Storage
+    from search.engine import build_tuner
+
+    spec = parse_spec(GOOD)  # 4 samples: TPE's start-up is min(10, max(2, 4 // 3)) = 2
+    assert (spec.startup_trials, spec.constant_liar, spec.brackets) == (2, True, 1)
+    spec = parse_spec(with_changes(search={"samples": 4, "startup_trials": 3,
+                                           "constant_liar": False},
+                                   scheduler={"max_epochs": 9, "brackets": 2}))
+    tuner = build_tuner(spec, Storage(tmp_path), callbacks=[])._local_tuner
+    sampler = tuner._tune_config.search_alg._sampler
+    assert (sampler._n_startup_trials, sampler._constant_liar) == (3, False)
+    assert len(tuner._tune_config.scheduler._brackets) == 2
+
+
 def test_smoke_shrinks_any_spec():
     spec = parse_spec(GOOD, smoke=True)
     assert (spec.samples, spec.max_epochs, spec.grace_period) == (2, 1, 1)
@@ -168,6 +183,11 @@ BAD = [
      "`health.chance_after`: is a fraction of the first epoch: must be in [0, 1]"),
     ("health not a mapping", {"health": "on"}, "`health`: must be a mapping with keys"),
     ("health is the engine's", {"fixed": {"health": False}}, "`fixed.health`: is set by the engine"),
+    # the search-efficiency levers (benchmarks/search_efficiency.py)
+    ("startup trials 0", {"search": {"startup_trials": 0}}, "`search.startup_trials`: must be >= 1"),
+    ("constant liar not a bool", {"search": {"constant_liar": "yes"}},
+     "`search.constant_liar`: must be true or false, got 'yes'"),
+    ("brackets 0", {"scheduler": {"brackets": 0}}, "`scheduler.brackets`: must be >= 1, got 0"),
     ("range for a categorical", {"space": {"stem": {"int": [1, 3]}}},
      "`space.stem.int`: `stem` takes str values (imagenet | cifar), not an int range; "
      "use {choice: [...]}"),
