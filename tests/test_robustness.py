@@ -359,7 +359,7 @@ def test_a_write_delivered_twice_is_harmless(tmp_path):
     from results.outbox import Outbox, RunWriter
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    exp = ensure_experiment(uri, "twice", None)
+    exp = ensure_experiment(uri, "twice", (tmp_path / "artifacts").as_uri())  # not ./mlruns
     parent = start_parent(uri, exp, run_name="p", params={}, tags={}, spec_text="x")
     writes = [{"op": "start", "trial": "t1", "index": 1, "params": {"lr": 0.1}},
               {"op": "metrics", "trial": "t1", "metrics": [["val_accuracy", 0.5, 1000, 1]]},
