@@ -262,6 +262,7 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
         "tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent,
         "storage": str(storage.root), "versions": vers, "created": time.time(),
     })
+    outbox = str(outbox_path(exp_dir))
     callbacks = []
     if progress is not None:
         from results.progress import SearchProgress
@@ -276,7 +277,7 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
         tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent,
         param_names=[p.name for p in spec.space], metric=spec.metric, mode=spec.mode,
         max_epochs=spec.max_epochs, samples=spec.samples, echo=echo,
-        outbox=str(outbox_path(exp_dir)), verbose=verbose)
+        outbox=outbox, verbose=verbose)
     callbacks.insert(0, tracker)
     if address:  # locally, connect() already fitted the spec to this machine
         from ray.tune.stopper import CombinedStopper
@@ -291,7 +292,7 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
 
             tracker.close()  # the search's results are all in MLflow before ranking them
             run_recheck(spec, storage, grid, tracking_uri=uri, experiment_id=experiment_id,
-                        parent_run_id=parent, echo=echo, outbox=str(outbox_path(exp_dir)))
+                        parent_run_id=parent, echo=echo, outbox=outbox)
     return _fit(spec, storage, tracker, uri, experiment_id, parent, address,
                 lambda: build_tuner(spec, storage, callbacks, trainable, stopper), echo, then)
 
