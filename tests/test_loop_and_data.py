@@ -114,6 +114,27 @@ def test_fashion_mnist_real_files(fashion_mnist_ready):
     assert torch.bincount(d.test[1], minlength=10).min() >= 7
 
 
+def test_idx_reader_matches_torchvision_and_rejects_a_damaged_file(fashion_mnist_ready, tmp_path):
+    # the product reads IDX itself (no torchvision import per trial worker): same arrays
+    import numpy as np
+    from torchvision.datasets import FashionMNIST
+
+    from trainables.data import fashion_mnist
+
+    x, y, _ = fashion_mnist.load()
+    raw = fashion_mnist.fetch(log=lambda *_: None)
+    parts = [FashionMNIST(str(raw.parent.parent), train=t, download=False) for t in (True, False)]
+    assert np.array_equal(x[:, 0], np.concatenate([p.data.numpy() for p in parts]))
+    assert np.array_equal(y, np.concatenate([p.targets.numpy() for p in parts]))
+    cut = tmp_path / "cut-idx3-ubyte"
+    cut.write_bytes((raw / fashion_mnist.FILES[2]).read_bytes()[:1000])
+    with pytest.raises(fashion_mnist.DataNotFound, match="truncated"):
+        fashion_mnist.read_idx(cut)
+    (tmp_path / "text").write_text("not idx")
+    with pytest.raises(fashion_mnist.DataNotFound, match="not an IDX file"):
+        fashion_mnist.read_idx(tmp_path / "text")
+
+
 def test_imagefolder_source(tmp_path):
     from PIL import Image
 
