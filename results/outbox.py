@@ -103,12 +103,16 @@ class RunWriter:
             elif op == "metrics":
                 c.log_batch(run, metrics=[Metric(k, v, ts, step) for k, v, ts, step in write["metrics"]])
             else:
-                ts = write["time"]
-                metrics = [Metric("epochs_reached", write["epochs"], ts, 0)]
+                ts, epochs = write["time"], write["epochs"]
+                if epochs is None:  # the tracker saw no result: the run's history knows
+                    objective = write["best_metric"].removeprefix("best_")
+                    epochs = max((m.step for m in c.get_metric_history(run, objective)),
+                                 default=0)
+                metrics = [Metric("epochs_reached", epochs, ts, 0)]
                 if write["best"] is not None:
                     metrics.append(Metric(write["best_metric"], write["best"], ts, 0))
                 c.log_batch(run, metrics=metrics, tags=[RunTag("stop_reason", write["reason"]),
-                                                        RunTag("epochs_reached", str(write["epochs"]))])
+                                                        RunTag("epochs_reached", str(epochs))])
                 c.set_terminated(run, status=write["status"])
         elif op == "orphans":
             end_orphans(self.tracking_uri, self.experiment_id, self.parent_run_id,

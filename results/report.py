@@ -560,7 +560,8 @@ def summary_markdown(name: str, meta: dict, rows: list, search_files: list[str],
         naive = (f"; naive last-value forecast R² {t['naive_r2']:.4f}" if key == "r2" else "")
         lines += [f"**Best trial `{bundle_metrics.get('trial_id', '')}`**: val {key} "
                   f"{bundle_metrics['val'].get(key, float('nan')):.4f}, **test {key} "
-                  f"{t[key]:.4f}**{naive} (n={t['n']}, evaluated once at export)", ""]
+                  f"{t[key]:.4f}**{naive} (n={t['n']}, evaluated once at export"
+                  f"{' on the GPU' if t.get('device') == 'cuda' else ''})", ""]
         if bundle_metrics.get("selection"):
             lines += [bundle_metrics["selection"], ""]
     elif best:

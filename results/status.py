@@ -34,8 +34,8 @@ def trial_rows(name: str, storage: Storage, *, recheck: bool = False
     rows = []
     for run in child_runs(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"]):
         tags, metrics = run.data.tags, run.data.metrics
-        if (tags.get("recheck") == "true") != recheck:
-            continue
+        if (tags.get("recheck") == "true") != recheck or tags.get("lost") == "true":
+            continue  # a lost run: see results.mlflow_runs.settle_lost_runs
         rows.append(TrialRow(
             trial_id=tags.get("trial_id", "?"), index=int(tags.get("trial_index", 0)),
             run_id=run.info.run_id, state=run.info.status,

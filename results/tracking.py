@@ -177,7 +177,10 @@ class MlflowTracker(tune.Callback):
             why, failed = self._unhealthy[tid]
             self._end(tid, "FAILED" if failed else "FINISHED", f"unhealthy: {why}")
             return
-        reason = "completed" if self._finished.get(tid) else "asha_stopped"
+        # ASHA stops a trial on one of its results; one that ends without a result in
+        # this session (resumed from a checkpoint taken at its last epoch) ended itself
+        reason = ("completed" if self._finished.get(tid) or tid not in self._epochs
+                  else "asha_stopped")
         self._end(tid, "FINISHED", reason)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
@@ -197,12 +200,15 @@ class MlflowTracker(tune.Callback):
     def _end(self, tid: str, status: str, reason: str) -> None:
         best = self._best.get(tid)
         self._open.discard(tid)
+        # epochs None: no result in this session (a resumed trial); the writer reads
+        # them from the run's history instead of overwriting them with 0
         self._put({"op": "end", "trial": tid, "status": status, "reason": reason,
-                   "epochs": self._epochs.get(tid, 0), "best": best,
+                   "epochs": self._epochs.get(tid), "best": best,
                    "best_metric": f"best_{self.metric}", "time": int(time.time() * 1000)})
         if self.echo:
+            epochs = self._epochs.get(tid, "?")
             self.echo(f"  trial {self._index.get(tid, '?'):>2}/{self.samples} [{tid}] {reason} "
-                      f"after {self._epochs.get(tid, 0)} epoch(s); best {self.metric}={_fmt(best)}")
+                      f"after {epochs} epoch(s); best {self.metric}={_fmt(best)}")
 
     def _put(self, write: dict) -> None:
         self._ensure_thread()

@@ -323,6 +323,7 @@ def resume_search(name: str, *, storage: Storage, address: str | None = None,
     uri, experiment_id, parent = meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"]
     _deliver_outbox(storage, name, uri, experiment_id, parent, echo)
     spec = connect(spec, storage, address, echo)
+    _settle_lost(exp_dir, uri, experiment_id, parent, echo)
     MlflowClient(uri).update_run(parent, status="RUNNING")
     resources = {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
 
@@ -334,6 +335,21 @@ def resume_search(name: str, *, storage: Storage, address: str | None = None,
     tracker = _RestoredTracker(echo)
     echo(f"resuming search {name!r} from {exp_dir}")
     return _fit(spec, storage, tracker, uri, experiment_id, parent, address, make_tuner, echo)
+
+
+def _settle_lost(exp_dir, uri: str, experiment_id: str, parent: str, echo) -> None:
+    """Runs of trials Tune's saved state lacks (started after its last save) go out of
+    the search before Tune starts their configurations again as new trials."""
+    from ray.tune import ExperimentAnalysis
+
+    from results.mlflow_runs import settle_lost_runs
+
+    known = {t.trial_id for t in ExperimentAnalysis(str(exp_dir)).trials}
+    deleted, kept = settle_lost_runs(uri, experiment_id, parent, known)
+    if deleted or kept:
+        echo(f"{deleted + kept} trial(s) started after Tune last saved the search: their "
+             f"configurations run again as new trials ({deleted} run(s) without a metric "
+             f"deleted, {kept} kept in MLflow tagged lost)")
 
 
 def _deliver_outbox(storage: Storage, name: str, uri: str, experiment_id: str, parent: str,

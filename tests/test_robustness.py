@@ -331,8 +331,10 @@ def test_processes_opening_a_fresh_sqlite_store_at_once_do_not_race(tmp_path):
             "while not pathlib.Path(sys.argv[2]).exists(): time.sleep(0.005)\n"
             "_client(sys.argv[1]).create_experiment(sys.argv[3])\n")
     names = [f"exp-{i}" for i in range(3)]
+    # an empty cache: the first process under the lock has MLflow build the template store
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HPSEARCH_CACHE": str(tmp_path / "cache")}
     procs = [subprocess.Popen([sys.executable, "-c", code, uri, str(go), name], cwd=ROOT,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)},
+                              env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for name in names]
     try:
@@ -346,6 +348,37 @@ def test_processes_opening_a_fresh_sqlite_store_at_once_do_not_race(tmp_path):
                 p.kill()
     assert [p.returncode for p in procs] == [0] * 3, "\n".join(o[-1500:] for o in outs)
     assert set(names) <= {e.name for e in MlflowClient(uri).search_experiments()}
+    assert len(list((tmp_path / "cache" / "mlflow").glob("empty-store-*.db"))) == 1
+
+
+def test_a_new_store_copied_from_the_template_is_the_store_mlflow_builds(tmp_path, monkeypatch):
+    """A fresh SQLite store is seeded from the cached empty store (no migrations): same
+    tables, indexes and Alembic version as the one MLflow builds itself, and usable."""
+    import sqlite3
+
+    from results import mlflow_runs
+
+    monkeypatch.setenv("HPSEARCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    own = tmp_path / "own.db"
+    MlflowClient(f"sqlite:///{own}").search_experiments()  # MLflow's own build
+    seeded = tmp_path / "runs" / "mlflow.db"
+    seeded.parent.mkdir()
+    assert mlflow_runs.seed_store(seeded) and seeded.is_file()
+    assert not list(seeded.parent.glob(".*part*"))
+
+    def schema(db):
+        with sqlite3.connect(db) as c:
+            return (sorted(c.execute("SELECT type, name, sql FROM sqlite_master").fetchall()),
+                    c.execute("SELECT version_num FROM alembic_version").fetchall())
+
+    assert schema(seeded) == schema(own)
+    client = mlflow_runs._client(f"sqlite:///{seeded}")
+    assert client.get_experiment("0").artifact_location == str(tmp_path / "mlruns" / "0")
+    exp = mlflow_runs.ensure_experiment(f"sqlite:///{seeded}", "seeded", None)
+    run = client.create_run(exp)
+    client.log_metric(run.info.run_id, "val_accuracy", 0.5, step=1)
+    assert client.get_run(run.info.run_id).data.metrics == {"val_accuracy": 0.5}
 
 
 # ---------------------------------------------------------------- the pieces, directly
@@ -439,3 +472,58 @@ def test_a_bad_resource_wait_is_bad_input(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--resource-wait" in err, err
     assert not (tmp_path / "runs").exists()
+
+
+def test_runs_of_trials_tune_never_saved_leave_the_search_on_resume(tmp_path, monkeypatch):
+    """A driver killed between starting a trial and Tune's next save of the experiment
+    leaves a run Tune does not know; the resume re-runs its configuration as a new
+    trial. The old run must not count as a trial: deleted when it holds nothing,
+    kept tagged `lost` (and out of the search's rows) when it logged metrics; runs the
+    dead driver ended and trials Tune knows are untouched."""
+    from results import mlflow_runs
+    from results.status import trial_rows
+    from results.storage import Storage
+
+    monkeypatch.setenv("HPSEARCH_CACHE", str(tmp_path / "cache"))
+    storage = Storage(tmp_path / "runs")
+    storage.root.mkdir()
+    uri = storage.tracking_uri()
+    exp = mlflow_runs.ensure_experiment(uri, "lost-probe", None)
+    parent = mlflow_runs.start_parent(uri, exp, run_name="search", params={}, tags={},
+                                      spec_text="name: lost-probe\n")
+    client = MlflowClient(uri)
+
+    def child(tid: str, *, metric: bool, end: str | None = None) -> str:
+        run = client.create_run(exp, tags={mlflow_runs.PARENT_TAG: parent, "trial_id": tid,
+                                           "trial_index": str(len(tid))})
+        if metric:
+            client.log_metric(run.info.run_id, "val_accuracy", 0.5, step=1)
+        if end:
+            client.set_terminated(run.info.run_id, status=end)
+        return run.info.run_id
+
+    known_running = child("known", metric=True)
+    empty = child("empty", metric=False)
+    partial = child("partial", metric=True)
+    ended = child("ended", metric=True, end="FINISHED")
+    assert mlflow_runs.settle_lost_runs(uri, exp, parent, known={"known"}) == (1, 1)
+    assert client.get_run(empty).info.lifecycle_stage == "deleted"
+    lost = client.get_run(partial)
+    assert lost.info.status == "KILLED" and lost.data.tags["lost"] == "true"
+    assert lost.data.tags["stop_reason"].startswith("lost: ")
+    assert client.get_run(known_running).info.status == "RUNNING"
+    assert client.get_run(ended).info.status == "FINISHED"
+    storage.write_meta("lost-probe", {"name": "lost-probe", "tracking_uri": uri,
+                                      "experiment_id": exp, "parent_run_id": parent,
+                                      "spec": {"objective": {"metric": "val_accuracy",
+                                                             "mode": "max"}}})
+    _, rows = trial_rows("lost-probe", storage)
+    assert sorted(r.trial_id for r in rows) == ["ended", "known"]
+    # a resumed trial that ends with no result in the new session keeps its epochs
+    from results.outbox import RunWriter
+
+    RunWriter(uri, exp, parent).apply({"op": "end", "trial": "known", "status": "FINISHED",
+                                       "reason": "completed", "epochs": None, "best": None,
+                                       "best_metric": "best_val_accuracy", "time": 1})
+    done = client.get_run(known_running)
+    assert done.data.metrics["epochs_reached"] == 1 and done.data.tags["epochs_reached"] == "1"
