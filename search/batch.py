@@ -79,12 +79,15 @@ def run_specs(specs: list[SearchSpec], *, storage: Storage, tracking_uri: str | 
               address: str | None = None, overwrite: bool = False, export: bool = False,
               resource_wait: float | None = None, echo=print, verbose: bool = True,
               progress: bool = False,
-              epoch_seconds: dict[str, float] | None = None) -> list[SpecResult]:
+              epoch_seconds: dict[str, float] | None = None,
+              checks=None) -> list[SpecResult]:
     """Run the specs one after another on one Ray session; export each when asked.
     Every result comes back, failed ones included; Ctrl-C prints the table so far
     and re-raises (the engine has ended the open MLflow runs). ``progress``: each
     search shows the live progress line (``epoch_seconds``: `plan`'s epoch time per
-    search name, for the estimate before the first epoch ends)."""
+    search name, for the estimate before the first epoch ends). ``checks``: called
+    once Ray is up and before the first search writes anything (the CLI's GPU memory
+    checks, which ran beside Ray's start); may raise; returns more epoch times."""
     from search.engine import ResourceMismatch, connect
 
     check_batch(specs, storage, overwrite=overwrite)
@@ -93,6 +96,8 @@ def run_specs(specs: list[SearchSpec], *, storage: Storage, tracking_uri: str | 
             connect(spec, storage, address, echo=lambda *_: None)
     except ResourceMismatch as e:
         raise BatchRefused(str(e)) from None
+    if checks is not None:
+        epoch_seconds = {**(epoch_seconds or {}), **checks()}
     results = [SpecResult(spec.source, spec.name, spec.metric) for spec in specs]
     many = len(specs) > 1
     try:

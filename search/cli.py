@@ -79,12 +79,9 @@ def cmd_run(args) -> int:
     for spec in specs:
         _check_data(spec)
     _use_cluster_token(args.address)
-    epoch_seconds = {}  # plan's measured epoch time: the progress line's first estimate
+    checks = None
     if not args.address:  # a local GPU: the largest trial must fit its GPU share
-        for spec in specs:
-            plan = _check_plan(spec)
-            if plan is not None:
-                epoch_seconds[spec.name] = plan.epoch_seconds()
+        checks = _plan_checks(specs)
     else:
         from search.stopping import resource_wait
 
@@ -97,13 +94,45 @@ def cmd_run(args) -> int:
         results = run_specs(specs, storage=storage, tracking_uri=args.tracking_uri,
                             address=args.address, overwrite=args.overwrite, export=args.export,
                             resource_wait=args.resource_wait, verbose=args.verbose,
-                            progress=True, epoch_seconds=epoch_seconds)
+                            progress=True, checks=checks)
     except (BatchRefused, SearchExists, StorageUnreachable) as e:
         raise BadInput(str(e)) from None
     names = ", ".join(repr(r.name) for r in results)
     print(f"\nBrowse it: hpsearch ui{_storage_flag(args.storage)}   "
           f"(MLflow on http://127.0.0.1:5000, experiment{'s' if len(results) > 1 else ''} {names})")
     return EXIT_OK if all(r.ok for r in results) else EXIT_RUNTIME
+
+
+def _plan_checks(specs):
+    """Start the GPU memory checks (``_check_plan``, one spec after another) in a thread
+    while Ray starts; the returned function waits for them and gives plan's epoch time
+    per search name (the progress line's first estimate), or raises BadInput for a spec
+    whose largest trial does not fit. run_specs calls it once Ray is up, before any
+    search writes anything. Each check is a child process on the GPU: ~10 s that no
+    longer come before Ray's own start-up."""
+    import threading
+
+    out: dict = {}
+
+    def work() -> None:
+        try:
+            for spec in specs:
+                plan = _check_plan(spec)
+                if plan is not None:
+                    out[spec.name] = plan.epoch_seconds()
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
+            out["error"] = e
+
+    thread = threading.Thread(target=work, name="hpsearch-plan", daemon=True)
+    thread.start()
+
+    def wait() -> dict[str, float]:
+        thread.join()
+        if "error" in out:
+            raise out.pop("error")
+        return out
+
+    return wait
 
 
 def _check_plan(spec):

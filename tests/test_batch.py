@@ -64,6 +64,36 @@ def test_bad_second_spec_stops_everything_before_the_first_starts(case, tmp_path
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
 
+def test_a_gpu_memory_refusal_of_the_second_spec_stops_both_after_ray_starts(
+        ray_session, tmp_path, capsys, monkeypatch):
+    """The GPU memory checks run in a thread beside Ray's start-up; a refusal of any
+    spec still comes before the first search writes anything: exit 2, one line, no
+    MLflow store, no search folder. (The check itself measures on a CUDA GPU only, so
+    here its result is given: what run does with it is what is tested.)"""
+    import ray
+
+    from search import cli
+
+    checked = []
+
+    def check(spec):
+        checked.append((spec.name, ray.is_initialized()))
+        if spec.name == "second":
+            raise cli.BadInput(f"{spec.source}: the largest trial needs 9.0 GiB of GPU memory; "
+                               "0.25 of the GPU gives 2.0 GiB (raise gpus_per_trial)")
+        return None
+
+    monkeypatch.setattr(cli, "_check_plan", check)
+    storage = tmp_path / "runs"
+    first, second = _spec_file(tmp_path, "first"), _spec_file(tmp_path, "second")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    code = main(["run", first, second, "--storage", str(storage)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "needs 9.0 GiB" in err, err
+    assert [name for name, _ in checked] == ["first", "second"]
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
 def test_a_failed_search_does_not_stop_the_next_and_sets_the_exit_code(ray_session, tmp_path,
                                                                        capsys):
     """Every trial of the first search diverges: it fails, the next one still runs,
