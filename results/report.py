@@ -9,7 +9,10 @@ gradient-norm plots when tracked, and the first conv layer's filters.
 Per search (``search_report``): the trials table (CSV and Markdown), Optuna's
 optimization history, parameter importances and parallel coordinates (over a
 study rebuilt from the MLflow runs), the ASHA rung picture and all trials'
-validation curves overlaid, and one ``summary.md`` that links everything.
+validation curves overlaid, and one ``summary.md`` that links everything. When
+the trials tracked gradient norms and differ in ``batch_norm``
+(``batch_norm_twins``), the best trial of each kind side by side: the first vs
+the deepest conv layer's gradient norm per epoch, and their ratios in a sentence.
 
 Classification plots use the test split only when called from ``export`` (the
 one look at test); an on-demand report of any trial uses the validation split
@@ -164,8 +167,35 @@ def plot_filters(model, folder: Path) -> list[str]:
     return _save(fig, folder, "first_layer_filters", svg=False)
 
 
+GRAD_LAYER = "grad_norm/conv"  # grad_norm/conv01 ... in forward order
+GRAD_RATIO = "grad_norm_ratio_first_last"
+
+
+def grad_layers(history: dict) -> list[str]:
+    """The per-conv-layer gradient-norm metrics of a history, first layer first."""
+    return sorted(k for k in history if k.startswith(GRAD_LAYER))
+
+
+def _series(ax, points, fmt: str = "-o", **style) -> None:
+    """One (epoch, value) series as a line with small markers."""
+    ax.plot([s for s, _ in points], [v for _, v in points], fmt, ms=3, **style)
+
+
+def _grad_axes(ax, title: str, ylabel: str = "mean L2 norm of the weight gradient") -> None:
+    """Log-scale axes per epoch, as every gradient-norm figure draws them."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2)
+
+
 def plot_grad_norms(history: dict, folder: Path) -> list[str]:
-    layers = sorted(k for k in history if k.startswith("grad_norm/conv"))
+    layers = grad_layers(history)
     if not layers:
         return []
     names = []
@@ -174,16 +204,9 @@ def plot_grad_norms(history: dict, folder: Path) -> list[str]:
         fig, ax = plt.subplots(figsize=(8, 5))
         cmap = plt.get_cmap("viridis", len(chosen))
         for i, key in enumerate(chosen):
-            pts = history[key]
-            ax.plot([s for s, _ in pts], [v for _, v in pts], "-o", ms=3, color=cmap(i),
-                    label=key.split("/")[1])
-        ax.set_yscale("log")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("mean L2 norm of the weight gradient")
-        ax.set_title("gradient norms per conv layer" + (" (2nd, 5th, 8th, deepest)"
-                                                        if stem.endswith("subset") else ""))
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, ncol=2)
+            _series(ax, history[key], color=cmap(i), label=key.split("/")[1])
+        _grad_axes(ax, "gradient norms per conv layer" + (" (2nd, 5th, 8th, deepest)"
+                                                          if stem.endswith("subset") else ""))
         names += _save(fig, folder, stem)
     return names
 
@@ -472,6 +495,82 @@ def _plot_overlay(histories, rows, metric, folder: Path) -> list[str]:
     return _save(fig, folder, "val_curves_all_trials")
 
 
+BATCH_NORM_FIGURE = "grad_norms_batch_norm"
+
+
+def batch_norm_of(meta: dict, row) -> bool | None:
+    """A trial's ``batch_norm``: sampled (its run's params), else fixed by the spec, else
+    the trainable's declared default; None when the trainable takes no ``batch_norm``."""
+    import trainables
+
+    try:
+        declared = trainables.get(meta["spec"]["trainable"]).params.get("batch_norm")
+    except KeyError:  # a module-path trainable that no longer imports
+        return None
+    if declared is None:
+        return None
+    value = row.params.get("batch_norm", (meta["spec"].get("fixed") or {}).get("batch_norm",
+                                                                               declared.default))
+    return value if isinstance(value, bool) else str(value).lower() == "true"
+
+
+def batch_norm_twins(folder: Path, *, meta: dict, rows: list) -> tuple[list[str], str | None]:
+    """The best trial without batch norm beside the best with it, when the trials tracked
+    gradient norms: the first and the deepest conv layer's norm and their ratio per
+    epoch (log scale), and one sentence with each one's ratio at its last epoch.
+
+    Returns (files, sentence); ([], None) when the trainable takes no ``batch_norm`` or
+    no trial logged gradient norms; no figure, and a sentence saying so, when the
+    finished trials are of one kind only."""
+    from results.status import best_row
+
+    kinds: dict[bool, list] = {}
+    for r in rows:
+        bn = batch_norm_of(meta, r)
+        if bn is not None and r.best is not None and math.isfinite(r.best):
+            kinds.setdefault(bn, []).append(r)
+    twins = {}
+    for bn, group in kinds.items():
+        best = best_row(meta, group)
+        h = histories(meta, best.run_id, prefixes=(GRAD_LAYER, GRAD_RATIO))
+        if grad_layers(h):
+            twins[bn] = (best, h)
+    if not twins:
+        return [], None
+    metric = meta["spec"]["objective"]["metric"]
+    if len(twins) == 1:
+        bn = next(iter(twins))
+        one = f"`batch_norm: {str(bn).lower()}` ({len(kinds[bn])} trial(s))"
+        if "batch_norm" in (meta["spec"].get("space") or {}):
+            return [], (f"No batch-norm comparison of the gradient norms: `batch_norm` is "
+                        f"searched, but every finished trial that logged them drew {one}; "
+                        "more samples train both kinds.")
+        return [], (f"No batch-norm comparison of the gradient norms: every finished trial "
+                    f"that logged them ran with {one}; search `batch_norm: {{choice: [false, "
+                    "true]}` to train the plain network and its BatchNorm twin in one search.")
+    fig, (norms, ratios) = plt.subplots(1, 2, figsize=(13, 5))
+    facts = []
+    for bn, color in ((False, "tab:red"), (True, "tab:blue")):
+        row, h = twins[bn]
+        kind = "with batch norm" if bn else "without batch norm"
+        layers = grad_layers(h)
+        first, last = h[layers[0]], h[layers[-1]]
+        ratio = h.get(GRAD_RATIO) or [(s, a / b) for (s, a), (_, b) in zip(first, last)]
+        for key, fmt in ((layers[0], "-o"), (layers[-1], "--s")):
+            _series(norms, h[key], fmt, color=color, label=f"{kind}: {key.split('/')[1]}")
+        _series(ratios, ratio, color=color, label=f"{kind} (trial {row.trial_id})")
+        facts.append(f"{kind} (trial `{row.trial_id}`, {metric} {row.best:.4f}) the first "
+                     f"conv layer's gradient norm is {ratio[-1][1]:.3g} times the deepest's "
+                     f"at its last epoch (epoch {ratio[-1][0]})")
+    _grad_axes(norms, "first (solid) vs deepest (dashed) conv layer")
+    ratios.axhline(1, color="gray", lw=1, ls=":")
+    _grad_axes(ratios, "first / deepest conv layer", ylabel="gradient-norm ratio")
+    fig.suptitle(f"{meta['spec']['trainable']} without and with batch norm: the best trial of "
+                 f"each kind by {metric}")
+    files = _save(fig, folder, BATCH_NORM_FIGURE)
+    return files, f"Gradient norms: {facts[0]}; {facts[1]}."
+
+
 def rebuild_study(meta: dict, rows: list, histories: dict):
     """An in-memory Optuna study holding the search's trials, for Optuna's plots."""
     import optuna
@@ -543,7 +642,8 @@ def _optuna_plots(meta, rows, histories, folder: Path) -> list[str]:
 
 def summary_markdown(name: str, meta: dict, rows: list, search_files: list[str],
                      trial: dict | None, bundle_metrics: dict | None,
-                     search_dir: str = "search", trial_dir: str = "best_trial") -> str:
+                     search_dir: str = "search", trial_dir: str = "best_trial",
+                     gradients: str | None = None) -> str:
     metric = meta["spec"]["objective"]["metric"]
     best = [r for r in rows if r.best is not None]
     lines = [f"# Search `{name}`", "",
@@ -578,7 +678,22 @@ def summary_markdown(name: str, meta: dict, rows: list, search_files: list[str],
                   f"See [{trial_dir}/report.md]({trial_dir}/report.md).", "",
                   f"![curves]({trial_dir}/curves.png)", "",
                   f"![{second}]({trial_dir}/{second})"]
+    lines += _gradients_markdown(trial, search_files, gradients, search_dir, trial_dir)
     return "\n".join(lines) + "\n"
+
+
+def _gradients_markdown(trial, search_files, sentence, search_dir, trial_dir) -> list[str]:
+    """The best trial's per-layer gradient norms beside the batch-norm twins' figure."""
+    own = trial is not None and "grad_norms_subset.png" in trial["files"]
+    twins = f"{BATCH_NORM_FIGURE}.png" in search_files
+    if not (own or twins or sentence):
+        return []
+    lines = ["", "## Gradient norms", ""] + ([sentence, ""] if sentence else [])
+    if own:
+        lines += [f"![best trial: gradient norms per conv layer]({trial_dir}/grad_norms_subset.png)"]
+    if twins:
+        lines += ["", f"![without and with batch norm]({search_dir}/{BATCH_NORM_FIGURE}.png)"]
+    return lines
 
 
 def _markdown(rows: list[dict], keys: list[str] | None = None) -> str:
@@ -594,13 +709,15 @@ def _markdown(rows: list[dict], keys: list[str] | None = None) -> str:
 # ---------------------------------------------------------------- assembly
 
 
-def histories(meta: dict, run_id: str, keys: list[str] | None = None) -> dict:
-    """{metric: [(epoch, value), ...]} of one MLflow run (all its metrics by default)."""
+def histories(meta: dict, run_id: str, keys: list[str] | None = None, *,
+              prefixes: tuple[str, ...] = ()) -> dict:
+    """{metric: [(epoch, value), ...]} of one MLflow run (all its metrics by default, or
+    those whose names start with one of ``prefixes``)."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(meta["tracking_uri"])
     if keys is None:
-        keys = list(client.get_run(run_id).data.metrics)
+        keys = [k for k in client.get_run(run_id).data.metrics if k.startswith(prefixes or "")]
     return {k: [(m.step, m.value) for m in sorted(client.get_metric_history(run_id, k),
                                                   key=lambda m: m.step)] for k in keys}
 
@@ -617,9 +734,11 @@ def write_reports(dest: Path, *, name: str, meta: dict, rows: list, row, model, 
                          config=config, split=split, evaluation=evaluation, facts=facts)
     all_h = {r.trial_id: histories(meta, r.run_id, [metric]) for r in rows}
     search_files = search_report(dest / "search", meta=meta, rows=rows, histories=all_h)
+    twin_files, gradients = batch_norm_twins(dest / "search", meta=meta, rows=rows)
+    search_files += twin_files
     (dest / "summary.md").write_text(summary_markdown(name, meta, rows, search_files, trial,
-                                                      bundle_metrics))
-    return {"trial": trial, "search": search_files}
+                                                      bundle_metrics, gradients=gradients))
+    return {"trial": trial, "search": search_files, "gradients": gradients}
 
 
 def attach_to_mlflow(meta: dict, row, dest: Path) -> None:

@@ -289,6 +289,59 @@ def test_seed_recheck_retrains_the_top_configurations_and_export_takes_the_best_
     assert f"Chosen by the seed re-check: the configuration of trial `{checked[0].trial_id}`" in summary
 
 
+def test_vgg_deep_and_its_batch_norm_twin_side_by_side_in_the_export_report(ray_session,
+                                                                              storage):
+    """One search trains VGG-Deep with and without batch norm (tiny: width 1/8, 16 px
+    digits, 2 epochs); the export's report draws the best of each kind's first vs
+    deepest conv gradient norms, and says their ratios, as logged in MLflow."""
+    from results.report import BATCH_NORM_FIGURE, batch_norm_twins
+
+    spec = parse_spec({
+        "name": "vgg-deep-twins", "trainable": "vgg_deep",
+        "data": {"source": "digits", "per_class": 20, "image_size": 16},
+        "objective": {"metric": "val_accuracy", "mode": "max"},
+        "search": {"algorithm": "random", "samples": 2, "seed": 0, "concurrency": 2},
+        "scheduler": {"name": "fifo", "max_epochs": 2}, "health": False,
+        "space": {"batch_norm": {"choice": [False, True]}},
+        "fixed": {"width_mult": 0.125, "fc_width": 32, "optimizer": "sgd", "momentum": 0.0,
+                  "lr": 0.05, "batch_size": 16, "track_grad_norms": True, "grad_norm_every": 2},
+    }, source="vgg-deep-twins")
+    outcome = run_search(spec, storage=storage, echo=lambda *_: None)
+    assert outcome.num_trials == 2 and outcome.num_errors == 0
+    meta, rows = trial_rows(spec.name, storage)
+    kinds = {r.params["batch_norm"]: r for r in rows}
+    assert set(kinds) == {"False", "True"}, "the seeded draw must produce both kinds"
+    bundle = export_best(spec.name, storage=storage, register=False)
+    report = bundle.path / "report"
+    assert {f"{BATCH_NORM_FIGURE}.png", f"{BATCH_NORM_FIGURE}.svg"} <= \
+        {p.name for p in (report / "search").iterdir()}
+    summary = (report / "summary.md").read_text()
+    assert f"![without and with batch norm](search/{BATCH_NORM_FIGURE}.png)" in summary
+    assert "(best_trial/grad_norms_subset.png)" in summary
+    client = MlflowClient(meta["tracking_uri"])
+    for bn, kind in (("False", "without batch norm"), ("True", "with batch norm")):
+        row = kinds[bn]
+        ratio = client.get_metric_history(row.run_id, "grad_norm_ratio_first_last")
+        last = max(ratio, key=lambda m: m.step)
+        assert last.step == 2
+        assert (f"{kind} (trial `{row.trial_id}`, val_accuracy {row.best:.4f}) the first conv "
+                f"layer's gradient norm is {last.value:.3g} times the deepest's at its last "
+                f"epoch (epoch 2)") in summary, summary
+    # trials of one kind only: a sentence that says so, and no empty figure
+    alone = storage.root / "alone"
+    alone.mkdir()
+    files, sentence = batch_norm_twins(alone, meta=meta, rows=[kinds["True"]])
+    assert files == [] and not any(alone.iterdir())
+    assert "`batch_norm` is searched, but every finished trial that logged them drew " \
+        "`batch_norm: true` (1 trial(s))" in sentence
+    fixed = {**meta, "spec": {**meta["spec"], "space": {},
+                              "fixed": {**meta["spec"]["fixed"], "batch_norm": False}}}
+    files, sentence = batch_norm_twins(alone, meta=fixed, rows=[kinds["False"]])
+    assert files == [] and not any(alone.iterdir())
+    assert "ran with `batch_norm: false` (1 trial(s)); search `batch_norm: {choice: " \
+        "[false, true]}`" in sentence
+
+
 def test_ctrl_c_leaves_no_run_running(tmp_path, fashion_mnist_ready):
     doc = {**SEARCH, "name": "interrupted", "search": {**SEARCH["search"], "samples": 4},
            "scheduler": {"name": "fifo", "max_epochs": 50}}
@@ -353,6 +406,11 @@ def test_smoke_run_and_export_of_every_shipped_spec(ray_session, storage, fashio
     assert (deep_report / "grad_norms_all.png").is_file()
     assert (deep_report / "grad_norms_subset.svg").is_file()
     assert "gradient-norm ratio" in (deep_report / "report.md").read_text()
+    # the batch-norm twin: a figure when the smoke trials drew both kinds, else a sentence
+    deep_summary = (deep_report.parent / "summary.md").read_text()
+    assert "## Gradient norms" in deep_summary
+    assert ("search/grad_norms_batch_norm.png" in deep_summary) != \
+        ("No batch-norm comparison" in deep_summary), deep_summary
 
     # the course's comparison: VGG-16 vs ResNet-18 vs VGG-Deep, best trials side by side
     from results.compare import compare

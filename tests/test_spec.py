@@ -175,6 +175,17 @@ BAD = [
      "`search.recheck.top`: `top <= samples` must hold, but got (top=3, samples=2)"),
     ("recheck one seed", {"search": {"recheck": {"top": 2, "seeds": 1}}},
      "`search.recheck.seeds`: must be >= 2, got 1"),
+    # a model parameter one trainable declares and another does not take
+    ("batch_norm not a bool", {"trainable": "vgg_deep", "fixed": {"batch_norm": "yes"}},
+     "`fixed.batch_norm`: must be true or false, got 'yes'"),
+    ("batch_norm option not a bool",
+     {"trainable": "vgg_deep", "space": {"batch_norm": {"choice": [False, "on"]}}},
+     "`space.batch_norm.choice`: must be true or false, got 'on'"),
+    ("batch_norm typo", {"trainable": "vgg_deep", "fixed": {"batchnorm": True}},
+     "`fixed.batchnorm`: trainable 'vgg_deep' does not take `batchnorm`: did you mean "
+     "'batch_norm'?"),
+    ("batch_norm on a model without the switch", {"fixed": {"batch_norm": False}},
+     "`fixed.batch_norm`: trainable 'resnet18' does not take `batch_norm`"),
     # the training-health checks (trainables/health.py)
     ("health unknown check", {"health": {"divergance": 5}}, "`health.divergance`: unknown key"),
     ("health ratio of 1 or less", {"health": {"divergence": 0.5}},

@@ -173,6 +173,21 @@ def test_vgg_deep_tracks_gradient_norms_of_every_conv():
     assert rows[0]["num_params"] > 0 and rows[0]["macs_per_sample"] > 0
 
 
+def test_vgg_deep_batch_norm_builds_the_twin_and_is_off_by_default():
+    def batch_norms(**config):
+        model = build_model({"trainable": "vgg_deep", **SMALL["vgg_deep"], **config},
+                            data_info(size=16))
+        return [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+    assert trainables.REGISTRY["vgg_deep"].params["batch_norm"].default is False
+    assert batch_norms() == [] and batch_norms(batch_norm=False) == []
+    twin = batch_norms(batch_norm=True)
+    assert len(twin) == 17  # one after every conv
+    plain = build_model({"trainable": "vgg_deep", **SMALL["vgg_deep"]}, data_info(size=16))
+    convs = [m for m in plain.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [b.num_features for b in twin] == [c.out_channels for c in convs]
+
+
 def test_transfer_freezes_the_backbone_and_only_the_head_learns(torch_hub_weights):
     config = {"trainable": "transfer", "backbone": "resnet18", "finetune": "freeze_backbone"}
     model = build_model(config, data_info(channels=1, size=32, classes=3))

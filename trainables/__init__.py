@@ -91,7 +91,7 @@ REGISTRY: dict[str, TrainableInfo] = {
                       "VGG-13 (configuration B), e.g. single-channel 32x32", "build_vgg13",
                       model_params=P.VGG13),
         TrainableInfo("vgg_deep", "trainables.vgg", "classification", "spaces/vgg_deep.yaml",
-                      "VGG-16 + 4 convs, no BN/dropout: the vanishing-gradient probe",
+                      "VGG-16 + 4 convs, no dropout, BN optional: the vanishing-gradient probe",
                       "build_deep", model_params=P.VGG_DEEP),
         TrainableInfo("small_vgg", "trainables.small_vgg", "classification",
                       "spaces/small_vgg_kernel.yaml",

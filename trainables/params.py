@@ -116,7 +116,11 @@ VGG13 = (
 )
 VGG16 = (Param("vgg_config", one_of("A", "B", "C", "D", "E"), "C",
                "configuration of the paper's Table 1 (C: three 1x1 convs)"), *VGG13)
-VGG_DEEP = _VGG_WIDTHS
+VGG_DEEP = (
+    *_VGG_WIDTHS,
+    Param("batch_norm", BOOL, False, "BatchNorm after every conv: the twin that shows what BN "
+          "does to the vanishing gradients (false: the plain probe)"),
+)
 
 SMALL_VGG = (
     Param("blocks", ints(1), 3, "conv blocks, each doubling the filters"),

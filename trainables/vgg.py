@@ -29,7 +29,8 @@ CONFIGS: dict[str, list[int | str]] = {
     # Part II's vanishing-gradient probe: VGG-16 (D) with one more 3x3 conv in
     # each of the first four blocks. Filters never decrease along the depth and
     # no pool is added: 17 convs + 3 FC = 20 weight layers. Built without
-    # BatchNorm or dropout (see build_deep) so the gradients are the plain ones.
+    # dropout, and without BatchNorm unless asked (see build_deep), so the
+    # gradients are the plain ones; the BatchNorm twin shows what BN changes.
     "deep": [64, 64, 64, "M", 128, 128, 128, "M", 256, 256, 256, 256, "M",
              512, 512, 512, 512, "M", 512, 512, 512, "M"],
 }
@@ -121,10 +122,12 @@ def build_vgg13(config: dict, data_info: dict) -> nn.Module:
 
 
 def build_deep(config: dict, data_info: dict) -> nn.Module:
-    """VGG-Deep: 17 convs, no BatchNorm, no dropout, ReLU."""
+    """VGG-Deep: 17 convs, no dropout, ReLU; BatchNorm after every conv only with
+    ``batch_norm`` (off by default: the plain network is the vanishing-gradient probe)."""
     return vgg(
         "deep",
         in_channels=data_info["in_channels"], image_size=data_info["image_size"],
         num_classes=data_info["num_classes"], width_mult=float(config.get("width_mult", 1.0)),
-        fc_width=int(config.get("fc_width", 512)), dropout=0.0, batch_norm=False,
+        fc_width=int(config.get("fc_width", 512)), dropout=0.0,
+        batch_norm=bool(config.get("batch_norm", False)),
     )
