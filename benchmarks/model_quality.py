@@ -17,7 +17,9 @@ max or average pooling, four activations) and states what the numbers say.
 
 Run: python benchmarks/model_quality.py [--only resnet18,vgg16] [--storage DIR] [--smoke]
 (--smoke: every planned spec as `--smoke`, the table printed, MODELS.md left alone;
---render: no searches, the tables again from the last run's facts in the storage root)
+--render: no searches, the tables again from the last run's facts in the storage root;
+--update: rewrite in MODELS.md only the rows and Part II tables of the specs this run
+searched, e.g. with --only, keep every other row, and say what was re-run and when)
 """
 
 from __future__ import annotations
@@ -248,6 +250,7 @@ class OptionRow:
     params: int
     macs: int
     epoch_seconds: float
+    epochs: int = 0  # epochs the best trial ran (fewer than max_epochs: ASHA stopped it)
 
 
 def investigate(spec, storage) -> tuple[str, list[OptionRow], list[str]]:
@@ -276,13 +279,15 @@ def investigate(spec, storage) -> tuple[str, list[OptionRow], list[str]]:
         out.append(OptionRow(value, best.trial_id, len(scored), best.best,
                              bundle.metrics["test"]["accuracy"], bundle.metrics["test"]["n"],
                              int(run.get("num_params", 0)), int(run.get("macs_per_sample", 0)),
-                             sum(secs) / len(secs) if secs else math.nan))
+                             sum(secs) / len(secs) if secs else math.nan, best.epochs))
     return dim, out, [v for v in values if v not in {r.value for r in out}]
 
 
-def conclusion(dim: str, rows: list[OptionRow], untried: list[str] = ()) -> str:
+def conclusion(dim: str, rows: list[OptionRow], untried: list[str] = (),
+               covered: bool = False) -> str:
     """What the numbers say: the best value, its margin over the runner-up against the
-    test split's sampling error, and what the winner costs in parameters and time."""
+    test split's sampling error, and what the winner costs in parameters and time.
+    ``covered``: the spec's `search.cover` made the search try every value first."""
     if len(rows) < 2:
         return (f"Only {dim} = {rows[0].value} had a finished trial: nothing to compare."
                 if rows else "No trial finished.")
@@ -317,20 +322,36 @@ def conclusion(dim: str, rows: list[OptionRow], untried: list[str] = ()) -> str:
     tail = (f"; it costs {', '.join(cost)}" if cost
             else "; it needs no more parameters or time than the others")
     few = [r.value for r in rows if r.trials < 2]
-    note = (f" ({' and '.join(few)}: one trial {'each ' if len(few) > 1 else ''}, so the "
+    note = (f" ({_and(few)}: one trial {'each ' if len(few) > 1 else ''}, so the "
             f"learning rate was not searched there.)" if few else "")
-    if untried:
+    shorter = [r for r in ranked[1:] if r.epochs < win.epochs]
+    if shorter:
+        same = len({r.epochs for r in shorter}) == 1
+        ran = (f"{_and([r.value for r in shorter])} ran {shorter[0].epochs}" if same else
+               _and([f"{r.value} ran {r.epochs}" for r in shorter]))
+        note += (f" Unequal training: the best trial of {ran} epochs, that of {win.value} "
+                 f"ran {win.epochs}: ASHA stopped {'it' if len(shorter) == 1 else 'each'} for "
+                 f"trailing at a rung, so the test gaps above also count that training, not "
+                 f"only the {dim}.")
+    if untried and covered:
+        note += (f" {_and(untried)}: tried first (`search.cover`), but no trial of "
+                 f"{'it' if len(untried) == 1 else 'them'} reported a validation accuracy.")
+    elif untried:
         note += (f" No trial tried {' or '.join(untried)}: "
                  f"{sum(r.trials for r in rows)} trials of TPE did not reach {'it' if len(untried) == 1 else 'them'}.")
     return verdict + tail + "." + note.replace(" ,", ",")
 
 
+def _and(items: list[str]) -> str:
+    return " and ".join(items) if len(items) < 3 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
 def option_table(dim: str, rows: list[OptionRow]) -> list[str]:
-    lines = [f"| {dim} | best trial | trials | val accuracy | test accuracy | parameters | "
-             "MACs / image | s / epoch |", "|---|---|---|---|---|---|---|---|"]
+    lines = [f"| {dim} | best trial | trials | its epochs | val accuracy | test accuracy | "
+             "parameters | MACs / image | s / epoch |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r.value} | `{r.trial}` | {r.trials} | {r.val:.4f} | {r.test:.4f} | "
-                     f"{r.params:,} | {r.macs:,} | {r.epoch_seconds:.2f} |")
+        lines.append(f"| {r.value} | `{r.trial}` | {r.trials} | {r.epochs} | {r.val:.4f} | "
+                     f"{r.test:.4f} | {r.params:,} | {r.macs:,} | {r.epoch_seconds:.2f} |")
     return lines
 
 
@@ -373,6 +394,76 @@ def spec_rows(todo, results, skipped, device: str) -> list[str]:
     return lines
 
 
+SECTION = "What the shipped specs achieve (benchmarks/model_quality.py)"
+PART_II_HEADING = "### Part II: small VGG investigations"
+
+
+def update_section(path: Path, name: str, rows: list[str], blocks: dict[str, list[str]],
+                   missed: list[str], note: str, part_ii_intro: str | None = None) -> None:
+    """``--update``: in section ``name`` of ``path``, replace each re-run spec's row of the
+    main table (``rows``), its Part II table and conclusion (``blocks``), the Part II
+    paragraph (``part_ii_intro``) and its line under "Targets missed" (``missed``: the
+    re-run specs' misses now); add ``note`` after the first paragraph, replacing an
+    earlier note on the same specs. Everything else stays. Raises ValueError where the
+    section has no place for a piece."""
+    import re
+
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = path.read_text()
+    if begin not in text:
+        raise ValueError(f"no section {name!r} to update")
+    head, rest = text.split(begin, 1)
+    body, tail = rest.split(end, 1)
+    lines = body.split("\n")
+
+    def stem_of(line: str) -> str | None:
+        m = re.match(r"(?:\| |- )`([\w.-]+)`", line)
+        return m.group(1) if m else None
+
+    for row in rows:
+        stem = stem_of(row)
+        at = [i for i, line in enumerate(lines) if line.startswith(f"| `{stem}` |")]
+        if not at:
+            raise ValueError(f"no row of `{stem}` in the table")
+        lines[at[0]] = row
+    for stem, block in blocks.items():
+        at = next((i for i, line in enumerate(lines) if line.startswith("**")
+                   and f"(`spaces/{stem}.yaml`)" in line), None)
+        if at is None:
+            raise ValueError(f"no Part II table of `{stem}`")
+        stop = at + 1
+        while stop < len(lines) and not lines[stop].startswith(("**", "### ", "Not run on")):
+            stop += 1
+        while not lines[stop - 1].strip():
+            stop -= 1
+        lines[at:stop] = block
+    if part_ii_intro:
+        if PART_II_HEADING not in lines:
+            raise ValueError("no Part II heading")
+        lines[lines.index(PART_II_HEADING) + 2] = part_ii_intro  # the heading, "", its paragraph
+    stems = {stem_of(row) for row in rows}
+    anchor = next((i for i, line in enumerate(lines) if line.startswith("Targets missed")), None)
+    if anchor is None and missed:
+        raise ValueError("no list of missed targets for " + ", ".join(missed))
+    if anchor is not None:  # "Targets missed ...:", "", "- `stem`: ..." lines
+        stop = anchor + 2
+        while stop < len(lines) and lines[stop].startswith("- `"):
+            stop += 1
+        kept = [line for line in lines[anchor + 2:stop] if stem_of(line) not in stems]
+        lines[anchor + 2:stop] = kept + [f"- {text}" for text in missed]
+        if not kept and not missed:  # no target missed any more: no list
+            lines[anchor - 1:anchor + 2] = []
+    # the run notes sit after the first paragraph ("Every shipped spec ..."); one per
+    # re-run, an earlier note on no more than these specs replaced
+    first = next(i for i, line in enumerate(lines) if line.startswith("Every shipped spec"))
+    for i in range(len(lines) - 1, first, -1):
+        if lines[i].startswith("Re-run ") and set(re.findall(r"`([\w.-]+)`", lines[i].split(
+                " with `")[0])) <= stems:
+            del lines[i:i + 2]
+    lines[first + 2:first + 2] = [note, ""]
+    path.write_text(head + begin + "\n".join(lines) + end + tail)
+
+
 def main() -> None:
     import torch
 
@@ -389,6 +480,9 @@ def main() -> None:
                     help="check the script: each spec as --smoke; print, do not write MODELS.md")
     ap.add_argument("--render", action="store_true",
                     help="run no search: rewrite the tables from the last run in --storage")
+    ap.add_argument("--update", action="store_true",
+                    help="rewrite in MODELS.md only the rows (and Part II tables) of the specs "
+                         "searched now, e.g. with --only; keep the other rows as they are")
     ap.add_argument("--keep-finished", action="store_true",
                     help="reuse searches that already finished and exported in --storage (an "
                          "interrupted run goes on); their wall time is the search's, from MLflow")
@@ -423,6 +517,8 @@ def main() -> None:
         facts["seconds"] += sum(r.seconds for r in results if r.name in facts["kept"])
     stems = [stem for stem, _, _ in todo]
 
+    table = spec_rows(todo, results, [] if args.update else skipped, device)
+    blocks: dict[str, list[str]] = {}  # Part II: spec stem -> its investigation's lines
     kept_note = (f" ({', '.join(facts['kept'])}: searched by an earlier, interrupted run of this "
                  "script and kept; their wall time is the search's, without the export)"
                  if facts.get("kept") else "")
@@ -435,7 +531,7 @@ def main() -> None:
             "once, by the export. The searches: `"
             + facts.get("command", "python benchmarks/model_quality.py`, interrupted, then "
                                    "`python benchmarks/model_quality.py --keep-finished") + "`.", "",
-            *spec_rows(todo, results, skipped, device)]
+            *table]
     changes = [line for line in CHANGES if any(s in stems for s in line[0])]
     if changes:
         body += ["", "What was changed to meet a target, and why:", ""]
@@ -446,18 +542,24 @@ def main() -> None:
         body += [f"- {text}" for text in missed]
     part_ii = [(stem, spec) for (stem, spec, _), r in zip(todo, results)
                if stem in PART_II and r.ok]
+    part_ii_intro = None
     if part_ii:
-        body += ["", "### Part II: small VGG investigations", "",
-                 "Per value of the investigated dimension: its best trial by validation accuracy, "
-                 "evaluated once on the test split. Parameters and MACs per image as logged by "
-                 "the trial (torchinfo); seconds per training epoch on this machine, while "
-                 "other work shared it (so epoch-time ratios are rough)."
-                 + ("" if cuda else " CPU run: the spec's data, "
-                    + ", ".join(f"{flag} {v}" for v, flag in CPU_SMALL_VGG.values()) + ".")]
+        part_ii_intro = (
+            "Each spec's `search.cover` makes its first trials try every "
+            "value once, then TPE searches freely. Per value of the investigated dimension: "
+            "its best trial by validation accuracy, how many epochs that trial ran (ASHA stops "
+            "trailing trials early), evaluated once on the test split. Parameters and MACs per "
+            "image as logged by the trial (torchinfo); seconds per training epoch on this "
+            "machine, while other work shared it (so epoch-time ratios are rough)."
+            + ("" if cuda else " CPU run: the spec's data, "
+               + ", ".join(f"{flag} {v}" for v, flag in CPU_SMALL_VGG.values()) + "."))
+        body += ["", PART_II_HEADING, "", part_ii_intro]
         for stem, spec in part_ii:
             dim, rows, untried = investigate(spec, storage)
-            body += ["", f"**{spec.name}** (`spaces/{stem}.yaml`): {dim}", "",
-                     *option_table(dim, rows), "", conclusion(dim, rows, untried)]
+            blocks[stem] = [f"**{spec.name}** (`spaces/{stem}.yaml`): {dim}", "",
+                            *option_table(dim, rows), "",
+                            conclusion(dim, rows, untried, covered=dim in spec.cover)]
+            body += ["", *blocks[stem]]
     if not cuda and skipped:
         body += ["", "Not run on this machine (no CUDA device, or --skip): "
                  + ", ".join(f"`{s}`" for s, _ in skipped) + ". On a machine with a CUDA GPU the "
@@ -465,7 +567,21 @@ def main() -> None:
     print("\n".join(body))
     if args.smoke:
         return
-    write_section("What the shipped specs achieve (benchmarks/model_quality.py)", "\n".join(body),
+    if args.update:
+        ran = time.gmtime(facts_file.stat().st_mtime)  # the searches' end (also on --render)
+        note = (f"Re-run {time.strftime('%Y-%m-%d %H:%M UTC', ran)} on {device}: "
+                + ", ".join(f"`{s}`" for s in stems) + f" with `{facts['command']}`, "
+                f"{facts['seconds']:.0f} s, load average {facts['load_start']:.1f} (1 min) at the "
+                f"start and {facts['load_end']:.1f} (15 min) at the end; their rows"
+                + (" and Part II tables" if blocks else "") + " are from that run, the other "
+                "rows from the run above.")
+        try:
+            update_section(MODELS, SECTION, table[2:], blocks, missed, note, part_ii_intro)
+        except ValueError as e:
+            sys.exit(f"{MODELS}: {e}; run without --update to rewrite the whole section")
+        print(f"updated {', '.join(stems)} in {MODELS}")
+        return
+    write_section(SECTION, "\n".join(body),
                   path=MODELS, title="What the shipped specs achieve",
                   intro="Test metrics of each shipped spec's exported best model, with the "
                         "machine, the time and the command; rewritten by "

@@ -183,8 +183,11 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list, trainable=N
     sampler = (TPESampler(seed=spec.seed, n_startup_trials=spec.startup_trials,
                           constant_liar=spec.constant_liar)
                if spec.algorithm == "tpe" else RandomSampler(seed=spec.seed))
+    # search.cover: OptunaSearch enqueues each point (study.enqueue_trial), so the first
+    # trials take them; the define-by-run space samples what a point leaves out
     searcher = SchedulerAwareOptunaSearch(space=define_by_run(spec), metric=spec.metric,
-                                          mode=spec.mode, sampler=sampler)
+                                          mode=spec.mode, sampler=sampler,
+                                          points_to_evaluate=spec.cover_points() or None)
     if spec.scheduler == "asha":
         scheduler = ASHAScheduler(time_attr="training_iteration", metric=spec.metric,
                                   mode=spec.mode, max_t=spec.max_epochs,

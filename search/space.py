@@ -49,12 +49,15 @@ def define_by_run(spec: SearchSpec) -> DefineByRun:
 
 
 def sample_configs(spec: SearchSpec, n: int, seed: int = 0) -> list[dict]:
-    """Draw ``n`` full trial configs with a seeded TPE study (no Ray): used by the
-    spec contract tests and by ``hpsearch run --dry-run``."""
+    """Draw ``n`` full trial configs with a seeded random study (no Ray), the
+    ``search.cover`` points first as in a search: used by the spec contract tests
+    and by ``hpsearch run --dry-run``."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    for point in spec.cover_points():
+        study.enqueue_trial(point)
     fn = define_by_run(spec)
     out = []
     for _ in range(n):

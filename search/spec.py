@@ -25,8 +25,9 @@ from trainables import data as data_sources
 TOP_KEYS = {"name", "trainable", "data", "objective", "search", "scheduler", "resources", "space",
             "fixed", "failure", "health"}
 # startup_trials None: TPE's random start-up is min(10, max(2, samples // 3)) trials
+# cover: choice parameters whose every option is tried first (see cover_points)
 SEARCH_KEYS = {"algorithm": "tpe", "samples": 8, "seed": 0, "concurrency": 2, "recheck": None,
-               "startup_trials": None, "constant_liar": True}
+               "startup_trials": None, "constant_liar": True, "cover": []}
 RECHECK_KEYS = {"top": 3, "seeds": 3}
 SCHEDULER_KEYS = {"name": "asha", "max_epochs": 10, "grace_period": 1, "reduction_factor": 3,
                   "brackets": 1}
@@ -80,6 +81,7 @@ class SearchSpec:
     health: dict | bool  # the training-health checks' settings, or False (off)
     space: tuple[Param, ...]
     fixed: dict
+    cover: tuple[str, ...] = ()  # choice parameters whose every option is tried first
     source: str = "<spec>"
     raw: dict = field(default_factory=dict, compare=False)  # the validated document, for logging
 
@@ -92,6 +94,11 @@ class SearchSpec:
         if param is not None:
             return tuple(param.args)
         return (trainables.get(self.trainable).params[name].default,)
+
+    def cover_points(self) -> list[dict]:
+        """The partial configs the search tries first (``search.cover``); see
+        :func:`cover_points`."""
+        return cover_points(self.space, self.cover)
 
     def base_config(self) -> dict:
         """Config shared by every trial; the searcher adds the sampled params."""
@@ -157,12 +164,15 @@ def _set_dotted(doc: dict, dotted: str, value: Any) -> None:
 
 
 def _apply_smoke(doc: dict) -> None:
-    """2 trials, 1 epoch, a tiny data subset: proves a spec runs end to end."""
+    """2 trials, 1 epoch, a tiny data subset: proves a spec runs end to end. Two
+    trials cannot try every option of a `search.cover` parameter: the smoke run
+    drops `cover` (it proves the spec runs, not what its options do)."""
     doc.setdefault("search", {})
     doc.setdefault("scheduler", {})
     doc.setdefault("data", {})
     if isinstance(doc["search"], dict):
         doc["search"]["samples"] = 2
+        doc["search"].pop("cover", None)
         if isinstance(doc["search"].get("recheck"), dict):  # the top 2 of 2, twice each
             doc["search"]["recheck"] = {"top": 2, "seeds": 2}
         doc["search"]["concurrency"] = min(2, int(doc["search"].get("concurrency", 2) or 2))
@@ -300,6 +310,8 @@ class _Validator:
             if problem:
                 raise self.fail(f"fixed.{k}", problem)
         space = self.space(doc["space"], fixed, info)
+        cover = self.cover(search["cover"], space, fixed, samples)
+        search["cover"] = list(cover)
 
         sched["grace_period"] = grace
         raw = {**doc, "search": search, "scheduler": sched, "resources": res, "failure": failure,
@@ -311,7 +323,7 @@ class _Validator:
             concurrency=concurrency, scheduler=sched["name"], max_epochs=max_epochs,
             grace_period=grace, reduction_factor=rf, brackets=brackets, cpus_per_trial=cpus, gpus_per_trial=gpus,
             max_failures=max_failures, health=health, space=space, fixed=dict(fixed),
-            source=self.source, raw=raw,
+            cover=cover, source=self.source, raw=raw,
         )
 
     def recheck(self, search: dict) -> tuple[int, int] | None:
@@ -326,6 +338,40 @@ class _Validator:
             raise self.fail("search.recheck.top", f"`top <= samples` must hold, but got "
                                                   f"(top={top}, samples={search['samples']})")
         return top, seeds
+
+    def cover(self, value, space: tuple[Param, ...], fixed: dict, samples: int) -> tuple[str, ...]:
+        """`search.cover`: a list of the space's choice parameters (empty: off), whose
+        cover points (:func:`cover_points`) fit in `samples` trials."""
+        key = "search.cover"
+        if value is None or value is False:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(key, f"must be a list of choice parameters of `space`, like "
+                                 f"[kernel_size], got {value!r}")
+        by_name = {p.name: p for p in space}
+        choices = [p.name for p in space if p.kind == "choice"]
+        for name in value:
+            if value.count(name) > 1:
+                raise self.fail(key, f"names {name!r} twice")
+            param = by_name.get(name)
+            if param is None:
+                where = "is in `fixed`, not searched" if name in fixed else "is not in `space`"
+                raise self.fail(key, f"{name!r} {where}; only a choice parameter of `space` "
+                                     f"can be covered: {choices}")
+            if param.kind != "choice":
+                raise self.fail(key, f"{name!r} is a {param.kind} range, not a choice; only a "
+                                     f"choice parameter's options can be covered: {choices}")
+        try:
+            points = cover_points(space, tuple(value))
+        except ValueError as e:
+            raise self.fail(key, str(e)) from None
+        if len(points) > samples:
+            flag = (f", from {self.flags['search.samples']}" if "search.samples" in self.flags
+                    else "")
+            raise self.fail(key, f"trying every option of {value} takes {len(points)} trials, "
+                                 f"more than `samples` ({samples}{flag}); raise `samples` or "
+                                 "cover fewer parameters")
+        return tuple(value)
 
     def health(self, value) -> dict | bool:
         """`health: false`, or a mapping over the checks' defaults (trainables/health.py)."""
@@ -446,6 +492,53 @@ class _Validator:
                                                   f"got {when!r}")
         return tuple((parent, tuple(v) if isinstance(v, list) else (v,))
                      for parent, v in when.items())
+
+
+def cover_points(space: tuple[Param, ...], cover: tuple[str, ...]) -> list[dict]:
+    """The partial configs `search.cover` makes the search try first, in order: every
+    option of each covered choice parameter once. Several covered parameters share
+    these trials (trial i takes option i of each, while it has one), so they cost as
+    many trials as the longest list of options, not every combination. A covered
+    parameter under `when:` applies only where its conditions hold, so its points
+    also fix its parents (the first allowed value, where no covered parent set one).
+    The parameters a point does not name are sampled as usual. Raises ValueError if
+    a parameter's conditions cannot hold at once."""
+    by_name = {p.name: p for p in space}
+    points: list[dict] = []
+    for p in space:  # parents before children (the parser sorted them)
+        if p.name not in cover:
+            continue
+        for option in p.args:
+            for point in [*points, {}]:
+                needs = None if p.name in point else _conditions(point, p, by_name)
+                if needs is not None:
+                    break
+            else:
+                raise ValueError(f"cannot cover {p.name!r}: its `when` conditions cannot all "
+                                 "hold at once")
+            if not point:
+                points.append(point)
+            point.update(needs)
+            point[p.name] = option
+    return points
+
+
+def _conditions(point: dict, p: Param, by_name: dict) -> dict | None:
+    """What ``point`` must also fix for ``p`` to be sampled: {} if its `when` holds
+    already, None if it cannot hold there."""
+    needs: dict = {}
+    for parent, allowed in p.when:
+        have = {**point, **needs}
+        if parent in have:
+            if have[parent] not in allowed:
+                return None
+            continue
+        more = _conditions(have, by_name[parent], by_name)
+        if more is None:
+            return None
+        needs.update(more)
+        needs[parent] = allowed[0]
+    return needs
 
 
 def _owner(key: str) -> str:

@@ -204,6 +204,27 @@ def test_nonfinite_trial_is_an_error_and_the_search_goes_on(ray_session, storage
         assert r.info.status == "FINISHED" and r.data.tags["stop_reason"] == "completed"
 
 
+def test_cover_tries_every_option_first(ray_session, storage):
+    """`search: {cover: [kernel_size]}` (the Part II specs' option): a real search of
+    options + 1 trials tries 3, 5 and 7 in its first three trials, TPE samples the
+    learning rate there and proposes the last trial freely."""
+    spec = parse_spec({
+        "name": "cover", "trainable": "small_vgg", "data": {"source": "digits"},
+        "objective": {"metric": "val_accuracy", "mode": "max"},
+        "search": {"samples": 4, "seed": 0, "concurrency": 2, "cover": ["kernel_size"]},
+        "scheduler": {"name": "fifo", "max_epochs": 1},
+        "space": {"kernel_size": {"choice": [3, 5, 7]}, "lr": {"loguniform": [1e-3, 1e-2]}},
+        "fixed": {"blocks": 2, "width": 8, "batch_size": 64},
+    }, source="cover")
+    outcome = run_search(spec, storage=storage, echo=lambda *_: None)
+    assert outcome.num_trials == 4 and outcome.num_errors == 0
+    meta, rows = trial_rows(spec.name, storage)
+    assert len(rows) == 4 and all(r.stop_reason == "completed" for r in rows)
+    assert {r.params["kernel_size"] for r in rows[:3]} == {"3", "5", "7"}, \
+        [r.params for r in rows]
+    assert len({r.params["lr"] for r in rows}) == 4, "the learning rate is sampled in each"
+
+
 def test_health_stops_reach_mlflow_and_optuna(ray_session, storage):
     """A diverging trial ends FAILED (Optuna FAIL), one stuck at chance is pruned in
     its first epoch (Optuna PRUNED), a healthy one completes; none is retried."""

@@ -90,6 +90,40 @@ def test_smoke_shrinks_any_spec():
     assert spec.data["per_class"] <= 12 and spec.name.endswith("-smoke")
 
 
+def test_cover_points_try_each_option_once_with_its_conditions():
+    """`search.cover`: several covered parameters share trials (the longest list of
+    options sets their number); a covered child of a `when` also fixes its parent;
+    `--samples` below that is bad input naming the flag; `--smoke` drops the cover."""
+    space = {"optimizer": {"choice": ["sgd", "adam", "adamw"]},
+             "nesterov": {"choice": [False, True], "when": {"optimizer": "sgd"}},
+             "batch_size": {"choice": [32, 64]}, "lr": {"loguniform": [1e-4, 1e-1]}}
+    spec = parse_spec(with_changes(space=space, search={"samples": 4, "cover": ["batch_size",
+                                                                             "optimizer"]}))
+    assert spec.cover == ("batch_size", "optimizer")
+    assert spec.cover_points() == [{"optimizer": "sgd", "batch_size": 32},
+                                   {"optimizer": "adam", "batch_size": 64},
+                                   {"optimizer": "adamw"}]
+    spec = parse_spec(with_changes(space=space, search={"samples": 4,
+                                                        "cover": ["optimizer", "nesterov"]}))
+    assert spec.cover_points() == [{"optimizer": "sgd", "nesterov": False}, {"optimizer": "adam"},
+                                   {"optimizer": "adamw"}, {"optimizer": "sgd", "nesterov": True}]
+    spec = parse_spec(with_changes(space=space, search={"cover": ["nesterov"]}))
+    assert spec.cover_points() == [{"optimizer": "sgd", "nesterov": False},
+                                   {"optimizer": "sgd", "nesterov": True}]
+    # what the search runs: the points first, the rest of each config sampled
+    from search.space import sample_configs
+
+    draws = sample_configs(spec, 4)
+    assert [(d["optimizer"], d["nesterov"]) for d in draws[:2]] == [("sgd", False), ("sgd", True)]
+    assert all(1e-4 <= d["lr"] <= 1e-1 for d in draws)
+    with pytest.raises(SpecError, match=r"takes 4 trials, more than `samples` \(3, from "
+                                        r"--samples\)"):
+        parse_spec(with_changes(space=space, search={"cover": ["optimizer", "nesterov"]}),
+                   overrides={"search.samples": (3, "--samples")})
+    smoke = parse_spec(with_changes(space=space, search={"cover": ["optimizer"]}), smoke=True)
+    assert smoke.cover == () and smoke.raw["search"]["cover"] == []
+
+
 def test_children_are_sorted_after_their_parents():
     doc = with_changes(space={"momentum": {"uniform": [0.8, 0.9], "when": {"optimizer": "sgd"}},
                               "optimizer": {"choice": ["sgd", "adam"]}})
@@ -199,6 +233,17 @@ BAD = [
     ("constant liar not a bool", {"search": {"constant_liar": "yes"}},
      "`search.constant_liar`: must be true or false, got 'yes'"),
     ("brackets 0", {"scheduler": {"brackets": 0}}, "`scheduler.brackets`: must be >= 1, got 0"),
+    # search.cover: every option of a choice parameter tried first
+    ("cover unknown parameter", {"search": {"cover": ["batch_size"]}},
+     "`search.cover`: 'batch_size' is not in `space`; only a choice parameter of `space` can "
+     "be covered: ['optimizer']"),
+    ("cover a range", {"search": {"cover": ["lr"]}},
+     "`search.cover`: 'lr' is a loguniform range, not a choice"),
+    ("cover more than samples", {"search": {"samples": 1, "cover": ["optimizer"]}},
+     "`search.cover`: trying every option of ['optimizer'] takes 2 trials, more than "
+     "`samples` (1); raise `samples` or cover fewer parameters"),
+    ("cover not a list", {"search": {"cover": "optimizer"}},
+     "`search.cover`: must be a list of choice parameters of `space`, like [kernel_size]"),
     ("range for a categorical", {"space": {"stem": {"int": [1, 3]}}},
      "`space.stem.int`: `stem` takes str values (imagenet | cifar), not an int range; "
      "use {choice: [...]}"),
