@@ -219,7 +219,8 @@ BAD = [
      "`fixed.batchnorm`: trainable 'vgg_deep' does not take `batchnorm`: did you mean "
      "'batch_norm'?"),
     ("batch_norm on a model without the switch", {"fixed": {"batch_norm": False}},
-     "`fixed.batch_norm`: trainable 'resnet18' does not take `batch_norm`"),
+     "`fixed.batch_norm`: trainable 'resnet18' does not take `batch_norm`: it is a parameter "
+     "of vgg13, vgg16, vgg_deep, not of resnet18"),
     # the training-health checks (trainables/health.py)
     ("health unknown check", {"health": {"divergance": 5}}, "`health.divergance`: unknown key"),
     ("health ratio of 1 or less", {"health": {"divergence": 0.5}},

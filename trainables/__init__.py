@@ -69,8 +69,12 @@ class TrainableInfo:
         elif loop is not None:
             why = f"the shared loop reads `{key}` for {SCOPES[loop.scope]} only"
         else:
+            # a real parameter of other trainables is not a typo of a near name here
+            others = sorted(n for n, info in REGISTRY.items() if n != self.name
+                            and key in {p.name for p in info.model_params})
             close = difflib.get_close_matches(key, list(self.params), n=1)
-            why = f"did you mean {close[0]!r}?" if close else "no such parameter"
+            why = (f"it is a parameter of {', '.join(others)}, not of {self.name}" if others
+                   else f"did you mean {close[0]!r}?" if close else "no such parameter")
         return (f"trainable {self.name!r} does not take `{key}`: {why} "
                 f"(`hpsearch trainables {self.name}` lists its parameters)")
 
