@@ -101,14 +101,37 @@ class SearchProgress(tune.Callback):
         self.__dict__.update(state)
         self.stream, self.tty, self.gpu = sys.stdout, False, None
         self.t0, self._last = time.monotonic(), -math.inf
+        self._ended = False  # a save taken after the end still shows the resumed search
+        self._restored = True  # a resumed search: counts come from Tune's trials once
+
+    def _resync(self, trials) -> bool:
+        """After a resume the pickled counts are those of an older save: take them once
+        from the restored trials themselves (status, last result, best value)."""
+        if not getattr(self, "_restored", False) or not trials:
+            return False
+        self._restored = False
+        self.done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+        self.running = {t.trial_id for t in trials if t.status in ("RUNNING", "PENDING")}
+        self.epochs = sum(int((t.last_result or {}).get("training_iteration", 0) or 0)
+                          for t in trials)
+        values = [(t.metric_analysis or {}).get(self.metric, {}).get(self.mode)
+                  for t in trials]
+        values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+        if values:
+            self.best = float(max(values) if self.mode == "max" else min(values))
+        return True
 
     # ------------------------------------------------------------ counting
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self._resync(trials)
         self.running.add(trial.trial_id)
         self.tick()
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if self._resync(trials):  # the trials' last results include this one
+            self.tick()
+            return
         if isinstance(result.get("error"), str) or result.get("diverged"):
             return
         self.epochs += 1
@@ -120,9 +143,11 @@ class SearchProgress(tune.Callback):
         self.tick()
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._resync(trials)
         self._ended_one(trial.trial_id)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._resync(trials)
         self._ended_one(trial.trial_id)
 
     def _ended_one(self, tid: str) -> None:
@@ -132,9 +157,11 @@ class SearchProgress(tune.Callback):
         self.tick()
 
     def on_step_end(self, iteration, trials, **info) -> None:  # Tune's loop: keep it fresh
+        self._resync(trials)
         self.tick()
 
     def on_experiment_end(self, trials, **info) -> None:
+        self._resync(trials)
         self.finish()
 
     # ------------------------------------------------------------ drawing

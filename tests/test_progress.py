@@ -92,3 +92,30 @@ def test_it_survives_tunes_pickling_without_its_stream():
                                            (3600 * 2 + 65, "2h01m")])
 def test_durations_read_as_people_write_them(seconds, text):
     assert duration(seconds) == text
+
+
+def test_a_resumed_search_takes_its_counts_from_the_restored_trials():
+    """Tune restores the callback from an older save of the experiment: the first hook
+    after the resume recounts from the trials it is given (done, running, epochs, best)."""
+    view, _ = _view(tty=False, every=3600)
+    view.on_trial_start(0, [], _trial(1))  # what the older save holds: nothing done
+    restored = pickle.loads(pickle.dumps(view))
+
+    def trial(n, status, epochs, best):
+        return SimpleNamespace(trial_id=f"t{n}", status=status,
+                               last_result={"training_iteration": epochs},
+                               metric_analysis={"val_accuracy": {"max": best, "min": 0.1}})
+
+    trials = [trial(1, "TERMINATED", 3, 0.7), trial(2, "TERMINATED", 1, 0.9),
+              trial(3, "RUNNING", 2, 0.8), trial(4, "PENDING", 0, float("nan"))]
+    restored.on_step_end(0, trials)
+    assert (restored.done, restored.running, restored.epochs, restored.best) == \
+        (2, {"t3", "t4"}, 6, 0.9)
+    assert restored.line().startswith("search 'demo': 2/4 trials done, 2 running | 6/10 epochs")
+    restored.on_trial_result(0, trials, _trial(3), {"val_accuracy": 0.95})  # events count again
+    restored.on_trial_complete(0, trials, _trial(3))
+    assert (restored.done, restored.epochs, restored.best) == (3, 7, 0.95)
+    done = pickle.loads(pickle.dumps(view))  # resumed after every trial had ended
+    done.on_experiment_end([trial(n, "TERMINATED", 3, 0.5 + n / 10) for n in range(1, 5)])
+    assert (done.done, done.epochs, done.best) == (4, 12, 0.9)
+
