@@ -802,7 +802,8 @@ def _exit_now(code: int) -> None:
         import ray
 
         if ray.is_initialized():
-            ray.shutdown()
+            with contextlib.suppress(Exception):  # the exit code stays the command's
+                ray.shutdown()
     import logging
 
     logging.shutdown()
