@@ -177,10 +177,13 @@ class MlflowTracker(tune.Callback):
             why, failed = self._unhealthy[tid]
             self._end(tid, "FAILED" if failed else "FINISHED", f"unhealthy: {why}")
             return
-        # ASHA stops a trial on one of its results; one that ends without a result in
-        # this session (resumed from a checkpoint taken at its last epoch) ended itself
-        reason = ("completed" if self._finished.get(tid) or tid not in self._epochs
-                  else "asha_stopped")
+        # ASHA stops a trial on one of its results. Tune's own last result answers for a
+        # trial this tracker saw no result of (restored by a resume); one with no result
+        # at all (resumed from a checkpoint taken at its last epoch) ended itself
+        last = getattr(trial, "last_result", None) or {}
+        finished = self._finished.get(tid) or bool(last.get("trial_finished"))
+        unseen = tid not in self._epochs and not last.get("training_iteration")
+        reason = "completed" if finished or unseen else "asha_stopped"
         self._end(tid, "FINISHED", reason)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
