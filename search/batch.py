@@ -78,16 +78,14 @@ def check_batch(specs: list[SearchSpec], storage: Storage, *, overwrite: bool) -
 def run_specs(specs: list[SearchSpec], *, storage: Storage, tracking_uri: str | None = None,
               address: str | None = None, overwrite: bool = False, export: bool = False,
               resource_wait: float | None = None, echo=print, verbose: bool = True,
-              progress: bool = False,
-              epoch_seconds: dict[str, float] | None = None,
-              checks=None) -> list[SpecResult]:
+              progress: bool = False, checks=None) -> list[SpecResult]:
     """Run the specs one after another on one Ray session; export each when asked.
     Every result comes back, failed ones included; Ctrl-C prints the table so far
     and re-raises (the engine has ended the open MLflow runs). ``progress``: each
-    search shows the live progress line (``epoch_seconds``: `plan`'s epoch time per
-    search name, for the estimate before the first epoch ends). ``checks``: called
-    once Ray is up and before the first search writes anything (the CLI's GPU memory
-    checks, which ran beside Ray's start); may raise; returns more epoch times."""
+    search shows the live progress line. ``checks``: called once Ray is up and before
+    the first search writes anything (the CLI's GPU memory checks, which ran beside
+    Ray's start); may raise; returns `plan`'s epoch time per search name, the progress
+    line's estimate before the first epoch ends."""
     from search.engine import ResourceMismatch, connect
 
     check_batch(specs, storage, overwrite=overwrite)
@@ -96,8 +94,7 @@ def run_specs(specs: list[SearchSpec], *, storage: Storage, tracking_uri: str | 
             connect(spec, storage, address, echo=lambda *_: None)
     except ResourceMismatch as e:
         raise BatchRefused(str(e)) from None
-    if checks is not None:
-        epoch_seconds = {**(epoch_seconds or {}), **checks()}
+    epoch_seconds = checks() if checks is not None else {}
     results = [SpecResult(spec.source, spec.name, spec.metric) for spec in specs]
     many = len(specs) > 1
     try:
@@ -109,7 +106,7 @@ def run_specs(specs: list[SearchSpec], *, storage: Storage, tracking_uri: str | 
             view = None
             if progress:
                 view = {"prefix": tag,
-                        "epoch_seconds_hint": (epoch_seconds or {}).get(spec.name)}
+                        "epoch_seconds_hint": epoch_seconds.get(spec.name)}
             _run_one(spec, result, storage=storage, tracking_uri=tracking_uri, address=address,
                      overwrite=overwrite, export=export, resource_wait=resource_wait,
                      echo=(lambda line, tag=tag: echo(f"{tag}{line}")) if many else echo,
