@@ -739,8 +739,13 @@ def cmd_submit(args) -> int:
             args.no_wait = True
         else:
             run_args.append(a)  # a run flag given without "--"
-    # every spec, with these run flags, is checked here before anything is uploaded
-    _specs_from_args(build_parser().parse_args(["run", *specs, *run_args]))
+    # every spec, with these run flags, is checked here before anything is uploaded; an
+    # absolute file path (pretrained weights, vectors) may exist only on the cluster's
+    # nodes: the job checks it there, before its search starts
+    from trainables.constraints import absolute_files_checked_elsewhere
+
+    with absolute_files_checked_elsewhere():
+        _specs_from_args(build_parser().parse_args(["run", *specs, *run_args]))
     if "--storage" not in run_args:  # the job's working dir is a temporary copy: keep results here
         run_args += ["--storage", str(Storage.resolve(None).root.resolve())]
     try:

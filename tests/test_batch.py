@@ -186,6 +186,34 @@ def test_submit_checks_every_spec_before_uploading(tmp_path, capsys):
     assert f"{second}: `scheduler.grace_period`" in err, err
 
 
+def test_submit_leaves_an_absolute_file_path_missing_here_to_the_cluster(tmp_path, capsys):
+    """Pretrained weights may exist only on the cluster's nodes: `submit` does not refuse
+    an absolute `weights:` path that is not on this machine (the job checks it there,
+    before its search starts), so it goes on to look for the Jobs API (none at this
+    address, or the upload check). `run` here, and a relative path at submit, still
+    refuse a missing file."""
+    import yaml
+
+    doc = yaml.safe_load((ROOT / "spaces" / "transfer.yaml").read_text())
+    doc["fixed"]["weights"] = "/nodes-only/shufflenet.pth"
+    doc["space"]["backbone"] = {"choice": ["shufflenet_v2"]}
+    spec = tmp_path / "transfer.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    code = main(["submit", str(spec), "--address", "http://127.0.0.1:9"])
+    err = capsys.readouterr().err.strip()
+    # past the checks: the upload (a checkout with big untracked files is refused) or the API
+    assert code == 2 and ("cannot reach the Ray Jobs API at http://127.0.0.1:9" in err
+                          or "working_dir limit" in err), err
+    code = main(["run", str(spec), "--dry-run", "--storage", str(tmp_path / "runs")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "`fixed.weights`: file '/nodes-only/shufflenet.pth' does not exist" in err
+    doc["fixed"]["weights"] = "weights/shufflenet.pth"
+    spec.write_text(yaml.safe_dump(doc))
+    code = main(["submit", str(spec), "--address", "http://127.0.0.1:9"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "`fixed.weights`: file 'weights/shufflenet.pth' does not exist" in err
+
+
 def test_ctrl_c_stops_the_whole_run(tmp_path):
     """Ctrl-C during the first of two searches ends the run (Tune's handler would end
     only that search and go on to the next): exit 130, the table says which search

@@ -13,6 +13,8 @@ pure Python on purpose: validating a spec must not import torch.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
 import math
 import re
@@ -90,6 +92,21 @@ class Boolean:
         return "true or false"
 
 
+# Set while `hpsearch submit` checks a spec on the submitting machine: an absolute
+# path that is not there may be a path on the cluster (its nodes hold the weights),
+# so it is left for the job's own check, which runs there before anything starts.
+_ELSEWHERE = contextvars.ContextVar("files_checked_elsewhere", default=False)
+
+
+@contextlib.contextmanager
+def absolute_files_checked_elsewhere():
+    token = _ELSEWHERE.set(True)
+    try:
+        yield
+    finally:
+        _ELSEWHERE.reset(token)
+
+
 @dataclass(frozen=True)
 class File:
     """A path naming an existing file (checked before anything starts)."""
@@ -98,7 +115,10 @@ class File:
     domain = "existing file"
 
     def accepts(self, value: Any) -> bool:
-        return isinstance(value, str) and bool(value) and Path(value).is_file()
+        if not (isinstance(value, str) and value):
+            return False
+        path = Path(value)
+        return path.is_file() or (_ELSEWHERE.get() and path.is_absolute() and not path.exists())
 
     def describe(self) -> str:
         return f"an existing file ({self.what})"
