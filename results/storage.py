@@ -6,13 +6,17 @@
     <root>/mlartifacts/            MLflow artifacts
     <root>/exports/<search>/       exported bundles
 
-Root: ``--storage``, else ``$HPSEARCH_STORAGE``, else ``./runs``.
+Root: ``--storage``, else ``$HPSEARCH_STORAGE``, else ``./runs``: a folder. On a
+multi-node cluster, one that every node mounts (NFS, EFS, Filestore): an object-store
+URI (``s3://``) is refused, because the driver's files (hpsearch.json, the outbox, the
+exports, a local MLflow store) are plain files read and renamed in place.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +68,15 @@ class Storage:
             root, origin = os.environ["HPSEARCH_STORAGE"], "$HPSEARCH_STORAGE"
         else:
             root, origin = "runs", "the default storage root ./runs"
+        if root.startswith("file://"):
+            root = root.removeprefix("file://")
+        elif re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", root):
+            # it used to become a local folder named "s3:" (Path("s3://b/p") is s3:/b/p)
+            raise NotWritable(
+                f"{root} ({origin}): the storage root must be a folder (Tune's state, "
+                "hpsearch.json, the exports and the result queue live in it), not an object-"
+                "store URI; on a cluster give a folder every node mounts (NFS, EFS, Filestore, "
+                "a ReadWriteMany volume), e.g. --storage /mnt/shared/hpsearch")
         return cls(Path(root).expanduser().resolve(), origin)
 
     def check_writable(self) -> None:

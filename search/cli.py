@@ -744,8 +744,11 @@ def cmd_submit(args) -> int:
     # nodes: the job checks it there, before its search starts
     from trainables.constraints import absolute_files_checked_elsewhere
 
+    run_ns = build_parser().parse_args(["run", *specs, *run_args])
     with absolute_files_checked_elsewhere():
-        _specs_from_args(build_parser().parse_args(["run", *specs, *run_args]))
+        _specs_from_args(run_ns)
+    if run_ns.storage:  # its form (a folder, not a URI); whether it is writable is the job's check
+        Storage.resolve(run_ns.storage)
     if "--storage" not in run_args:  # the job's working dir is a temporary copy: keep results here
         run_args += ["--storage", str(Storage.resolve(None).root.resolve())]
     try:

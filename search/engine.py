@@ -96,8 +96,6 @@ def check_storage(root) -> None:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     root = str(root)
-    if "://" in root:  # s3://, gs://: Tune's pyarrow filesystem reaches it from anywhere
-        return
 
     @ray.remote(num_cpus=0)
     def probe(path: str, token: str) -> str | None:
@@ -122,7 +120,7 @@ def check_storage(root) -> None:
     if errors:
         raise StorageUnreachable(
             f"storage root {root} is not writable from every node ({'; '.join(errors[:3])}); "
-            "give --storage a path on a shared file system or an s3:// / gs:// URI")
+            "give --storage a folder on a file system every node mounts (NFS, EFS, Filestore)")
 
 
 def connect(spec: SearchSpec, storage: Storage, address: str | None, echo=print) -> SearchSpec:

@@ -67,6 +67,23 @@ def test_storage_from_the_environment_names_its_origin(tmp_path, monkeypatch, ca
     assert tree(tmp_path) == ["notes.txt"]
 
 
+@pytest.mark.parametrize("command", [["run", SPEC], ["status", "some-search"], ["submit", SPEC, "--address",
+                                                                "http://127.0.0.1:9", "--"]],
+                         ids=["run", "status", "submit"])
+def test_an_object_store_uri_is_refused_not_made_a_local_folder(command, tmp_path, monkeypatch,
+                                                                 capsys):
+    """`--storage s3://b/p` once became a local folder named `s3:` (on a cluster: a probe
+    failure on every other node); it is one line saying to give a shared folder, and
+    nothing is written. A `file://` URI is the folder it names."""
+    monkeypatch.chdir(tmp_path)
+    err = rejected([*command, "--storage", "s3://bucket/hpsearch"], capsys)
+    assert err.startswith("hpsearch: error: s3://bucket/hpsearch (--storage): the storage root "
+                          "must be a folder"), err
+    assert "e.g. --storage /mnt/shared/hpsearch" in err and tree(tmp_path) == []
+    assert main(["run", SPEC, "--dry-run", "--storage", (tmp_path / "runs").as_uri()]) == 0
+    assert f"storage root {tmp_path / 'runs'}" in capsys.readouterr().out
+
+
 def test_read_only_storage_is_bad_input(unprivileged_cli, tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir()
