@@ -147,21 +147,24 @@ LOST_REASON = ("lost: the driver started it after Tune last saved the search, th
 
 
 def settle_lost_runs(tracking_uri: str, experiment_id: str, parent_run_id: str,
-                     known: set[str]) -> tuple[int, int]:
+                     known: set[str]) -> tuple[int, int, int]:
     """Before a resume: the child runs of trials that Tune's saved experiment state does
     not hold (the dead driver started them after its last save). Tune runs their
     configurations again under new trial ids, so the old runs are no trials of the
     search any more. One still RUNNING without a metric is deleted (nothing is lost);
     one with metrics ends KILLED, tagged ``lost`` with the reason, kept in MLflow and
     left out of the search's trials. Runs the dead driver had ended are trials and
-    stay. Returns (deleted, kept)."""
+    stay. Returns (deleted, kept, the highest trial_index a child run holds): the
+    resumed search numbers its new trials after it, a lost trial's number included."""
     from mlflow.entities import RunTag
 
     client = _client(tracking_uri)
-    deleted = kept = 0
+    deleted = kept = highest = 0
     for run in child_runs(tracking_uri, experiment_id, parent_run_id):
         tags = run.data.tags
         tid = tags.get("trial_id")
+        if str(tags.get("trial_index", "")).isdigit():
+            highest = max(highest, int(tags["trial_index"]))
         if (tid is None or tid in known or run.info.status != "RUNNING"
                 or tags.get("recheck") == "true"):
             continue
@@ -173,4 +176,4 @@ def settle_lost_runs(tracking_uri: str, experiment_id: str, parent_run_id: str,
         else:
             client.delete_run(run_id)
             deleted += 1
-    return deleted, kept
+    return deleted, kept, highest

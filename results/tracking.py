@@ -102,6 +102,8 @@ class MlflowTracker(tune.Callback):
         self.__dict__.update(state)
         self.echo = print
         self._interrupted = False  # a stop before the resume is not this run's stop
+        # trials the dead driver numbered after Tune's last save (lost) keep their numbers
+        self._index_floor = MlflowTracker.restored_index_floor
         self._hurry = threading.Event()
         MlflowTracker.live.append(self)
 
@@ -115,6 +117,8 @@ class MlflowTracker(tune.Callback):
         self._ensure_thread()
 
     first_index = 1  # trial numbers start here (the seed re-check continues the search's)
+    restored_index_floor = 0  # set by resume before Tune unpickles the tracker
+    _index_floor = 0          # a new trial's number is at least this
 
     def trial_params(self, trial) -> dict:
         """The sampled parameters of a trial, logged as its run's params."""
@@ -124,9 +128,16 @@ class MlflowTracker(tune.Callback):
         """Tags a trial's run gets when it starts, besides trial_id and trial_index."""
         return {}
 
+    def number(self, tid: str) -> int:
+        """The trial's number (its run's trial_index), given on its first start."""
+        if tid not in self._index:
+            self._index[tid] = max(self.first_index + len(self._index), self._index_floor)
+            self._index_floor = self._index[tid] + 1
+        return self._index[tid]
+
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         tid = trial.trial_id
-        self._index.setdefault(tid, self.first_index + len(self._index))
+        self.number(tid)
         self._open.add(tid)
         self._put({"op": "start", "trial": tid, "index": self._index[tid],
                    "params": self.trial_params(trial)})

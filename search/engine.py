@@ -344,9 +344,12 @@ def _settle_lost(exp_dir, uri: str, experiment_id: str, parent: str, echo) -> No
     from ray.tune import ExperimentAnalysis
 
     from results.mlflow_runs import settle_lost_runs
+    from results.tracking import MlflowTracker
 
     known = {t.trial_id for t in ExperimentAnalysis(str(exp_dir)).trials}
-    deleted, kept = settle_lost_runs(uri, experiment_id, parent, known)
+    deleted, kept, highest = settle_lost_runs(uri, experiment_id, parent, known)
+    # the restored tracker numbers new trials after every run's (a lost one's too)
+    MlflowTracker.restored_index_floor = highest + 1
     if deleted or kept:
         echo(f"{deleted + kept} trial(s) started after Tune last saved the search: their "
              f"configurations run again as new trials ({deleted} run(s) without a metric "

@@ -511,7 +511,8 @@ def test_runs_of_trials_tune_never_saved_leave_the_search_on_resume(tmp_path, mo
     empty = child("empty", metric=False)
     partial = child("partial", metric=True)
     ended = child("ended", metric=True, end="FINISHED")
-    assert mlflow_runs.settle_lost_runs(uri, exp, parent, known={"known"}) == (1, 1)
+    # (deleted, kept, the highest trial_index: "partial", 7)
+    assert mlflow_runs.settle_lost_runs(uri, exp, parent, known={"known"}) == (1, 1, 7)
     assert client.get_run(empty).info.lifecycle_stage == "deleted"
     lost = client.get_run(partial)
     assert lost.info.status == "KILLED" and lost.data.tags["lost"] == "true"
@@ -532,3 +533,17 @@ def test_runs_of_trials_tune_never_saved_leave_the_search_on_resume(tmp_path, mo
                                        "best_metric": "best_val_accuracy", "time": 1})
     done = client.get_run(known_running)
     assert done.data.metrics["epochs_reached"] == 1 and done.data.tags["epochs_reached"] == "1"
+    # the restored tracker numbers the re-run configuration after the lost trial's 7
+    import pickle
+
+    from results.tracking import MlflowTracker
+
+    tracker = MlflowTracker(tracking_uri=uri, experiment_id=exp, parent_run_id=parent,
+                            param_names=[], metric="val_accuracy", mode="max", max_epochs=2,
+                            samples=9, echo=None)
+    for tid in ("a", "b", "known"):
+        tracker.number(tid)
+    monkeypatch.setattr(MlflowTracker, "restored_index_floor", 8)
+    restored = pickle.loads(pickle.dumps(tracker))
+    MlflowTracker.live.remove(restored)
+    assert [restored.number(t) for t in ("known", "rerun", "next")] == [3, 8, 9]
