@@ -103,6 +103,27 @@ def test_forecaster_learns_chicago_beyond_the_naive_forecast():
     assert last["val_r2"] > 0.6 and last["val_rmse"] < last["val_naive_rmse"]
 
 
+def test_a_residual_forecaster_starts_at_the_naive_forecast_and_learns_the_change():
+    """`residual: true`: the head predicts the change from the window's last target value,
+    so with a zeroed last layer the model *is* the naive forecast (every horizon step),
+    and trained on Seattle's next-day maximum it is not worse than it."""
+    from trainables.forecaster import Forecaster
+
+    model = Forecaster(5, 3, cell="gru", hidden_size=8, num_layers=3, residual=True).eval()
+    torch.nn.init.zeros_(model.head[-1].weight)
+    torch.nn.init.zeros_(model.head[-1].bias)
+    x = torch.randn(4, 7, 5)
+    assert torch.equal(model(x), x[:, -1:, 0].expand(4, 3))
+    reports = []
+    cfg = {"trainable": "forecaster", "data": {"source": "seattle-weather", "target": "temp_max",
+                                               "scaler": "minmax"},
+           "max_epochs": 3, "optimizer": "adam", "lr": 3e-3, "batch_size": 32, "hidden_size": 16,
+           "num_layers": 3, "seq_length": 14, "grad_clip": 1.0, "residual": True,
+           "cpus_per_trial": 2}
+    train(cfg, lambda m, s: reports.append(m))
+    assert reports[-1]["val_rmse"] <= 1.02 * reports[-1]["val_naive_rmse"], reports[-1]
+
+
 def test_text_vocabulary_comes_from_the_training_split_only():
     d = text_data.load({"source": "fine-foods"})
     assert d.info["sizes"] == {"train": 3400, "val": 600, "test": 1000}

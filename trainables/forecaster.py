@@ -1,7 +1,10 @@
 """Time-series forecaster: a stack of RNN | LSTM | GRU layers, then Linear layers.
 
 Input: ``seq_length`` past steps of every column of the table (the target is
-column 0) -> output: the next ``horizon`` values of the target (scaled).
+column 0) -> output: the next ``horizon`` values of the target (scaled). With
+``residual`` the network predicts the change from the window's last target value
+(the naive last-value forecast) and adds it back: an untrained head starts at the
+naive forecast, and the search looks for skill over it rather than for the level.
 The cell, its size and depth, the head and ``seq_length`` are parameters
 (``FORECASTER`` in ``trainables/params.py``, with domains and defaults); the
 loss (mse | huber), grad_clip, optimizer, lr ... are the shared loop's.
@@ -34,8 +37,10 @@ def head(in_features: int, out_features: int, layers: int, hidden: int, dropout:
 class Forecaster(nn.Module):
     def __init__(self, input_size: int, horizon: int, *, cell: str = "lstm",
                  hidden_size: int = 64, num_layers: int = 3, bidirectional: bool = False,
-                 dropout: float = 0.1, head_layers: int = 1, head_hidden: int = 64):
+                 dropout: float = 0.1, head_layers: int = 1, head_hidden: int = 64,
+                 residual: bool = False):
         super().__init__()
+        self.residual = residual
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {list(CELLS)}, got {cell!r}")
         self.rnn = CELLS[cell](input_size, hidden_size, num_layers=num_layers, batch_first=True,
@@ -52,7 +57,8 @@ class Forecaster(nn.Module):
         last = out[:, -1, :h]  # the forward direction after the whole window
         if self.bidirectional:  # the backward direction after reading back to step 0
             last = torch.cat([last, out[:, 0, h:]], dim=1)
-        return self.head(self.drop(last))
+        out = self.head(self.drop(last))
+        return out + x[:, -1:, 0] if self.residual else out  # [B, horizon] + [B, 1]
 
 
 def build(config: dict, data_info: dict) -> nn.Module:
@@ -61,4 +67,5 @@ def build(config: dict, data_info: dict) -> nn.Module:
         hidden_size=int(config.get("hidden_size", 64)), num_layers=int(config.get("num_layers", 3)),
         bidirectional=bool(config.get("bidirectional", False)),
         dropout=float(config.get("dropout", 0.1)), head_layers=int(config.get("head_layers", 1)),
-        head_hidden=int(config.get("head_hidden", 64)))
+        head_hidden=int(config.get("head_hidden", 64)),
+        residual=bool(config.get("residual", False)))

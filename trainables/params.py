@@ -184,6 +184,8 @@ FORECASTER = (
     Param("dropout", DROPOUT, 0.1, "between recurrent layers and before the head"),
     Param("head_layers", ints(1), 1, "Linear layers on top"),
     Param("head_hidden", ints(1), 64, "width of the head's hidden Linear layers"),
+    Param("residual", BOOL, False, "predict the change from the last observed target value "
+          "(the naive forecast) rather than the value"),
 )
 
 _EMBEDDINGS = "a GloVe or word2vec text file (word v1 v2 ... per line)"
