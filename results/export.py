@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -171,7 +172,9 @@ def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
         # batch dimension left dynamic: the program takes any batch size
         batch = torch.export.Dim("batch", min=1, max=65536)
-        program = torch.export.export(portable, (x_test[:2].clone(),), dynamic_shapes=({0: batch},))
+        with _tracing_quietly():
+            program = torch.export.export(portable, (x_test[:2].clone(),),
+                                          dynamic_shapes=({0: batch},))
         torch.export.save(program, tmp / "model.pt2")
         bundle_config["onnx"] = export_onnx(portable, x_test[:2].clone(), tmp / "model.onnx")
         (tmp / "config.json").write_text(json.dumps(bundle_config, indent=2, default=str))
@@ -301,6 +304,27 @@ def _scoped_tracking_uri(uri: str):
             os.environ["MLFLOW_TRACKING_URI"] = old_env
 
 
+@contextlib.contextmanager
+def _tracing_quietly():
+    """torch.export's notes to its own developers, printed for every RNN export (here
+    and again when MLflow exports and reloads the model): the cuDNN flat-weights list
+    "assigned during export", `_check_is_size` deprecations, and the deserializer's
+    "Symbol u3 did not appear in the graph". The bundle's own checks stay loud."""
+    import warnings
+
+    serde = logging.getLogger("torch._export.serde.serialize")
+    level = serde.level
+    serde.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"The tensor attributes .* were assigned "
+                                                      r"during export")
+            warnings.filterwarnings("ignore", message=r"_check_is_size will be removed")
+            yield
+    finally:
+        serde.setLevel(level)
+
+
 def register_model(meta: dict, row, model, name: str, metrics: dict, example) -> str:
     """Log the model with mlflow.pytorch on its trial's run and register it under
     the search name (a new version per export), tagged with the test metrics."""
@@ -310,7 +334,7 @@ def register_model(meta: dict, row, model, name: str, metrics: dict, example) ->
 
     client = MlflowClient(meta["tracking_uri"])
     status = client.get_run(row.run_id).info.status
-    with _scoped_tracking_uri(meta["tracking_uri"]):
+    with _scoped_tracking_uri(meta["tracking_uri"]), _tracing_quietly():
         with mlflow.start_run(run_id=row.run_id):  # reopens the finished run for the upload
             info = mlflow.pytorch.log_model(
                 model, name="model", registered_model_name=name, input_example=example.numpy(),
