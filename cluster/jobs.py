@@ -1,14 +1,15 @@
 """`hpsearch submit` and `hpsearch jobs`: searches as Ray Jobs.
 
 The project folder is uploaded as the job's ``working_dir`` without ``runs/``,
-``.git``, virtual environments and caches; an upload over Ray's 100 MiB limit
-is refused here, before anything is sent. The Jobs API token is sent in the
+``.git``, virtual environments, caches and what .gitignore / .rayignore name (Ray's
+own rules); an upload over Ray's limit (one gRPC message, 512 MiB) is refused
+here, before anything is sent. The Jobs API token is sent in the
 ``Authorization`` header and never printed.
 """
 
 from __future__ import annotations
 
-import fnmatch
+import logging
 import os
 import time
 from pathlib import Path
@@ -18,35 +19,38 @@ from cluster.local import read_token
 ROOT = Path(__file__).resolve().parent.parent
 EXCLUDES = ["runs/", ".git/", ".venv/", "venv/", "env/", "**/__pycache__/", ".ruff_cache/",
             ".pytest_cache/", "*.egg-info/", "benchmarks/results/", "node_modules/"]
-LIMIT = 100 * 1024**2  # Ray's working_dir upload limit
 
 
 class JobError(RuntimeError):
     pass
 
 
-def _excluded(rel: str, is_dir: bool) -> bool:
-    rel_d = rel + "/" if is_dir else rel
-    for pat in EXCLUDES:
-        p = pat.removeprefix("**/")
-        if pat.endswith("/"):
-            if is_dir and (fnmatch.fnmatch(rel_d, p) or fnmatch.fnmatch(Path(rel).name + "/", p)):
-                return True
-        elif fnmatch.fnmatch(Path(rel).name, p):
-            return True
-    return False
+def limit_bytes() -> int:
+    """Ray's cap on a job's zipped working_dir: one gRPC message (512 MiB in Ray 2.60,
+    ``RAY_max_grpc_message_size`` changes it)."""
+    from ray._private.runtime_env.packaging import GCS_STORAGE_MAX_SIZE
+
+    return GCS_STORAGE_MAX_SIZE
 
 
 def upload_size(root: Path = ROOT) -> int:
+    """Bytes of the files Ray would put in the job's package: it walks the folder with
+    its own rules (the ``excludes`` submit passes, every folder's .gitignore unless
+    RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1, and .rayignore), so this walks it with Ray's
+    walker. Counted before compression: an upper bound on the zip's size."""
+    from ray._private.runtime_env.packaging import _dir_travel, _get_excludes
+
+    include_gitignore = os.environ.get("RAY_RUNTIME_ENV_IGNORE_GITIGNORE", "0") != "1"
     total = 0
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = os.path.relpath(dirpath, root)
-        dirnames[:] = [d for d in dirnames
-                       if not _excluded(os.path.normpath(os.path.join(rel_dir, d)), True)]
-        for f in filenames:
-            rel = os.path.normpath(os.path.join(rel_dir, f))
-            if not _excluded(rel, False):
-                total += os.path.getsize(os.path.join(dirpath, f))
+
+    def count(path: Path) -> None:
+        nonlocal total
+        if path.is_file():  # Ray's zip follows links too
+            total += path.stat().st_size
+
+    _dir_travel(Path(root), [_get_excludes(Path(root), EXCLUDES)], count,
+                include_gitignore=include_gitignore,
+                logger=logging.getLogger(__name__))  # its per-folder notes are INFO: unshown
     return total
 
 
@@ -64,10 +68,12 @@ def client(address: str):
 
 def submit(specs: Path | list[Path], *, address: str, run_args: list[str], root: Path = ROOT) -> str:
     """One job running ``hpsearch run SPEC [SPEC ...] --address auto RUN_ARGS``."""
-    size = upload_size(root)
-    if size > LIMIT:
-        raise JobError(f"the project folder {root} would upload {size / 1024**2:.0f} MiB, over "
-                       f"Ray's 100 MiB working_dir limit; move large files out or under runs/")
+    size, limit = upload_size(root), limit_bytes()
+    if size > limit:
+        raise JobError(f"the project folder {root} would upload {size / 1024**2:.0f} MiB "
+                       f"(before compression), over Ray's {limit / 1024**2:.0f} MiB limit on a "
+                       "job's working_dir; add large files to .gitignore or .rayignore, or move "
+                       "them out or under runs/")
     rels = []
     for spec in [specs] if isinstance(specs, Path) else specs:
         spec = spec.resolve()

@@ -63,19 +63,29 @@ def test_kuberay_file_has_a_gpu_worker_group_and_a_rayjob_running_hpsearch():
 
 
 def test_upload_guard_counts_what_ray_would_upload(tmp_path):
+    """The guard walks the folder with Ray's rules: submit's excludes, .gitignore (of any
+    folder) and .rayignore leave files out, as Ray's package would; over Ray's limit
+    (sparse files: no disk used) submit refuses before reaching any Jobs API."""
     (tmp_path / "spaces").mkdir()
     (tmp_path / "spaces" / "a.yaml").write_text("x: 1\n")
-    for big in (tmp_path / "runs" / "huge.bin", tmp_path / ".venv" / "lib.so"):
-        big.parent.mkdir(parents=True)
+    (tmp_path / ".gitignore").write_text("data/\n")
+    (tmp_path / "spaces" / ".rayignore").write_text("*.ckpt\n")
+    for big in (tmp_path / "runs" / "huge.bin", tmp_path / ".venv" / "lib.so",
+                tmp_path / "data" / "cache.bin", tmp_path / "spaces" / "old.ckpt"):
+        big.parent.mkdir(parents=True, exist_ok=True)
         with open(big, "wb") as fh:
-            fh.truncate(200 * 1024**2)  # excluded folders do not count
-    assert jobs.upload_size(tmp_path) == 5
+            fh.truncate(600 * 1024**2)  # excluded or ignored: none counts
+    ignore_files = len("data/\n") + len("*.ckpt\n")  # the two ignore files themselves
+    assert jobs.upload_size(tmp_path) == 5 + ignore_files
+    assert jobs.limit_bytes() == 512 * 1024**2  # Ray 2.60's gRPC message cap
     with open(tmp_path / "data.bin", "wb") as fh:
-        fh.truncate(101 * 1024**2)
-    with pytest.raises(jobs.JobError, match="over Ray's 100 MiB working_dir limit"):
+        fh.truncate(jobs.limit_bytes() + 1)
+    with pytest.raises(jobs.JobError, match=r"would upload 512 MiB \(before compression\), over "
+                                            r"Ray's 512 MiB limit on a job's working_dir; add "
+                                            r"large files to \.gitignore or \.rayignore"):
         jobs.submit(tmp_path / "spaces" / "a.yaml", address="http://127.0.0.1:1", run_args=[],
                     root=tmp_path)
-    assert jobs.upload_size(ROOT) < jobs.LIMIT
+    assert jobs.upload_size(ROOT) < jobs.limit_bytes()
 
 
 def _cluster_env(home: Path) -> dict:
