@@ -169,7 +169,7 @@ def noise_paragraph(stored: dict, task_id: str) -> str:
                     f"{statistics.stdev([r['last'] for r in runs]) * 100:.2f} |")
     if not rows:
         return ""
-    return ("\nNoise floor: one configuration, the seed alone changed (``--noise``; hand-set "
+    return ("\nNoise floor: one configuration, the seed alone changed (`--noise`; hand-set "
             "configurations, trained like the search's trials, 27 epochs):\n\n"
             "| configuration | settings | seeds | best val accuracy, mean | sd, points | "
             "range, points | last-epoch sd, points |\n|---|---|---|---|---|---|---|\n"
