@@ -103,8 +103,9 @@ class EpochBudget(tune.Stopper):
 
 
 def run(strategy: str, seed: int, budget: int, root: Path, variant: str | None = None):
-    """(cumulative epochs, best val_accuracy so far) after every reported epoch,
-    and each trial's last val_accuracy."""
+    """(cumulative epochs, best val_accuracy so far) after every reported epoch, each
+    trial's last val_accuracy, and the incumbents: (epoch, its val_accuracy, the
+    configuration) whenever the best so far changed hands."""
     from benchmarks.common import recording_tracker
     from results.storage import Storage
     from search.engine import run_search
@@ -112,14 +113,19 @@ def run(strategy: str, seed: int, budget: int, root: Path, variant: str | None =
 
     curve: list[tuple[int, float]] = []
     last: dict[str, float] = {}
+    incumbents: list[tuple[int, float, dict]] = []
 
     def record(trial, result) -> None:
         value = result["val_accuracy"]
         if not math.isfinite(value):  # a diverged trial's last report
             value = -math.inf
-        best = max(curve[-1][1] if curve else -math.inf, value)
+        before = curve[-1][1] if curve else -math.inf
+        best = max(before, value)
         curve.append((len(curve) + 1, best))
         last[trial.trial_id] = value if math.isfinite(value) else 0.0
+        config = {k: trial.config[k] for k in SPACE}
+        if value > before and (not incumbents or incumbents[-1][2] != config):
+            incumbents.append((len(curve), value, config))
 
     doc = {
         "name": f"eff-{strategy.replace('+', '-')}-{variant or 'base'}-{seed}",
@@ -138,7 +144,7 @@ def run(strategy: str, seed: int, budget: int, root: Path, variant: str | None =
     run_search(spec, storage=Storage(root), echo=lambda *_: None,
                tracker_class=recording_tracker(record),
                stopper=EpochBudget(budget))
-    return curve, list(last.values())
+    return curve, list(last.values()), incumbents
 
 
 def seed_spread(name: str, seed: int) -> dict:
@@ -151,6 +157,97 @@ def seed_spread(name: str, seed: int) -> dict:
            "seed": seed, "cpus_per_trial": 1, **NOISE_CONFIGS[name]}
     train(cfg, lambda metrics, _state: accuracies.append(metrics["val_accuracy"]))
     return {"last": accuracies[-1], "best": max(accuracies)}
+
+
+def config_key(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def quality(config: dict, seeds: int) -> float:
+    """A configuration's own worth: its best validation accuracy over a full-length
+    training, averaged over ``seeds`` fresh seeds (1000, 1001, ...: none a search used)."""
+    from trainables.loop import train
+
+    best = []
+    for seed in range(1000, 1000 + seeds):
+        accuracies: list[float] = []
+        cfg = {"trainable": "small_vgg", "data": DATA, **FIXED, "max_epochs": MAX_EPOCHS,
+               "seed": seed, "cpus_per_trial": 1, **config}
+        try:
+            train(cfg, lambda metrics, _state, acc=accuracies: acc.append(metrics["val_accuracy"]))
+        except Exception:  # a diverging configuration (its loss turns NaN): worth nothing
+            pass
+        best.append(max((a for a in accuracies if math.isfinite(a)), default=0.0))
+    return statistics.mean(best)
+
+
+ROBUST = ("tpe+asha", "random")  # the strategies the noise-robust measure compares
+ROBUST_SEEDS = 3                 # fresh seeds per incumbent configuration
+ROBUST_MARGIN = 0.03             # incumbents this far below a search's best are not retrained
+
+
+def robust(args, stored: dict, task_id: str) -> str:
+    """The noise-robust measure: each search's incumbent (the configuration it would
+    export at that moment) judged by its own worth (``quality``), not by the lucky run
+    that made it the incumbent. Per seed, the target is the best worth among all the
+    incumbents of both searches minus 0.5 point; a search reaches it when its incumbent's
+    worth does. Incumbents more than ROBUST_MARGIN below their search's final best are not
+    retrained (the seed moves a result by about 0.6 point sd) and count as below target."""
+    import ray
+
+    needed: dict[str, list[float]] = {s: [] for s in ROBUST}
+    for seed in range(args.seeds):
+        runs = {}
+        for s in ROBUST:
+            key = f"robust/{s}/seed{seed}/budget{args.budget}/task{task_id}"
+            if key not in stored:
+                if not ray.is_initialized():
+                    ray.init(num_cpus=CONCURRENCY, include_dashboard=False, log_to_driver=False)
+                t0 = time.time()
+                with tempfile.TemporaryDirectory() as tmp:
+                    curve, last, incumbents = run(s, seed, args.budget, Path(tmp))
+                stored[key] = {"curve": curve, "last": last, "incumbents": incumbents,
+                               "seconds": time.time() - t0}
+                save(key, stored[key])
+            runs[s] = stored[key]
+            print(f"robust seed {seed}: {s}: {len(runs[s]['incumbents'])} incumbents", flush=True)
+        worth: dict[str, list[tuple[int, float]]] = {}
+        for s, entry in runs.items():
+            final = entry["incumbents"][-1][1]
+            worth[s] = []
+            for epoch, value, config in entry["incumbents"]:
+                if value < final - ROBUST_MARGIN:
+                    worth[s].append((epoch, 0.0))
+                    continue
+                qkey = f"quality/{config_key(config)}/seeds{ROBUST_SEEDS}/task{task_id}"
+                if qkey not in stored:
+                    stored[qkey] = {"config": config, "worth": quality(config, ROBUST_SEEDS)}
+                    save(qkey, stored[qkey])
+                worth[s].append((epoch, stored[qkey]["worth"]))
+        target = max(w for s in ROBUST for _, w in worth[s]) - 0.005
+        for s in ROBUST:
+            needed[s].append(next((e for e, w in worth[s] if w >= target), math.inf))
+            print(f"robust seed {seed}: {s}: {needed[s][-1]} epochs to an incumbent worth "
+                  f">= {target:.4f}", flush=True)
+    if ray.is_initialized():
+        ray.shutdown()
+    capped = {s: [min(n, args.budget) for n in needed[s]] for s in ROBUST}
+    ratios = [a / r for a, r in zip(capped["tpe+asha"], capped["random"])]
+    from benchmarks.common import spread
+
+    rows = "\n".join(
+        f"| {s} | {spread(capped[s], '{:.0f}')} | "
+        f"{sum(math.isfinite(n) for n in needed[s])}/{args.seeds} |" for s in ROBUST)
+    return ("\nNoise-robust measure (`--robust`): new searches of both strategies, same seeds; "
+            "each incumbent (the configuration the search would export at that moment) is "
+            f"retrained with {ROBUST_SEEDS} fresh seeds and judged by its mean best validation "
+            "accuracy; per seed the target is the best such worth among both searches' "
+            "incumbents minus 0.5 point; incumbents more than "
+            f"{ROBUST_MARGIN * 100:.0f} points below their search's final best count as below "
+            "it without retraining.\n\n| strategy | epochs until the incumbent's worth "
+            "reaches the target | reached (seeds) |\n|---|---|---|\n" + rows
+            + f"\n\ntpe+asha epochs / random epochs, per seed: {spread(ratios, '{:.2f}')}; "
+            f"over all seeds (sum / sum): {sum(capped['tpe+asha']) / sum(capped['random']):.2f}.")
 
 
 def noise_paragraph(stored: dict, task_id: str) -> str:
@@ -225,6 +322,9 @@ def main() -> None:
     ap.add_argument("--noise", type=int, default=0, metavar="SEEDS",
                     help="also train each NOISE_CONFIGS configuration with this many seeds "
                          "(what is not stored yet): how much the seed alone moves the result")
+    ap.add_argument("--robust", action="store_true",
+                    help="also the noise-robust measure: new tpe+asha and random searches whose "
+                         "incumbents are retrained with fresh seeds (what is not stored yet)")
     args = ap.parse_args()
     runs = [*STRATEGIES, *(f"tpe+asha@{v}" for v in args.variant)]
     stored = json.loads(CURVES.read_text()) if CURVES.exists() else {}
@@ -261,7 +361,7 @@ def main() -> None:
                 strategy, _, variant = s.partition("@")
                 t0 = time.time()
                 with tempfile.TemporaryDirectory() as tmp:
-                    curve, last = run(strategy, seed, args.budget, Path(tmp), variant or None)
+                    curve, last, _ = run(strategy, seed, args.budget, Path(tmp), variant or None)
                 entry = stored[key] = {"curve": curve, "last": last, "seconds": time.time() - t0}
                 save(key, entry)
             curves[s] = entry["curve"]
@@ -329,6 +429,8 @@ def main() -> None:
         "A seed whose search never reached the target counts its whole budget. "
         "Target: TPE+ASHA <= 25% of random search's epochs (median over seeds).")
     body.append(noise_paragraph(stored, task_id))
+    if args.robust:
+        body.append(robust(args, stored, task_id))
     write_section("Search efficiency (benchmarks/search_efficiency.py)", "\n".join(body))
     print("\n".join(body))
 
