@@ -661,8 +661,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sb = sub.add_parser("submit", help="submit a search (or several) to a Ray cluster as a Ray Job",
                         description="Validates every spec with the run flags here, uploads the "
-                                    "project (without runs/, .git, virtual environments, .gitignore/.rayignore'd files; refused "
-                                    "over Ray's 512 MiB limit), runs `hpsearch run SPEC [SPEC ...] "
+                                    "project (without runs/, .git, virtual environments and what "
+                                    ".gitignore or .rayignore name; refused over Ray's 512 MiB "
+                                    "limit), runs `hpsearch run SPEC [SPEC ...] "
                                     "--address auto ...` on the cluster as one job, prints the "
                                     "job id and streams its logs.")
     sb.add_argument("spec", metavar="SPEC.yaml", help="spec file(s): SPEC.yaml [SPEC.yaml ...]")
