@@ -12,7 +12,7 @@ import csv
 import json
 from pathlib import Path
 
-from results.report import _markdown, _save, histories, plt
+from results.report._common import _markdown, _save, histories, plt
 from results.status import best_row, trial_rows
 from results.storage import Storage
 
