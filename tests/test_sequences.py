@@ -52,6 +52,11 @@ def test_the_calendar_of_the_predicted_day_is_in_the_last_input_row():
     assert raw[:, cols.index("holiday")].sum() == pytest.approx(10 * 15.6, abs=12)  # ~10 a year
     weekly = series_data.calendar_columns(["2015-11-19", "2015-11-26"], daily=False)
     assert set(weekly) == {f"dow_{d}" for d in range(7)}  # not daily: the weekday only
+    # the season: New Year's Eve and Day are neighbours on the circle, midsummer opposite
+    season = series_data.calendar_columns(["2015-12-31", "2016-01-01", "2015-07-02"], daily=True)
+    points = np.stack([season["season_sin"], season["season_cos"]], axis=1)
+    assert np.linalg.norm(points[0] - points[1]) < 0.03
+    assert points[1] == pytest.approx([0, 1], abs=1e-6) and points[2][1] == pytest.approx(-1, abs=1e-3)
 
 
 def test_predict_rebuilds_the_window_the_model_was_trained_on(tmp_path):

@@ -9,7 +9,8 @@ is the naive last-value forecast.
 
 Calendar columns (``calendar: true``, the default, with a time column): each
 row's day of week; for a daily series also whether the row's day is a US
-federal holiday, and the *next* day's weekday and holiday flag. The next day's
+federal holiday, the *next* day's weekday and holiday flag, and the season (the
+day of the year as sine and cosine). The next day's
 calendar is known in advance, and in a window's last row it is the calendar
 of the day being predicted: without it a model must guess a Monday holiday
 from the lags (on Chicago ridership the holidays and the days after them were
@@ -127,8 +128,10 @@ def _load_cached(key: str) -> Series:
 
 def calendar_columns(dates, *, daily: bool) -> dict[str, np.ndarray]:
     """Day-of-week one-hot (weekly seasonality) of each date; for daily data also the
-    US federal holiday flag of the date, and the weekday and holiday flag of the day
-    after it (known in advance: in a window's last row, the predicted day's)."""
+    US federal holiday flag of the date, the weekday and holiday flag of the day after
+    it (known in advance: in a window's last row, the predicted day's), and the season:
+    the day of the year as a point on a circle (sine and cosine), so that 31 December
+    and 1 January are neighbours."""
     import pandas as pd
     from pandas.tseries.holiday import USFederalHolidayCalendar
 
@@ -142,6 +145,9 @@ def calendar_columns(dates, *, daily: bool) -> dict[str, np.ndarray]:
     out["next_holiday"] = following.isin(holidays).to_numpy(np.float32)
     out.update({f"next_dow_{d}": (following.dt.day_of_week == d).to_numpy(np.float32)
                 for d in range(7)})
+    angle = 2 * np.pi * (dates.dt.day_of_year.to_numpy() - 1) / 365.25
+    out["season_sin"], out["season_cos"] = np.sin(angle).astype(np.float32), \
+        np.cos(angle).astype(np.float32)
     return out
 
 
