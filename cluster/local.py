@@ -85,14 +85,35 @@ def temp_dir(port: int) -> str:
     return f"/tmp/hpsearch-ray-{port}"
 
 
-def node_ports(port: int, index: int) -> list[str]:
-    """Per-node agent ports. Ray's defaults (52365 ...) are per machine, so a second
-    node on the same machine, or another Ray instance, would collide with them and the
-    Jobs API would answer "No available agent"."""
-    base = port + 100 + 10 * index
-    return ["--dashboard-agent-listen-port", str(base), "--dashboard-agent-grpc-port",
-            str(base + 1), "--runtime-env-agent-port", str(base + 2),
-            "--metrics-export-port", str(base + 3)]
+AGENT_PORTS = ("--dashboard-agent-listen-port", "--dashboard-agent-grpc-port",
+               "--runtime-env-agent-port", "--metrics-export-port")
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports no socket on this machine holds now, from the OS (bound all
+    at once, then released for Ray to take a moment later)."""
+    import socket
+
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def node_ports(ports: list[int]) -> list[str]:
+    """One node's agent ports (four of :func:`free_ports`). Ray's defaults (52365 ...)
+    are per machine, so a second node on the same machine, or another Ray instance,
+    would collide with them and the Jobs API would answer "No available agent". Ports
+    derived from the GCS port by fixed offsets were no better: a GCS port in the
+    ephemeral range puts them among the ports the OS hands out for connections, and a
+    node whose agent finds its port taken never joins."""
+    return [arg for flag, port in zip(AGENT_PORTS, ports) for arg in (flag, str(port))]
 
 
 def _ray() -> str:
@@ -140,12 +161,15 @@ def up(*, workers: int = 1, cpus_per_node: int = 1, gpus_per_node: int = 0,
     # written first: a start that fails half-way is stopped by `down` like a whole cluster
     state_path().parent.mkdir(parents=True, exist_ok=True)
     state_path().write_text(json.dumps(state, indent=2))
+    # every node's agent ports (and the head's client-server port), distinct, from the OS
+    ports = free_ports(len(AGENT_PORTS) * (workers + 1) + 1)
+    agents = [ports[i * len(AGENT_PORTS):(i + 1) * len(AGENT_PORTS)] for i in range(workers + 1)]
     try:
         _start(["--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
                 "--temp-dir", temp_dir(port),
                 "--dashboard-host", host, "--dashboard-port", str(dashboard_port),
-                "--include-dashboard", "true", "--ray-client-server-port", str(port + 99),
-                *node_ports(port, 0), *resources])
+                "--include-dashboard", "true", "--ray-client-server-port", str(ports[-1]),
+                *node_ports(agents[0]), *resources])
         # a worker's `ray start` looks the head up in the GCS and gives up soon: head first
         deadline = time.monotonic() + wait
         wait_for_nodes(state["address"], {temp_dir(port): "the head node"}, wait)
@@ -153,7 +177,7 @@ def up(*, workers: int = 1, cpus_per_node: int = 1, gpus_per_node: int = 0,
             # its own temp dir: nodes sharing one would share runtime_resources/, and one
             # node's clean-up of a job's working_dir would delete it under the other
             _start(["--address", state["address"], "--node-ip-address", "127.0.0.1",
-                    "--temp-dir", f"{temp_dir(port)}-w{i + 1}", *node_ports(port, i + 1),
+                    "--temp-dir", f"{temp_dir(port)}-w{i + 1}", *node_ports(agents[i + 1]),
                     *resources])
         wait_for_nodes(state["address"], {f"{temp_dir(port)}-w{i + 1}": f"worker node {i + 1}"
                                           for i in range(workers)},

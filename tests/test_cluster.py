@@ -88,6 +88,23 @@ def test_upload_guard_counts_what_ray_would_upload(tmp_path):
     assert jobs.upload_size(ROOT) < jobs.limit_bytes()
 
 
+def test_every_node_gets_distinct_agent_ports_that_nothing_holds():
+    """`cluster up` takes its nodes' agent ports from the OS, all at once: distinct, and
+    free (it once derived them from the GCS port, and a port among the OS's ephemeral
+    ones left a worker whose metrics agent found its port taken unable to join)."""
+    import socket
+
+    from cluster.local import AGENT_PORTS, free_ports, node_ports
+
+    ports = free_ports(len(AGENT_PORTS) * 3 + 1)
+    assert len(set(ports)) == len(ports)
+    for port in ports:  # released again, for Ray to bind
+        with socket.socket() as s:
+            s.bind(("", port))
+    args = node_ports(ports[:4])
+    assert args[0::2] == list(AGENT_PORTS) and args[1::2] == [str(p) for p in ports[:4]]
+
+
 def _cluster_env(home: Path) -> dict:
     """The CLI's environment for a cluster of its own: no Ray address or auth settings
     inherited from this process, the cluster's state and token under ``home``."""
