@@ -147,15 +147,22 @@ def run(strategy: str, seed: int, budget: int, root: Path, variant: str | None =
     return curve, list(last.values()), incumbents
 
 
-def seed_spread(name: str, seed: int) -> dict:
-    """One configuration of NOISE_CONFIGS trained at full length with one seed, in this
-    process: its last and its best validation accuracy over the epochs."""
+def full_training(config: dict, seed: int, accuracies: list[float]) -> None:
+    """One full-length training of ``config`` (the TASK's data and fixed settings) with
+    ``seed``, in this process, appending each epoch's validation accuracy to
+    ``accuracies`` (what a diverging configuration reached stays there when it raises)."""
     from trainables.loop import train
 
-    accuracies: list[float] = []
     cfg = {"trainable": "small_vgg", "data": DATA, **FIXED, "max_epochs": MAX_EPOCHS,
-           "seed": seed, "cpus_per_trial": 1, **NOISE_CONFIGS[name]}
+           "seed": seed, "cpus_per_trial": 1, **config}
     train(cfg, lambda metrics, _state: accuracies.append(metrics["val_accuracy"]))
+
+
+def seed_spread(name: str, seed: int) -> dict:
+    """One configuration of NOISE_CONFIGS trained at full length with one seed: its last
+    and its best validation accuracy over the epochs."""
+    accuracies: list[float] = []
+    full_training(NOISE_CONFIGS[name], seed, accuracies)
     return {"last": accuracies[-1], "best": max(accuracies)}
 
 
@@ -166,15 +173,11 @@ def config_key(config: dict) -> str:
 def quality(config: dict, seeds: int) -> float:
     """A configuration's own worth: its best validation accuracy over a full-length
     training, averaged over ``seeds`` fresh seeds (1000, 1001, ...: none a search used)."""
-    from trainables.loop import train
-
     best = []
     for seed in range(1000, 1000 + seeds):
         accuracies: list[float] = []
-        cfg = {"trainable": "small_vgg", "data": DATA, **FIXED, "max_epochs": MAX_EPOCHS,
-               "seed": seed, "cpus_per_trial": 1, **config}
         try:
-            train(cfg, lambda metrics, _state, acc=accuracies: acc.append(metrics["val_accuracy"]))
+            full_training(config, seed, accuracies)
         except Exception:  # a diverging configuration (its loss turns NaN): worth nothing
             pass
         best.append(max((a for a in accuracies if math.isfinite(a)), default=0.0))

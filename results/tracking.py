@@ -137,9 +137,8 @@ class MlflowTracker(tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         tid = trial.trial_id
-        self.number(tid)
         self._open.add(tid)
-        self._put({"op": "start", "trial": tid, "index": self._index[tid],
+        self._put({"op": "start", "trial": tid, "index": self.number(tid),
                    "params": self.trial_params(trial)})
         tags = self.trial_tags(trial)
         if tags:

@@ -4,7 +4,6 @@ root (SQLite MLflow, Ray experiment dirs) per test. Nothing is mocked."""
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -25,9 +24,9 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "1")
 
 def free_port() -> int:
     """A TCP port nobody listens on now (tests run beside other jobs: never a fixed one)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    from cluster.local import free_ports
+
+    return free_ports(1)[0]
 
 
 @pytest.fixture(scope="session")
