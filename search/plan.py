@@ -87,26 +87,49 @@ def batch_sizes(spec: SearchSpec, config: dict) -> list[int]:
     return sorted({low, int(round(math.sqrt(low * high))), high})
 
 
+@dataclass(frozen=True)
+class EpochsLeft:
+    """Expected epochs a trial still trains after ``reached`` epochs, under the search's
+    scheduler: ASHA keeps 1/rf of the trials at each rung (grace, grace*rf, ...), so a
+    trial running past rung k has odds rf**-j of training through the j-th rung after
+    it. With brackets > 1, bracket s starts at grace*rf**s and takes a trial with Ray's
+    odds, e**(its rungs). Without ASHA every trial trains ``max_epochs``. Picklable:
+    the progress line keeps one in Tune's experiment state."""
+    max_epochs: int
+    reduction_factor: float = 1.0
+    brackets: tuple[tuple[int, ...], ...] = ((),)  # each bracket's rungs below max_epochs
+    weights: tuple[float, ...] = (1.0,)
+
+    @classmethod
+    def of(cls, spec: SearchSpec) -> EpochsLeft:
+        if spec.scheduler != "asha":
+            return cls(int(spec.max_epochs))
+        rf, ladders = spec.reduction_factor, []
+        for s in range(spec.brackets):
+            rungs, r = [], spec.grace_period * rf**s
+            while r < spec.max_epochs:
+                rungs.append(int(r))
+                r *= rf
+            ladders.append(tuple(rungs))
+        return cls(int(spec.max_epochs), rf, tuple(ladders),
+                   tuple(math.e ** len(rungs) for rungs in ladders))
+
+    def __call__(self, reached: int = 0) -> float:
+        if reached >= self.max_epochs:
+            return 0.0
+        total = 0.0
+        for rungs, weight in zip(self.brackets, self.weights):
+            expected, previous, odds = 0.0, reached, 1.0
+            for m in (m for m in rungs if m > reached):
+                expected += (m - previous) * odds
+                previous, odds = m, odds / self.reduction_factor
+            total += weight * (expected + (self.max_epochs - previous) * odds)
+        return total / sum(self.weights)
+
+
 def asha_epochs(spec: SearchSpec) -> float:
-    """Expected epochs per trial: ASHA keeps 1/rf of the trials at each rung
-    (grace, grace*rf, ...), every trial trains to the first rung. With brackets > 1,
-    bracket s starts at grace*rf**s and takes a trial with Ray's odds, e**(its rungs)."""
-    if spec.scheduler != "asha":
-        return float(spec.max_epochs)
-    rf = spec.reduction_factor
-    per_bracket, weights = [], []
-    for s in range(spec.brackets):
-        rungs, r = [], spec.grace_period * rf**s
-        while r < spec.max_epochs:
-            rungs.append(r)
-            r *= rf
-        expected, previous = 0.0, 0
-        for k, m in enumerate(rungs):
-            expected += (m - previous) / rf**k
-            previous = m
-        per_bracket.append(expected + (spec.max_epochs - previous) / rf**len(rungs))
-        weights.append(math.e ** len(rungs))
-    return sum(e * w for e, w in zip(per_bracket, weights)) / sum(weights)
+    """Expected epochs per trial (see :class:`EpochsLeft`)."""
+    return EpochsLeft.of(spec)(0)
 
 
 # ---------------------------------------------------------------- measuring (child process)

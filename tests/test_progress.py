@@ -42,7 +42,8 @@ def test_on_a_terminal_the_line_is_redrawn_in_place_and_logs_scroll_above_it():
     assert text.startswith(CLEAR + "  trial  1/4 [t1] completed after 1 epoch(s)\n" + CLEAR)
     view.finish()
     final = out.getvalue().rsplit(CLEAR, 1)[1]
-    assert final.startswith("search 'demo': 1/4 trials done | 1/10 epochs (10%) | "
+    # the budget is live: trial 1 ended after 1 of its 2.5 expected epochs -> 1 + 3 x 2.5
+    assert final.startswith("search 'demo': 1/4 trials done | 1/8 epochs (12%) | "
                             "best val_accuracy 0.5 | ") and final.endswith(" so far\n"), final
     assert "left" not in final  # a finished search has no estimate
     view.finish()
@@ -60,7 +61,7 @@ def test_without_a_terminal_it_prints_plain_lines_at_most_every_period():
     lines = out.getvalue().splitlines()
     assert CLEAR not in out.getvalue()
     assert len(lines) == 2, lines  # the first event, then the final line
-    assert lines[1].startswith("search 'demo': 3/4 trials done | 3/10 epochs (30%) | "
+    assert lines[1].startswith("search 'demo': 3/4 trials done | 3/6 epochs (50%) | "
                                "best val_accuracy 0.3 |"), lines
 
 
@@ -111,7 +112,8 @@ def test_a_resumed_search_takes_its_counts_from_the_restored_trials():
     restored.on_step_end(0, trials)
     assert (restored.done, restored.running, restored.epochs, restored.best) == \
         (2, {"t3", "t4"}, 6, 0.9)
-    assert restored.line().startswith("search 'demo': 2/4 trials done, 2 running | 6/10 epochs")
+    # 6 trained + t3 past 2 of its 2.5 expected + t4's 2.5
+    assert restored.line().startswith("search 'demo': 2/4 trials done, 2 running | 6/9 epochs")
     restored.on_trial_result(0, trials, _trial(3), {"val_accuracy": 0.95})  # events count again
     restored.on_trial_complete(0, trials, _trial(3))
     assert (restored.done, restored.epochs, restored.best) == (3, 7, 0.95)
@@ -119,3 +121,30 @@ def test_a_resumed_search_takes_its_counts_from_the_restored_trials():
     done.on_experiment_end([trial(n, "TERMINATED", 3, 0.5 + n / 10) for n in range(1, 5)])
     assert (done.done, done.epochs, done.best) == (4, 12, 0.9)
 
+
+
+def test_the_epoch_budget_follows_asha_when_early_trials_train_past_its_average():
+    """ASHA promotes the first trials of a search freely (a rung with few results), so
+    they train past the average of ASHA's odds. The budget then grows with them instead
+    of reading "46/40 epochs (100%)" with no time left, as a fixed budget did."""
+    from search.plan import EpochsLeft
+
+    asha = EpochsLeft(max_epochs=8, reduction_factor=2, brackets=((2, 4),))
+    assert [asha(t) for t in (0, 1, 2, 4, 7, 8)] == [4.0, 3.0, 4.0, 4.0, 1.0, 0.0]
+    out = io.StringIO()
+    view = SearchProgress(name="s", samples=10, expected_epochs=asha, metric="val_accuracy",
+                          mode="max", stream=out, tty=False, gpu=False)
+    assert view.budget == 40  # 10 trials x 4 expected epochs
+    seen = []
+    for t in (_trial(1), _trial(2)):  # both promoted at every rung: 8 epochs each
+        view.on_trial_start(0, [], t)
+    for epoch in range(1, 9):
+        for t in (_trial(1), _trial(2)):
+            view.on_trial_result(0, [], t, {"val_accuracy": 0.5, "training_iteration": epoch})
+            seen.append((view.epochs, view.budget))
+    assert all(epochs < budget for epochs, budget in seen[:-1]), seen
+    assert seen[-1] == (16, 16 + 8 * 4)  # 16 trained, 8 trials still to come
+    assert view.seconds_left() is not None and "(33%)" in view.line()
+    view.on_trial_complete(0, [], _trial(1))
+    view.on_trial_complete(0, [], _trial(2))
+    assert view.budget == 48 and view.done == 2

