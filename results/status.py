@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
+import time
 from dataclasses import dataclass
 
 from results.storage import Storage
@@ -147,3 +149,55 @@ def _short(value: str) -> str:
         return value if value.lstrip("-").isdigit() else f"{f:.4g}"
     except ValueError:
         return value
+
+
+def print_overview(storage: Storage) -> int:
+    """``hpsearch status`` without a name: one row per search under the storage root
+    (oldest first), so a user finds a search's name, how far it got and whether it was
+    exported without remembering anything. Returns the number of searches."""
+    from results.storage import META_FILE
+
+    metas = []
+    for path in storage.root.glob(f"*/{META_FILE}"):
+        try:
+            metas.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue  # being written, or not ours
+    if not metas:
+        print(f"no searches under {storage.root} (use --storage to look elsewhere)")
+        return 0
+    header = ["search", "trainable", "started", "trials", "running", "best", "exported (test)"]
+    body = []
+    for meta in sorted(metas, key=lambda m: m.get("created", 0)):
+        name, spec = meta["name"], meta["spec"]
+        metric = spec["objective"]["metric"]
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(meta.get("created", 0)))
+        try:
+            _, rows = trial_rows(name, storage)
+        except Exception as e:  # a tracking server that does not answer: say so, go on
+            body.append([name, spec.get("trainable", "?"), started,
+                         f"? ({type(e).__name__}: tracking store unreachable)", "", "", ""])
+            continue
+        best = best_row(meta, rows)
+        ended = sum(r.state != "RUNNING" for r in rows)
+        body.append([name, spec.get("trainable", "?"), started,
+                     f"{ended}/{spec.get('search', {}).get('samples', len(rows))}",
+                     str(len(rows) - ended),
+                     f"{metric} {best.best:.4f}" if best is not None else "-",
+                     _exported(storage, name)])
+    print("\n".join(aligned(header, body)))
+    print(f"\n{len(metas)} search(es) under {storage.root}; one in full: hpsearch status NAME")
+    return len(metas)
+
+
+def _exported(storage: Storage, name: str) -> str:
+    try:
+        metrics = json.loads((storage.export_dir(name) / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return "-"
+    test = metrics.get("test", {})
+    key = metrics.get("objective", {}).get("metric", "").removeprefix("val_")
+    value = test.get(key)
+    if not isinstance(value, (int, float)):
+        return "yes"
+    return f"{key} {value:.4f} (n = {test.get('n', '?')})"

@@ -217,6 +217,15 @@ def cmd_status(args) -> int:
     from results.status import print_status
 
     storage = _storage(args)
+    if args.name is None:
+        from results.status import print_overview
+
+        if args.sync:
+            raise BadInput("hpsearch status --sync: name the search whose MLflow writes to "
+                           "deliver (hpsearch status NAME --sync)")
+
+        print_overview(storage)
+        return EXIT_OK
     meta = storage.read_meta(args.name)
     outbox = outbox_path(storage.search_dir(args.name))
     waiting = len(pending_in(outbox))
@@ -575,10 +584,13 @@ def build_parser() -> argparse.ArgumentParser:
     storage_opts(rs)
     rs.set_defaults(func=cmd_resume)
 
-    s = sub.add_parser("status", help="one row per trial of a search",
-                       description="State, stop_reason, epochs reached, sampled params and best "
-                                   "objective of every trial, from MLflow.")
-    s.add_argument("name", metavar="NAME")
+    s = sub.add_parser("status", help="the searches of a storage root, or one row per trial "
+                                      "of one search",
+                       description="Without NAME: every search under the storage root (trials "
+                                   "ended and running, best objective, the export's test score). "
+                                   "With NAME: state, stop_reason, epochs reached, sampled params "
+                                   "and best objective of every trial, from MLflow.")
+    s.add_argument("name", metavar="NAME", nargs="?")
     s.add_argument("--sync", action="store_true",
                    help="first deliver the MLflow writes a search kept because the tracking "
                         "server did not answer")

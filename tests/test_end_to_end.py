@@ -58,7 +58,8 @@ def children(meta) -> list:
                               filter_string=f"tags.`mlflow.parentRunId` = '{meta['parent_run_id']}'")
 
 
-def test_search_tracks_every_trial_and_exports_the_best(ray_session, storage, fashion_mnist_ready):
+def test_search_tracks_every_trial_and_exports_the_best(ray_session, storage, fashion_mnist_ready,
+                                                        capsys):
     spec = parse_spec(SEARCH, source="e2e")
     outcome = run_search(spec, storage=storage, echo=lambda *_: None)
     assert outcome.num_trials == 6 and outcome.num_errors == 0
@@ -106,6 +107,15 @@ def test_search_tracks_every_trial_and_exports_the_best(ray_session, storage, fa
     metrics = json.loads((bundle.path / "metrics.json").read_text())
     assert metrics["val"]["accuracy"] == pytest.approx(best.best)
     assert metrics["test"]["n"] == 80
+    # `hpsearch status` without a name: this search's row among the storage root's searches
+    from search.cli import main as cli
+
+    capsys.readouterr()
+    assert cli(["status", "--storage", str(storage.root)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith(spec.name + " "))
+    assert line.split()[1:2] == ["resnet18"] and " 6/6 " in line
+    assert f"val_accuracy {best.best:.4f}" in line
+    assert line.endswith(f"accuracy {metrics['test']['accuracy']:.4f} (n = 80)"), line
 
     # rebuild inputs and model from the bundle alone; reproduce the test accuracy
     from trainables import data as data_sources

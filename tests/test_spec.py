@@ -360,6 +360,11 @@ def test_bad_image_folder(layout, expected, tmp_path, capsys):
 def test_unknown_search_name_is_bad_input(tmp_path, capsys):
     code, err = _run_cli(["status", "nothing-here", "--storage", str(tmp_path)], capsys)
     assert code == 2 and "no search named 'nothing-here'" in err
+    code, err = _run_cli(["status", "--sync", "--storage", str(tmp_path)], capsys)
+    assert code == 2 and "name the search" in err
+    assert main(["status", "--storage", str(tmp_path / "none")]) == 0
+    assert "no searches under" in capsys.readouterr().out
+    assert not (tmp_path / "none").exists()  # looking creates nothing
 
 
 def test_console_script_help_and_bad_input(tmp_path):
