@@ -91,6 +91,11 @@ def load_trial(name: str, storage: Storage, trial_id: str | None = None):
 
         where = experiment_dir(storage, name)
     state = best_checkpoint_state(where, row.trial_id, metric, mode)
+    embedding = state["model"].get("embedding.weight")
+    if state["config"].get("embeddings") and embedding is not None:
+        # the pretrained vectors' size, from the weights: the bundle (and this export)
+        # rebuild the model without the vectors file, which the weights already hold
+        state["config"] = {**state["config"], "embed_dim": int(embedding.shape[1])}
     model = build_model(state["config"], state["data_info"])
     model.load_state_dict(state["model"])
     model.eval()

@@ -376,3 +376,34 @@ def test_the_real_glove_vectors_come_from_the_registry_whole_and_meaningful():
         return float(rows[a] @ rows[b] / np.linalg.norm(rows[a]) / np.linalg.norm(rows[b]))
 
     assert cos("good", "great") > 0.6 > cos("good", "table")
+
+
+def test_a_bundle_trained_on_a_vectors_file_predicts_without_it(ray_session, storage, tmp_path):
+    """The exported weights hold the pretrained vectors: `predict --use-weights` (and the
+    export itself) rebuild the model from the bundle alone, the vectors file gone."""
+    from results.export import export_best
+    from results.predict import predict
+    from search.engine import run_search
+
+    words = {0: "bland stale awful dull", 1: "great tasty lovely fresh"}
+    rows = ["text,label"] + [f"{words[k]} {words[k].split()[i % 4]} item {i},{k}"
+                             for i in range(40) for k in (0, 1)]
+    (tmp_path / "texts.csv").write_text("\n".join(rows) + "\n")
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("great 1 2 3 4 5\nbland 5 4 3 2 1\nfresh 0 1 0 1 0\n")
+    spec = parse_spec({
+        "name": "vectors-bundle", "trainable": "sentiment",
+        "data": {"source": f"csv:{tmp_path / 'texts.csv'}", "text": "text", "label": "label"},
+        "objective": {"metric": "val_accuracy", "mode": "max"},
+        "search": {"samples": 1, "seed": 0}, "scheduler": {"name": "fifo", "max_epochs": 1},
+        "space": {"lr": {"loguniform": [1e-3, 1e-2]}},
+        "fixed": {"embeddings": str(vectors), "hidden_size": 8, "min_freq": 1},
+    }, source="vectors-bundle.yaml")
+    outcome = run_search(spec, storage=storage, echo=lambda *_: None)
+    assert outcome.num_trials == 1 and outcome.num_errors == 0
+    vectors.unlink()  # the export, then the bundle, on a machine without the file
+    bundle = export_best(spec.name, storage=storage, report=False, register=False)
+    texts = ["great tasty fresh", "bland awful dull"]
+    with_weights = predict(bundle.path, texts, use_weights=True)
+    assert with_weights == predict(bundle.path, texts)  # model.pt2 agrees
+    assert [p["input"] for p in with_weights] == texts

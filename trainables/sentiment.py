@@ -232,8 +232,10 @@ def pretrain(model: SentimentRNN, data, config: dict, device) -> dict:
 
 
 def _embed_dim(config: dict) -> int:
-    """The size of the pretrained vectors when given (``pretrain`` loads them), else embed_dim."""
-    if config.get("embeddings"):
+    """The size of the pretrained vectors when given (``pretrain`` loads them), else
+    embed_dim. An export records the vectors' size as embed_dim beside them (a spec
+    cannot set both), so a bundle rebuilds its model without the vectors file."""
+    if config.get("embeddings") and not config.get("embed_dim"):
         return embedding_dim(config["embeddings"])
     return int(config.get("embed_dim", 100))
 
