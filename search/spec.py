@@ -257,6 +257,13 @@ class _Validator:
                             f"{info.name!r}; it reports {list(info.metrics)}")
         if objective["mode"] not in ("max", "min"):
             raise self.fail("objective.mode", f"must be max or min, got {objective['mode']!r}")
+        better = trainables.BETTER.get(objective["metric"])
+        if better is not None and objective["mode"] != better:
+            raise self.fail("objective.mode",
+                            f"{objective['metric']} is better when "
+                            f"{'higher' if better == 'max' else 'lower'}, so mode "
+                            f"{objective['mode']} would search for the worst trials; "
+                            f"use mode: {better}")
 
         search = self.block(doc, "search", SEARCH_KEYS)
         if search["algorithm"] not in ALGORITHMS:

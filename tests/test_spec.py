@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import trainables
 from search.cli import main
 from search.spec import SpecError, load_spec, parse_spec
 
@@ -173,6 +174,9 @@ BAD = [
      "names unknown parameter 'optimizer'"),
     ("metric never reported", {"objective": {"metric": "val_bleu", "mode": "max"}},
      "'val_bleu' is never reported by trainable 'resnet18'"),
+    ("objective the wrong way", {"objective": {"metric": "val_loss", "mode": "max"}},
+     "`objective.mode`: val_loss is better when lower, so mode max would search for the worst "
+     "trials; use mode: min"),
     ("unknown data source", {"data": {"source": "cifar-100"}}, "unknown data source 'cifar-100'"),
     ("samples 0", {"search": {"samples": 0}}, "`search.samples`: must be >= 1"),
     ("negative resources", {"resources": {"cpus_per_trial": -1}}, "`resources.cpus_per_trial`: must be > 0"),
@@ -400,3 +404,9 @@ def test_trials_the_scheduler_stopped_reach_tpe_as_pruned():
     searcher.on_trial_complete("diverged", {"acc": float("nan"), "trial_finished": True})
     states = [(t.state, t.value) for t in searcher._ot_study.trials]
     assert states == [(TrialState.PRUNED, 0.7), (TrialState.COMPLETE, 0.6), (TrialState.FAIL, None)]
+
+
+def test_every_metric_with_a_better_direction_is_one_a_trainable_reports():
+    reported = {m for metrics in trainables.METRICS.values() for m in metrics}
+    assert set(trainables.BETTER) <= reported
+    assert {"val_accuracy", "val_loss", "val_r2", "val_rmse"} <= set(trainables.BETTER)

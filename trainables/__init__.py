@@ -27,6 +27,12 @@ METRICS = {
     "regression": ("train_loss", "train_rmse", "val_loss", "val_rmse", "val_mae", "val_r2",
                    "val_naive_rmse", "val_skill", "epoch_seconds", "samples_per_second", "lr"),
 }
+# the direction in which a model-quality metric is better: an objective that names one
+# with the other mode would search for the worst models (a spec error, not a choice)
+BETTER = {**dict.fromkeys(("train_loss", "val_loss", "train_rmse", "val_rmse", "val_mae"), "min"),
+          **dict.fromkeys(("train_accuracy", "val_accuracy", "val_precision", "val_recall",
+                           "val_f1", "val_f1_macro", "val_top5_accuracy", "val_r2", "val_skill"),
+                          "max")}
 
 
 @dataclass(frozen=True)
