@@ -195,7 +195,7 @@ class SearchProgress(tune.Callback):
         unstarted = max(0, self.samples - self.done - len(self.running))
         left = unstarted * self.expected_left(0) + sum(
             self.expected_left(self.reached.get(t, 0)) for t in self.running)
-        return max(1, round(self.epochs + left))
+        return round(self.epochs + left)  # 0 when every trial ended without an epoch
 
     def seconds_left(self) -> float | None:
         if self.done >= self.samples:
@@ -213,8 +213,9 @@ class SearchProgress(tune.Callback):
     def line(self) -> str:
         parts = [f"{self.prefix}search {self.name!r}: {self.done}/{self.samples} trials done"
                  + (f", {len(self.running)} running" if self.running else ""),
-                 f"{self.epochs}/{self.budget} epochs "
-                 f"({min(100, round(100 * self.epochs / self.budget))}%)"]
+                 f"{self.epochs}/{self.budget} epochs"
+                 + (f" ({min(100, round(100 * self.epochs / self.budget))}%)" if self.budget
+                    else "")]
         parts.append(f"best {self.metric} "
                      + (f"{self.best:.4g}" if self.best is not None else "-"))
         left = self.seconds_left()

@@ -117,7 +117,8 @@ def test_a_failed_search_does_not_stop_the_next_and_sets_the_exit_code(ray_sessi
     assert "failed: no trial reported val_accuracy" in rows["poisoned-smoke"], table
     # the output is not a terminal: each search's progress line ends as a plain line with its
     # final counts; trials' end lines are there, epoch lines only with -v
-    assert "[1/2] search 'poisoned-smoke': 2/2 trials done | 0/2 epochs (0%) | " \
+    # (the epoch budget is live: two trials that ended without an epoch leave none)
+    assert "[1/2] search 'poisoned-smoke': 2/2 trials done | 0/0 epochs | " \
            "best val_accuracy - |" in out, out[-3000:]
     final = re.search(r"\[2/2\] search 'clean-smoke': 2/2 trials done \| 2/2 epochs \(100%\) \| "
                       r"best val_accuracy ([0-9.]+) \|", out)
