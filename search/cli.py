@@ -223,7 +223,6 @@ def cmd_status(args) -> int:
         if args.sync:
             raise BadInput("hpsearch status --sync: name the search whose MLflow writes to "
                            "deliver (hpsearch status NAME --sync)")
-
         print_overview(storage)
         return EXIT_OK
     meta = storage.read_meta(args.name)
