@@ -34,6 +34,7 @@ def families():
     from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.naive_bayes import MultinomialNB
+    from sklearn.pipeline import FeatureUnion
     from sklearn.svm import LinearSVC
 
     for n in (1, 2, 3):
@@ -54,7 +55,9 @@ def families():
     yield "logistic regression, mean GloVe", 0, [
         (f"C={c}", glove, LogisticRegression(C=c, max_iter=3000)) for c in (0.1, 1, 10, 100)]
     yield "linear SVM, tf-idf + mean GloVe", 3, [
-        (f"C={c}, w={w}", Stack(TfidfVectorizer(ngram_range=(1, 3), sublinear_tf=True), glove, w),
+        (f"C={c}, w={w}",  # the dense GloVe block beside the sparse n-grams, scaled by w
+         FeatureUnion([("ngrams", TfidfVectorizer(ngram_range=(1, 3), sublinear_tf=True)),
+                       ("glove", glove)], transformer_weights={"glove": w}),
          LinearSVC(C=c)) for c in (0.3, 1, 3) for w in (0.1, 0.3)]
 
 
@@ -77,7 +80,7 @@ class GloveMean:
                 if word in words:
                     self.table[word] = np.array(values.split(), dtype=np.float32)
 
-    def fit_transform(self, texts):
+    def fit_transform(self, texts, y=None):
         return self.transform(texts)
 
     def transform(self, texts):
@@ -91,25 +94,6 @@ class GloveMean:
             if rows:
                 out[i] = np.mean(rows, axis=0)
         return out
-
-
-class Stack:
-    """Sparse n-gram features beside dense ones, the dense block scaled by ``weight``."""
-
-    def __init__(self, sparse, dense, weight: float) -> None:
-        self.sparse, self.dense, self.weight = sparse, dense, weight
-
-    def fit_transform(self, texts):
-        from scipy.sparse import csr_matrix, hstack
-
-        return hstack([self.sparse.fit_transform(texts),
-                       csr_matrix(self.weight * self.dense.fit_transform(texts))]).tocsr()
-
-    def transform(self, texts):
-        from scipy.sparse import csr_matrix, hstack
-
-        return hstack([self.sparse.transform(texts),
-                       csr_matrix(self.weight * self.dense.transform(texts))]).tocsr()
 
 
 class NBSVM:

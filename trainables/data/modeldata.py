@@ -36,8 +36,7 @@ def _cache_dir() -> Path:
 
 
 def _dirs() -> list[Path]:
-    dirs = [Path(os.environ["HPSEARCH_DATA"]) / "modeldata"] if os.environ.get("HPSEARCH_DATA") else []
-    return dirs + [Path(PACKAGE_DIR), _cache_dir()]
+    return debian.data_dirs("modeldata", Path(PACKAGE_DIR))
 
 
 def _found() -> Path | None:

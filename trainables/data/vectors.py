@@ -41,13 +41,9 @@ NAMED = {
 REGISTRY = "https://registry.npmjs.org"
 
 
-def _dirs() -> list[Path]:
-    dirs = [Path(os.environ["HPSEARCH_DATA"]) / "vectors"] if os.environ.get("HPSEARCH_DATA") else []
-    return dirs + [debian.cache_root() / "vectors"]
-
-
 def _found(name: str) -> Path | None:
-    return next((d / f"{name}.txt" for d in _dirs() if (d / f"{name}.txt").is_file()), None)
+    return next((d / f"{name}.txt" for d in debian.data_dirs("vectors")
+                 if (d / f"{name}.txt").is_file()), None)
 
 
 def available(name: str) -> bool:
