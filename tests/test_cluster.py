@@ -64,8 +64,9 @@ def test_kuberay_file_has_a_gpu_worker_group_and_a_rayjob_running_hpsearch():
 
 def test_upload_guard_counts_what_ray_would_upload(tmp_path):
     """The guard walks the folder with Ray's rules: submit's excludes, .gitignore (of any
-    folder) and .rayignore leave files out, as Ray's package would; over Ray's limit
-    (sparse files: no disk used) submit refuses before reaching any Jobs API."""
+    folder) and .rayignore leave files out, as Ray's package would, and its count is the
+    size of the zip Ray builds; over Ray's limit (sparse files: no disk used) submit
+    refuses before reaching any Jobs API."""
     (tmp_path / "spaces").mkdir()
     (tmp_path / "spaces" / "a.yaml").write_text("x: 1\n")
     (tmp_path / ".gitignore").write_text("data/\n")
@@ -75,12 +76,19 @@ def test_upload_guard_counts_what_ray_would_upload(tmp_path):
         big.parent.mkdir(parents=True, exist_ok=True)
         with open(big, "wb") as fh:
             fh.truncate(600 * 1024**2)  # excluded or ignored: none counts
-    ignore_files = len("data/\n") + len("*.ckpt\n")  # the two ignore files themselves
-    assert jobs.upload_size(tmp_path) == 5 + ignore_files
+    (tmp_path / "empty").mkdir()  # Ray packs an empty folder as an entry of its own
+    # what Ray's own packaging writes for this folder, with submit's excludes: the guard's
+    # count is that zip's size (stored uncompressed), to the byte
+    from ray._private.runtime_env.packaging import _zip_files
+
+    _zip_files(str(tmp_path), jobs.EXCLUDES, str(tmp_path / "runs" / "pkg.zip"),
+               include_gitignore=True)  # under runs/: excluded, so not in itself
+    assert jobs.upload_size(tmp_path) == (tmp_path / "runs" / "pkg.zip").stat().st_size
+    assert jobs.upload_size(tmp_path) < 1024  # the four sparse 600 MiB files count nothing
     assert jobs.limit_bytes() == 512 * 1024**2  # Ray 2.60's gRPC message cap
     with open(tmp_path / "data.bin", "wb") as fh:
-        fh.truncate(jobs.limit_bytes() + 1)
-    with pytest.raises(jobs.JobError, match=r"would upload 512 MiB \(before compression\), over "
+        fh.truncate(jobs.limit_bytes() - 200)  # with the zip's headers: over
+    with pytest.raises(jobs.JobError, match=r"would upload 512 MiB \(Ray zips it uncompressed\), over "
                                             r"Ray's 512 MiB limit on a job's working_dir; add "
                                             r"large files to \.gitignore or \.rayignore"):
         jobs.submit(tmp_path / "spaces" / "a.yaml", address="http://127.0.0.1:1", run_args=[],
