@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,39 @@ class SearchSpec:
 # ---------------------------------------------------------------- loading
 
 
+class SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with two fixes for spec files.
+
+    Floats as YAML 1.2 reads them: PyYAML follows YAML 1.1, where ``1e-3`` (no dot)
+    and ``1.0e3`` (no exponent sign) are strings, so ``lr: {loguniform: [1e-3, 1e-1]}``
+    -- how Python, Optuna and Ray write it -- was refused as "must be a number, got
+    '1e-3'". A duplicate key is an error, not a silent "the last one wins": two
+    ``lr:`` lines under ``space`` would search one and drop the other unseen.
+    """
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                    continue
+                key = (key_node.tag, key_node.value)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key_node.value!r} (first at line "
+                                    f"{seen[key].line + 1}); keep one", key_node.start_mark)
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.2's floats that YAML 1.1 reads as strings: an exponent without a dot in the
+# mantissa, or without a sign (PyYAML's own resolver still takes the rest)
+SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
 def load_spec(path: str | Path, overrides: dict | None = None, *, smoke: bool = False) -> SearchSpec:
     """Read, override and validate a spec file. Raises SpecError."""
     path = Path(path)
@@ -122,7 +156,7 @@ def load_spec(path: str | Path, overrides: dict | None = None, *, smoke: bool = 
         raise SpecError(f"{path}: is {what}, not a spec file; give a YAML file such as "
                         "spaces/resnet18.yaml")
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=SpecLoader)  # noqa: S506 (safe)
     except OSError as e:
         raise SpecError(f"{path}: cannot read the spec file ({e.strerror}); give a readable "
                         "YAML file") from None
@@ -133,6 +167,8 @@ def load_spec(path: str | Path, overrides: dict | None = None, *, smoke: bool = 
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        if problem.startswith("duplicate key"):  # SpecLoader's: the fix is in the message
+            raise SpecError(f"{path}:{where}: {problem}") from None
         raise SpecError(f"{path}:{where}: YAML syntax error: {problem}; fix the YAML") from None
     return parse_spec(doc, source=str(path), overrides=overrides, smoke=smoke)
 

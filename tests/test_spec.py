@@ -326,6 +326,23 @@ def test_yaml_syntax_error_names_line(tmp_path, capsys):
     assert "line " in err
 
 
+def test_spec_yaml_reads_exponents_as_numbers_and_refuses_duplicate_keys(tmp_path, capsys):
+    """``1e-3`` is a float, as in YAML 1.2 and Python (PyYAML's YAML 1.1 reads it, and
+    ``1.0e3``, as a string, and the spec was refused: "must be a number, got '1e-3'");
+    a key written twice is one line, exit 2, with both lines (PyYAML keeps the last)."""
+    head = ("name: t\ntrainable: resnet18\ndata: {source: digits}\n"
+            "objective: {metric: val_accuracy, mode: max}\nspace:\n")
+    spec = load_spec(_write(tmp_path, head + "  lr: {loguniform: [1e-4, 1.0e-1]}\n"
+                                             "  weight_decay: {loguniform: [1E-6, 1e-3]}\n"))
+    assert {p.name: p.args for p in spec.space} == {"lr": (1e-4, 0.1),
+                                                    "weight_decay": (1e-6, 1e-3)}
+    twice = head + "  lr: {loguniform: [1e-4, 1e-1]}\n  lr: {loguniform: [1e-3, 1e-2]}\n"
+    code, err = _run_cli(["run", str(_write(tmp_path, twice)), "--storage",
+                          str(tmp_path / "runs")], capsys)
+    _assert_rejected(code, err, "spec.yaml: line 7 column 3: duplicate key 'lr' (first at "
+                                "line 6); keep one", tmp_path / "runs")
+
+
 def test_flag_errors_name_the_flag(tmp_path, capsys):
     path = _write(tmp_path, GOOD)
     code, err = _run_cli(["run", str(path), "--samples", "0", "--storage", str(tmp_path / "r")],
