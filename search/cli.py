@@ -65,6 +65,8 @@ def cmd_run(args) -> int:
         from search.space import sample_configs
 
         for spec in specs:
+            if str(spec.data.get("source")).startswith("csv:"):
+                _check_table(spec)  # local and cheap, unlike the data sets run would fetch
             for cfg in sample_configs(spec, 3, seed=spec.seed):
                 print({k: v for k, v in cfg.items() if k in {p.name for p in spec.space}})
             print(f"spec {spec.source} is valid; storage root {storage.root}")
@@ -418,7 +420,33 @@ def _check_data(spec) -> None:
             module.fetch()
         except DataNotFound as e:
             raise BadInput(f"{spec.source}: `data.source`: {e}") from None
+    if str(source).startswith("csv:"):
+        _check_table(spec)
     _check_vectors(spec)
+
+
+def _check_table(spec) -> None:
+    """A user's CSV is read once here, by the loader the trials use, so a table they
+    could not train on (a target holding text, too few rows or a label with one row,
+    windows longer than the training part) is one line before anything starts, not an
+    error in every trial."""
+    import trainables
+    from trainables import data as data_sources
+
+    try:
+        loaded = data_sources.load(spec.data)
+    except (ValueError, KeyError, OSError) as e:
+        raise BadInput(f"{spec.source}: `data`: {e}") from None
+    if "seq_length" in trainables.get(spec.trainable).params:
+        from trainables.data.series import windows
+
+        longest = max(int(v) for v in spec.values("seq_length"))
+        try:
+            windows(loaded, longest)
+        except ValueError as e:
+            where = "space.seq_length" if any(p.name == "seq_length" for p in spec.space) \
+                else "fixed.seq_length"
+            raise BadInput(f"{spec.source}: `{where}`: {e}") from None
 
 
 def _check_vectors(spec) -> None:

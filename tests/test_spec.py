@@ -343,6 +343,53 @@ def test_spec_yaml_reads_exponents_as_numbers_and_refuses_duplicate_keys(tmp_pat
                                 "line 6); keep one", tmp_path / "runs")
 
 
+_DAYS = [f"2020-01-{d:02d}" for d in range(1, 32)] + [f"2020-02-{d:02d}" for d in range(1, 30)]
+BAD_TABLES = [  # (case, csv text, data keys, what the one line says)
+    ("target-text", "date,temp\n" + "".join(f"{d},{'warm' if i == 7 else i}\n"
+                                            for i, d in enumerate(_DAYS)),
+     {"target": "temp", "time_column": "date"}, "`target` 'temp' of csv:"),
+    ("no-rows", "date,temp\n", {"target": "temp", "time_column": "date"},
+     "has 0 rows (0 train, 0 validation, 0 test after `fill: interpolate`); a series needs "
+     "at least 9 training rows"),
+    ("not-dates", "date,temp\nsoon,1\nlater,2\n", {"target": "temp", "time_column": "date"},
+     "`time_column` 'date' of csv:"),
+    ("windows-too-long", "date,temp\n" + "".join(f"{d},{i}\n" for i, d in enumerate(_DAYS[:40])),
+     {"target": "temp", "time_column": "date"},
+     "`space.seq_length`: seq_length 30 leaves fewer than 8 training windows (28 training rows)"),
+    ("one-label", "text,label\n" + "good food,1\n" * 20, {"text": "text", "label": "label"},
+     "holds 1 label(s) ['1']; a classifier needs at least two"),
+    ("rare-label", "text,label\n" + "good food,1\n" * 20 + "bad,0\nworse,0\n",
+     {"text": "text", "label": "label"},
+     "label '0' of ", ),
+]
+
+
+@pytest.mark.parametrize("case,table,keys,expected", BAD_TABLES, ids=[b[0] for b in BAD_TABLES])
+def test_a_csv_no_trial_could_train_on_is_bad_input(case, table, keys, expected, tmp_path,
+                                                     capsys):
+    """A user's table is read before anything starts by the loader the trials use: one
+    line, exit 2, nothing written, in `run` and in `run --dry-run` alike (each case once
+    failed every trial with a bare ValueError instead)."""
+    (tmp_path / "t.csv").write_text(table)
+    text = "label" in keys
+    doc = {"name": "t", "trainable": "sentiment_lstm" if text else "forecaster",
+           "data": {"source": f"csv:{tmp_path / 't.csv'}", **keys},
+           "objective": {"metric": "val_accuracy" if text else "val_r2", "mode": "max"},
+           "space": ({"lr": {"loguniform": [1e-3, 1e-2]}} if text
+                     else {"seq_length": {"choice": [7, 30]}})}
+    path = _write(tmp_path, doc)
+    for extra in ([], ["--dry-run"]):
+        code, err = _run_cli(["run", str(path), *extra, "--storage", str(tmp_path / "runs")],
+                             capsys)
+        _assert_rejected(code, err, f"{path}: `", tmp_path / "runs")
+        assert expected in err, err
+    if case == "windows-too-long":  # the same table with windows it can cut is valid
+        doc["space"]["seq_length"]["choice"] = [7, 14]
+        code, err = _run_cli(["run", str(_write(tmp_path, doc)), "--dry-run", "--storage",
+                              str(tmp_path / "runs")], capsys)
+        assert code == 0, err
+
+
 def test_flag_errors_name_the_flag(tmp_path, capsys):
     path = _write(tmp_path, GOOD)
     code, err = _run_cli(["run", str(path), "--samples", "0", "--storage", str(tmp_path / "r")],

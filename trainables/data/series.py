@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,8 +75,19 @@ def _load_cached(key: str) -> Series:
     check_columns({**cfg, "source": source}, list(df.columns))
     target, time_col = cfg["target"], cfg.get("time_column")
     if time_col:
-        df[time_col] = pd.to_datetime(df[time_col])
+        try:
+            with warnings.catch_warnings():  # "could not infer format": dates of mixed forms
+                warnings.simplefilter("ignore", UserWarning)
+                df[time_col] = pd.to_datetime(df[time_col])
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"`time_column` {time_col!r} of {source} does not hold dates: "
+                             f"{str(e).splitlines()[0]}") from None
         df = df.sort_values(time_col).reset_index(drop=True)
+    target_values = pd.to_numeric(df[target], errors="coerce")
+    text = df[target][target_values.isna() & df[target].notna()]
+    if len(text) or pd.api.types.is_bool_dtype(df[target]):
+        raise ValueError(f"`target` {target!r} of {source} must hold numbers, but holds "
+                         f"{text.iloc[0] if len(text) else df[target].iloc[0]!r}")
     features = cfg.get("features") or [c for c in df.columns if c not in (target, time_col)]
     frame = df[[target] + [c for c in features if c != target]].copy()
 
@@ -103,6 +115,11 @@ def _load_cached(key: str) -> Series:
     n = len(values)
     vf, tf = cfg.get("val_fraction", 0.15), cfg.get("test_fraction", 0.15)
     a, b = int(round(n * (1 - vf - tf))), int(round(n * (1 - tf)))
+    h = int(cfg.get("horizon", 1))
+    if a < 9 or b - a < h or n - b < h:  # 8 training windows at seq_length 1; a window each
+        raise ValueError(f"{source} has {n} rows ({a} train, {b - a} validation, {n - b} test "
+                         f"after `fill: {fill}`); a series needs at least 9 training rows and "
+                         f"{h} (the horizon) in each of validation and test")
     train = values[:a]
     if cfg.get("scaler", "standard") == "minmax":
         offset, scale = train.min(0), train.max(0) - train.min(0)

@@ -76,6 +76,13 @@ def _csv(path: Path, text_col: str, label_col: str):
                              "(set data.text and data.label)")
     df = df.dropna(subset=[text_col, label_col])
     classes = sorted(str(c) for c in df[label_col].unique())
+    if len(classes) < 2:
+        raise ValueError(f"column {label_col!r} of {path} holds {len(classes)} label(s) "
+                         f"{classes}; a classifier needs at least two")
+    counts = df[label_col].astype(str).value_counts()
+    if counts.min() < 3:  # one example each in train, validation and test
+        raise ValueError(f"label {counts.idxmin()!r} of {path} has {counts.min()} row(s); the "
+                         "train/validation/test split needs at least 3 of every label")
     labels = np.asarray([classes.index(str(c)) for c in df[label_col]], dtype=np.int64)
     return [str(t) for t in df[text_col]], labels, classes
 
