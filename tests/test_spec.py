@@ -390,6 +390,18 @@ def test_a_csv_no_trial_could_train_on_is_bad_input(case, table, keys, expected,
         assert code == 0, err
 
 
+def test_aclimdb_folder_without_the_stanford_layout_is_bad_input(tmp_path, capsys):
+    (tmp_path / "imdb" / "train" / "pos").mkdir(parents=True)
+    doc = {"name": "t", "trainable": "sentiment_lstm",
+           "data": {"source": f"aclimdb:{tmp_path / 'imdb'}"},
+           "objective": {"metric": "val_accuracy", "mode": "max"},
+           "space": {"lr": {"loguniform": [1e-3, 1e-2]}}}
+    code, err = _run_cli(["run", str(_write(tmp_path, doc)), "--storage", str(tmp_path / "runs")],
+                         capsys)
+    _assert_rejected(code, err, "lacks train/neg/, test/neg/, test/pos/; expected the Stanford "
+                                "layout", tmp_path / "runs")
+
+
 def test_flag_errors_name_the_flag(tmp_path, capsys):
     path = _write(tmp_path, GOOD)
     code, err = _run_cli(["run", str(path), "--samples", "0", "--storage", str(tmp_path / "r")],

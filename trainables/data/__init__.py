@@ -65,6 +65,12 @@ def check(data_cfg: dict) -> None:
         if not (path.is_file() if source.startswith("csv:") else path.is_dir()):
             what = "file" if source.startswith("csv:") else "folder"
             raise ValueError(f"{what} {str(path)!r} does not exist (source {source!r})")
+        if source.startswith("aclimdb:"):
+            missing = [f"{part}/{c}/" for part in ("train", "test") for c in ("neg", "pos")
+                       if not (path / part / c).is_dir()]
+            if missing:
+                raise ValueError(f"aclimdb folder {str(path)!r} lacks {', '.join(missing)}; "
+                                 "expected the Stanford layout <dir>/{train,test}/{pos,neg}/*.txt")
     if source.startswith("csv:") and k == "series" and "target" not in data_cfg:
         raise ValueError("a csv: source needs `target` (time series) or `text` and `label` "
                          "(text classification)")
