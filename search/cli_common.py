@@ -1,0 +1,35 @@
+"""What the ``hpsearch`` command modules share: exit codes, the one-line user
+error, and the argument types. A module of its own, so that ``search/cli.py``
+and ``search/cli_cluster.py`` raise the same ``BadInput`` also when the command
+line runs as ``python -m search.cli`` (as a Ray Job's entrypoint does), where
+``search.cli`` imported again would be a second module with a second class."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_OK, EXIT_RUNTIME, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class BadInput(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+def runtime_error(message: str) -> int:
+    print(f"hpsearch: error: {message}", file=sys.stderr)
+    return EXIT_RUNTIME
+
+
+def positive_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
