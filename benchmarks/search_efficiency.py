@@ -21,8 +21,12 @@ budget and task), so ``--rerun tpe+asha`` re-measures one strategy after a
 product change and reuses the others' curves.
 ``--noise N`` trains two hand-set configurations with N seeds each: how far the
 seed alone moves a result, against the target's 0.5-point window.
+``--extend-random EPOCHS`` measures random search's epochs to the target where its
+budget-long search never got there (same seed, searched on, stopped at the target),
+instead of counting the budget, which only bounds the ratio from above.
 Run: python benchmarks/search_efficiency.py [--seeds 5] [--budget 540] [--rerun S ...]
-     [--variant NAME ...] [--only S ...] [--from-seed N] [--noise N]
+     [--variant NAME ...] [--lever-seeds N] [--only S ...] [--from-seed N] [--noise N]
+     [--robust] [--robust-seeds N] [--extend-random EPOCHS]
 (``--only`` with names shares the work between processes; with none it measures
 nothing and writes the report from the stored curves.)
 """
@@ -89,20 +93,23 @@ VARIANTS = {
 
 
 class EpochBudget(tune.Stopper):
-    """Stop the whole search once its trials have trained `budget` epochs in all."""
+    """Stop the whole search once its trials have trained `budget` epochs in all, or
+    (with `target`) once a trial's validation accuracy has reached `target`."""
 
-    def __init__(self, budget: int) -> None:
-        self.budget, self.used = budget, 0
+    def __init__(self, budget: int, target: float = math.inf) -> None:
+        self.budget, self.used, self.target, self.reached = budget, 0, target, False
 
     def __call__(self, trial_id, result) -> bool:
         self.used += 1
+        self.reached |= result.get("val_accuracy", -math.inf) >= self.target
         return False
 
     def stop_all(self) -> bool:
-        return self.used >= self.budget
+        return self.used >= self.budget or self.reached
 
 
-def run(strategy: str, seed: int, budget: int, root: Path, variant: str | None = None):
+def run(strategy: str, seed: int, budget: int, root: Path, variant: str | None = None,
+        target: float = math.inf):
     """(cumulative epochs, best val_accuracy so far) after every reported epoch, each
     trial's last val_accuracy, and the incumbents: (epoch, its val_accuracy, the
     configuration) whenever the best so far changed hands."""
@@ -143,7 +150,7 @@ def run(strategy: str, seed: int, budget: int, root: Path, variant: str | None =
     spec = parse_spec(doc, source="benchmark")
     run_search(spec, storage=Storage(root), echo=lambda *_: None,
                tracker_class=recording_tracker(record),
-               stopper=EpochBudget(budget))
+               stopper=EpochBudget(budget, target))
     return curve, list(last.values()), incumbents
 
 
@@ -199,7 +206,7 @@ def robust(args, stored: dict, task_id: str) -> str:
     import ray
 
     needed: dict[str, list[float]] = {s: [] for s in ROBUST}
-    for seed in range(args.seeds):
+    for seed in range(args.robust_seeds):
         runs = {}
         for s in ROBUST:
             key = f"robust/{s}/seed{seed}/budget{args.budget}/task{task_id}"
@@ -240,7 +247,7 @@ def robust(args, stored: dict, task_id: str) -> str:
 
     rows = "\n".join(
         f"| {s} | {spread(capped[s], '{:.0f}')} | "
-        f"{sum(math.isfinite(n) for n in needed[s])}/{args.seeds} |" for s in ROBUST)
+        f"{sum(math.isfinite(n) for n in needed[s])}/{args.robust_seeds} |" for s in ROBUST)
     return ("\nNoise-robust measure (`--robust`): new searches of both strategies, same seeds; "
             "each incumbent (the configuration the search would export at that moment) is "
             f"retrained with {ROBUST_SEEDS} fresh seeds and judged by its mean best validation "
@@ -281,6 +288,33 @@ def noise_paragraph(stored: dict, task_id: str) -> str:
             "seed re-check (`search.recheck`) is the product's answer to that noise when a "
             "model is chosen; for this benchmark a noise-robust measure (each incumbent "
             "configuration retrained with fresh seeds) would be the fair one.")
+
+
+def extended_random(args, stored: dict, task_id: str, seed: int, target: float,
+                    stored_curve: list) -> float:
+    """Random search's epochs to ``target`` where its budget-long search never got there:
+    the same seed searched again, for up to ``--extend-random`` epochs, stopped once a
+    trial reaches the target. The random sampler draws the same configurations in the
+    same order, so the first ``--budget`` epochs repeat the stored search; the best of
+    both there is printed as the check."""
+    import ray
+
+    key = f"random-extended/seed{seed}/budget{args.extend_random}/target{target:.4f}/task{task_id}"
+    if key not in stored:
+        if not ray.is_initialized():
+            ray.init(num_cpus=CONCURRENCY, include_dashboard=False, log_to_driver=False)
+        t0 = time.time()
+        with tempfile.TemporaryDirectory() as tmp:
+            curve, last, _ = run("random", seed, args.extend_random, Path(tmp), target=target)
+        stored[key] = {"curve": curve, "last": last, "seconds": time.time() - t0}
+        save(key, stored[key])
+    curve = stored[key]["curve"]
+    repeat = max((b for e, b in curve if e <= len(stored_curve)), default=0.0)
+    print(f"seed {seed}: random, extended to {args.extend_random} epochs: "
+          f"{epochs_to_reach(curve, target)} epochs to reach {target:.4f} (its best over the "
+          f"first {len(stored_curve)}: {repeat:.4f}; the stored search's: "
+          f"{stored_curve[-1][1]:.4f})", flush=True)
+    return epochs_to_reach(curve, target)
 
 
 def epochs_to_reach(curve, target: float) -> float:
@@ -325,11 +359,23 @@ def main() -> None:
     ap.add_argument("--noise", type=int, default=0, metavar="SEEDS",
                     help="also train each NOISE_CONFIGS configuration with this many seeds "
                          "(what is not stored yet): how much the seed alone moves the result")
+    ap.add_argument("--lever-seeds", type=int, default=None, metavar="N",
+                    help="measure the --variant levers on the first N seeds only (default: "
+                         "all --seeds)")
+    ap.add_argument("--robust-seeds", type=int, default=None, metavar="N",
+                    help="the --robust measure on the first N seeds only (default: all --seeds)")
+    ap.add_argument("--extend-random", type=int, default=0, metavar="EPOCHS",
+                    help="where random search never reached a seed's target within the "
+                         "budget, search again with the same seed for up to EPOCHS epochs, "
+                         "stopping at the target, to measure its epochs instead of counting "
+                         "the budget (what is not stored yet)")
     ap.add_argument("--robust", action="store_true",
                     help="also the noise-robust measure: new tpe+asha and random searches whose "
                          "incumbents are retrained with fresh seeds (what is not stored yet)")
     args = ap.parse_args()
     runs = [*STRATEGIES, *(f"tpe+asha@{v}" for v in args.variant)]
+    args.lever_seeds = min(args.seeds, args.lever_seeds or args.seeds)
+    args.robust_seeds = min(args.seeds, args.robust_seeds or args.seeds)
     stored = json.loads(CURVES.read_text()) if CURVES.exists() else {}
     task_id = hashlib.sha256(json.dumps([DATA, FIXED, SPACE, MAX_EPOCHS, CONCURRENCY],
                                         sort_keys=True).encode()).hexdigest()[:12]
@@ -347,9 +393,10 @@ def main() -> None:
     seconds = {s: [] for s in runs}
     finals: list[float] = []  # every random trial's final accuracy: how wide the space is
     missing: list[str] = []  # with --only: searches another process has not stored yet
+    within: list[float] = []  # random's epochs to the target within the budget alone
     for seed in range(args.from_seed, args.seeds):
         curves = {}
-        for s in runs:
+        for s in runs if seed < args.lever_seeds else STRATEGIES:
             key = f"{s}/seed{seed}/budget{args.budget}/task{task_id}"
             if args.only is not None and (s not in args.only or key in stored):
                 if key not in stored:
@@ -378,21 +425,28 @@ def main() -> None:
             continue
         # the target comes from the three strategies only: a lever is judged on the same one
         target = max(curves[s][-1][1] for s in STRATEGIES) - 0.005
-        for s in runs:
+        for s in curves:
             best[s].append(curves[s][-1][1])
             early[s].append(max((b for e, b in curves[s] if e <= args.budget // 4), default=0.0))
             needed[s].append(epochs_to_reach(curves[s], target))
             print(f"seed {seed}: {s}: {needed[s][-1]} epochs to reach {target:.4f}", flush=True)
+        within.append(needed["random"][-1])
+        if args.extend_random > args.budget and math.isinf(needed["random"][-1]):
+            needed["random"][-1] = extended_random(args, stored, task_id, seed, target,
+                                                   curves["random"])
     ray.shutdown()
     if missing:
         print(f"{len(missing)} searches not stored yet ({missing[0]}, ...): no report written")
         return
-    # a search that never reached the target counts its whole budget
-    capped = {s: [min(n, args.budget) for n in needed[s]] for s in runs}
+    # a search that never reached the target counts its whole budget (random's extended
+    # one where --extend-random measured it)
+    caps = {s: max(args.budget, args.extend_random if s == "random" else 0) for s in runs}
+    capped = {s: [min(n, caps[s]) for n in needed[s]] for s in runs}
 
-    def ratios(s: str) -> tuple[list[float], float]:
-        return ([a / r for a, r in zip(capped[s], capped["random"])],
-                sum(capped[s]) / sum(capped["random"]))
+    def ratios(s: str, seeds: int | None = None) -> tuple[list[float], float]:
+        """Per seed and summed, over the first ``seeds`` seeds (default: all of s's)."""
+        a, r = capped[s][:seeds], capped["random"][:len(capped[s][:seeds])]
+        return [x / y for x, y in zip(a, r)], sum(a) / sum(r)
 
     body = ["| strategy | trials per search | best val accuracy | best after a quarter of the "
             "budget | epochs to within 0.5 pt of the seed's best | reached (seeds) | "
@@ -401,22 +455,35 @@ def main() -> None:
         reached = [n for n in needed[s] if math.isfinite(n)]
         cell = spread(reached, "{:.0f}") if reached else "never"
         body.append(f"| {s} | {spread(trials[s], '{:.0f}')} | {spread(best[s], '{:.4f}')} | "
-                    f"{spread(early[s], '{:.4f}')} | {cell} | {len(reached)}/{args.seeds} | "
+                    f"{spread(early[s], '{:.4f}')} | {cell} | {len(reached)}/{len(needed[s])} | "
                     f"{spread([t / 60 for t in seconds[s]], '{:.1f}')} |")
+    if args.extend_random > args.budget:
+        body.append(
+            f"\nRandom search's epochs to the target: where its {args.budget}-epoch search never "
+            f"got there ({sum(math.isinf(n) for n in within)} of {len(within)} seeds), the same "
+            f"seed searched again for up to {args.extend_random} epochs, stopped at the target "
+            "(`--extend-random`; the random sampler draws the same configurations in the same "
+            "order, so its first epochs repeat the stored search), so that its epochs are "
+            f"measured instead of counted as the budget. Per seed: "
+            + ", ".join(f"{n:.0f}" if math.isfinite(n) else f"never in {args.extend_random}"
+                        for n in needed["random"])
+            + f"; within {args.budget} epochs it got there in "
+            f"{sum(math.isfinite(n) for n in within)} of {len(within)}.")
     for s in ("tpe+asha", "tpe"):
         per_seed, summed = ratios(s)
         body.append(f"\n{s} epochs / random epochs, per seed: {spread(per_seed, '{:.2f}')}; "
                     f"over all seeds (sum / sum): {summed:.2f}.")
     if args.variant:
-        body.append("\nLevers: tpe+asha with one setting changed, same seeds, same per-seed "
+        body.append(f"\nLevers (the first {args.lever_seeds} seeds): tpe+asha with one setting "
+                    "changed, same seeds, same per-seed "
                     "target (the best of the three strategies above, minus 0.5 pt):\n\n"
                     "| variant | change | epochs / random's, per seed | sum / sum | "
                     "best val accuracy |\n|---|---|---|---|---|")
         for s in ("tpe+asha", *runs[len(STRATEGIES):]):
-            per_seed, summed = ratios(s)
+            per_seed, summed = ratios(s, args.lever_seeds)
             change = json.dumps(VARIANTS.get(s.partition("@")[2], "as above"))
             body.append(f"| {s} | {change} | {spread(per_seed, '{:.2f}')} | {summed:.2f} | "
-                        f"{spread(best[s], '{:.4f}')} |")
+                        f"{spread(best[s][:args.lever_seeds], '{:.4f}')} |")
     finals.sort()
     sizes = f"{DATA['per_class'] * 10:,} Fashion-MNIST images at {DATA['image_size']} px"
     body.append(
@@ -429,7 +496,9 @@ def main() -> None:
         + f". The random trials' final accuracies (n={len(finals)}): median "
         f"{statistics.median(finals):.3f}, lowest quarter below "
         f"{finals[len(finals) // 4]:.3f}, top tenth above {finals[-max(1, len(finals) // 10)]:.3f}. "
-        "A seed whose search never reached the target counts its whole budget. "
+        "A seed whose search never reached the target counts its whole budget"
+        + (f" (random: its {args.extend_random} extended epochs)" if args.extend_random > args.budget
+           else "") + ". "
         "Target: TPE+ASHA <= 25% of random search's epochs (median over seeds).")
     body.append(noise_paragraph(stored, task_id))
     if args.robust:
