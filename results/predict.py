@@ -3,8 +3,8 @@
 The portable ``model.pt2`` (a ``torch.export`` program) runs without this
 project's model code; preprocessing is rebuilt from ``config.json``:
 
-- image classifiers: INPUTs are image files (size, channels, pixel scale,
-  training-split mean/std, class names);
+- image classifiers: INPUTs are image files, or folders of them (size, channels,
+  pixel scale, training-split mean/std, class names);
 - text classifiers: each INPUT is a text, or a ``.txt`` file with one text per
   line (tokenizer + vocabulary + length, or the n-gram vocabulary + idf);
 - forecasters: one INPUT, a CSV with the source's columns; its last
@@ -33,6 +33,29 @@ def load_bundle_config(bundle: Path) -> dict:
         raise PredictError(f"{bundle} is not an export bundle (no config.json); "
                            "give the folder `hpsearch export` printed")
     return json.loads(path.read_text())
+
+
+BATCH = 256  # images per forward pass
+
+
+def image_files(inputs: list) -> list[Path]:
+    """The INPUTs as image files: a folder stands for the images under it (any depth,
+    in name order), as a class-per-folder data set is laid out."""
+    from trainables.data import IMAGE_SUFFIXES
+
+    out: list[Path] = []
+    for i in inputs:
+        p = Path(str(i))
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES
+                           and f.is_file())
+            if not found:
+                raise PredictError(f"folder {p} holds no images "
+                                   f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+            out += found
+        else:
+            out.append(p)
+    return out
 
 
 def preprocess_images(paths: list[Path], config: dict) -> torch.Tensor:
@@ -152,10 +175,12 @@ def predict(bundle: Path, inputs: list, *, use_weights: bool = False) -> list[di
                  "forecast": v} for h, v in enumerate(values)]
     if info.get("kind") == "text":
         inputs = read_texts(inputs)
-        x = preprocess_texts(inputs, info)
-    else:
-        x = preprocess_images([Path(str(i)) for i in inputs], config)
-    probs = torch.softmax(model(x).float(), dim=1)
+        probs = torch.softmax(model(preprocess_texts(inputs, info)).float(), dim=1)
+    else:  # a folder of images is read in batches: a few thousand need not fit at once
+        inputs = image_files(inputs)
+        probs = torch.cat([
+            torch.softmax(model(preprocess_images(inputs[i:i + BATCH], config)).float(), dim=1)
+            for i in range(0, len(inputs), BATCH)])
     classes = config["data"]["classes"]
     out = []
     for path, p in zip(inputs, probs):

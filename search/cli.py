@@ -660,7 +660,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "steps ahead, forecast.")
     pr.add_argument("bundle", metavar="BUNDLE", help="folder written by `hpsearch export`")
     pr.add_argument("inputs", metavar="INPUT", nargs="+",
-                    help="image files; texts or .txt files (one text per line); or one CSV "
+                    help="image files or folders of them; texts or .txt files (one text per "
+                         "line); or one CSV "
                          "with the series' columns (its last seq_length rows are read)")
     pr.add_argument("--use-weights", action="store_true",
                     help="use weights.pt and the project's model code instead of model.pt2")

@@ -59,7 +59,7 @@ def children(meta) -> list:
 
 
 def test_search_tracks_every_trial_and_exports_the_best(ray_session, storage, fashion_mnist_ready,
-                                                        capsys):
+                                                        capsys, monkeypatch):
     spec = parse_spec(SEARCH, source="e2e")
     outcome = run_search(spec, storage=storage, echo=lambda *_: None)
     assert outcome.num_trials == 6 and outcome.num_errors == 0
@@ -171,11 +171,17 @@ def test_search_tracks_every_trial_and_exports_the_best(ray_session, storage, fa
 
     mean, std = config["data"]["mean"][0], config["data"]["std"][0]
     images = []
+    (storage.root / "images").mkdir()
     for i in range(6):
         pixels = ((x_test[i, 0].numpy() * std + mean) * 255).round().clip(0, 255).astype(np.uint8)
-        images.append(storage.root / f"img{i}.png")
+        images.append(storage.root / "images" / f"img{i}.png")
         Image.fromarray(pixels).save(images[-1])
     portable = predict(bundle.path, images)
+    # a folder stands for its images, in name order (and in batches of predict.BATCH)
+    import results.predict
+
+    monkeypatch.setattr(results.predict, "BATCH", 4)
+    assert predict(bundle.path, [storage.root / "images"]) == portable
     reference = predict(bundle.path, images, use_weights=True)
     assert [r["class"] for r in portable] == [r["class"] for r in reference]
     assert [r["probability"] for r in portable] == pytest.approx([r["probability"] for r in reference], abs=1e-5)
