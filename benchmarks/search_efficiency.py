@@ -327,11 +327,15 @@ STRATEGIES = ("tpe+asha", "tpe", "random")
 def save(key: str, entry: dict) -> None:
     """Add one search's curve to the file, re-read first: two runs of this script (one
     measuring a lever, one the strategies) may share it."""
-    stored = json.loads(CURVES.read_text()) if CURVES.exists() else {}
-    stored[key] = entry
-    tmp = CURVES.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(stored, separators=(",", ":")))
-    tmp.replace(CURVES)
+    import fcntl
+
+    with open(CURVES.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # read, add, replace: one process at a time
+        stored = json.loads(CURVES.read_text()) if CURVES.exists() else {}
+        stored[key] = entry
+        tmp = CURVES.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(stored, separators=(",", ":")))
+        tmp.replace(CURVES)
 
 
 def main() -> None:
