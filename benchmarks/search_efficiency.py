@@ -154,6 +154,25 @@ def run(strategy: str, seed: int, budget: int, root: Path, variant: str | None =
     return curve, list(last.values()), incumbents
 
 
+def search(stored: dict, key: str, strategy: str, seed: int, budget: int,
+           variant: str | None = None, target: float = math.inf, again: bool = False) -> dict:
+    """The search stored under ``key``: run (``run``) and stored first when it is not
+    there yet, or ``again``. Its curve, each trial's last accuracy, the incumbents and
+    its wall time."""
+    import ray
+
+    if again or key not in stored:
+        if not ray.is_initialized():
+            ray.init(num_cpus=CONCURRENCY, include_dashboard=False, log_to_driver=False)
+        t0 = time.time()
+        with tempfile.TemporaryDirectory() as tmp:
+            curve, last, incumbents = run(strategy, seed, budget, Path(tmp), variant, target)
+        stored[key] = {"curve": curve, "last": last, "incumbents": incumbents,
+                       "seconds": time.time() - t0}
+        save(key, stored[key])
+    return stored[key]
+
+
 def full_training(config: dict, seed: int, accuracies: list[float]) -> None:
     """One full-length training of ``config`` (the TASK's data and fixed settings) with
     ``seed``, in this process, appending each epoch's validation accuracy to
@@ -210,16 +229,7 @@ def robust(args, stored: dict, task_id: str) -> str:
         runs = {}
         for s in ROBUST:
             key = f"robust/{s}/seed{seed}/budget{args.budget}/task{task_id}"
-            if key not in stored:
-                if not ray.is_initialized():
-                    ray.init(num_cpus=CONCURRENCY, include_dashboard=False, log_to_driver=False)
-                t0 = time.time()
-                with tempfile.TemporaryDirectory() as tmp:
-                    curve, last, incumbents = run(s, seed, args.budget, Path(tmp))
-                stored[key] = {"curve": curve, "last": last, "incumbents": incumbents,
-                               "seconds": time.time() - t0}
-                save(key, stored[key])
-            runs[s] = stored[key]
+            runs[s] = search(stored, key, s, seed, args.budget)
             print(f"robust seed {seed}: {s}: {len(runs[s]['incumbents'])} incumbents", flush=True)
         worth: dict[str, list[tuple[int, float]]] = {}
         for s, entry in runs.items():
@@ -297,18 +307,8 @@ def extended_random(args, stored: dict, task_id: str, seed: int, target: float,
     trial reaches the target. The random sampler draws the same configurations in the
     same order, so the first ``--budget`` epochs repeat the stored search; the best of
     both there is printed as the check."""
-    import ray
-
     key = f"random-extended/seed{seed}/budget{args.extend_random}/target{target:.4f}/task{task_id}"
-    if key not in stored:
-        if not ray.is_initialized():
-            ray.init(num_cpus=CONCURRENCY, include_dashboard=False, log_to_driver=False)
-        t0 = time.time()
-        with tempfile.TemporaryDirectory() as tmp:
-            curve, last, _ = run("random", seed, args.extend_random, Path(tmp), target=target)
-        stored[key] = {"curve": curve, "last": last, "seconds": time.time() - t0}
-        save(key, stored[key])
-    curve = stored[key]["curve"]
+    curve = search(stored, key, "random", seed, args.extend_random, target=target)["curve"]
     repeat = max((b for e, b in curve if e <= len(stored_curve)), default=0.0)
     print(f"seed {seed}: random, extended to {args.extend_random} epochs: "
           f"{epochs_to_reach(curve, target)} epochs to reach {target:.4f} (its best over the "
@@ -410,14 +410,9 @@ def main() -> None:
             elif args.rerun is not None and s not in args.rerun and key in stored:
                 entry = stored[key]
             else:
-                if not ray.is_initialized():
-                    ray.init(num_cpus=CONCURRENCY, include_dashboard=False, log_to_driver=False)
                 strategy, _, variant = s.partition("@")
-                t0 = time.time()
-                with tempfile.TemporaryDirectory() as tmp:
-                    curve, last, _ = run(strategy, seed, args.budget, Path(tmp), variant or None)
-                entry = stored[key] = {"curve": curve, "last": last, "seconds": time.time() - t0}
-                save(key, entry)
+                entry = search(stored, key, strategy, seed, args.budget, variant or None,
+                               again=True)
             curves[s] = entry["curve"]
             trials[s].append(len(entry["last"]))
             seconds[s].append(entry.get("seconds", math.nan))
