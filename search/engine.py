@@ -8,6 +8,7 @@ parent run and any child run still RUNNING.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -74,13 +75,22 @@ def init_ray(address: str | None, spec: SearchSpec) -> None:
 
     if ray.is_initialized():
         return
+    # Ray's own INFO lines ("Started a local Ray instance", Tune's "Wrote the latest
+    # version of all result files ...") and its notice that token authentication is on
+    # (the default this project relies on) would interleave with the progress lines;
+    # warnings and errors still show, and HPSEARCH_DEBUG=1 shows everything
+    debug = bool(os.environ.get("HPSEARCH_DEBUG"))
+    level = logging.INFO if debug else logging.WARNING
+    if not debug:
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+            logging.ERROR)
     if address:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False, logging_level=level)
         return
     # A local cluster sized to this machine. Ray 2.60 generates an auth token
     # for a local cluster on its own; the dashboard stays on 127.0.0.1.
     ray.init(num_cpus=os.cpu_count(), num_gpus=None, include_dashboard=False,
-             dashboard_host="127.0.0.1", log_to_driver=False,
+             dashboard_host="127.0.0.1", log_to_driver=False, logging_level=level,
              runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}})
 
 
