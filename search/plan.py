@@ -353,7 +353,9 @@ class Plan:
                     "GPU): nothing to measure"]
         largest = r["largest"]
         out = [f"plan for {s.source} ({s.trainable}) on {r['device']}"]
-        shown = {p.name: largest["config"].get(p.name) for p in s.space}
+        config = largest["config"]  # its parameters whose conditions hold: those it reads
+        shown = {p.name: config.get(p.name) for p in s.space
+                 if all(config.get(parent) in allowed for parent, allowed in p.when)}
         out.append("largest trial: " + ", ".join(f"{k}={v!r}" for k, v in shown.items())
                    + (f" (the hungriest of {r['candidates']} model variants)"
                       if r["candidates"] > 1 else ""))

@@ -77,13 +77,15 @@ def test_plan_probes_the_largest_trial_through_the_cli(tmp_path, capsys):
     spec = tmp_path / "s.yaml"
     import yaml
 
-    spec.write_text(yaml.safe_dump({**SPEC, "space": {**SPEC["space"],
+    momentum = {"uniform": [0.8, 0.95], "when": {"optimizer": "sgd"}}  # not read by adamw
+    spec.write_text(yaml.safe_dump({**SPEC, "space": {**SPEC["space"], "momentum": momentum,
                                                       "width": {"int": [4, 8]}}}))
     assert main(["plan", str(spec), "--steps", "2", "--samples", "6"]) == 0
     out = capsys.readouterr().out
     assert "plan for" in out and "on cpu" in out
     assert "batch   32:" in out and "batch  128:" in out  # every batch size of the space, timed
     assert "(the hungriest of 3 model variants)" in out
+    assert "optimizer='adamw'" in out and "momentum=" not in out  # its conditions fail
     assert "6 trials x 5.1 expected epochs" in out and "estimated wall time" in out
     # run's pre-flight check needs a CUDA device; without one it measures nothing
     from search.plan import check_before_run
