@@ -169,8 +169,34 @@ def load_spec(path: str | Path, overrides: dict | None = None, *, smoke: bool = 
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         if problem.startswith("duplicate key"):  # SpecLoader's: the fix is in the message
             raise SpecError(f"{path}:{where}: {problem}") from None
+        context, first = getattr(e, "context", None), getattr(e, "context_mark", None)
+        if context:  # PyYAML's "found duplicate anchor 'a'; first occurrence", "second ..."
+            problem = (f"{context}" + (f" (line {first.line + 1})" if first else "")
+                       + f", {problem}")
         raise SpecError(f"{path}:{where}: YAML syntax error: {problem}; fix the YAML") from None
+    if _expanded_size(doc, MAX_VALUES) > MAX_VALUES:
+        raise SpecError(f"{path}: expands to more than {MAX_VALUES:,} values (YAML aliases "
+                        "repeating aliases?); a spec is a few dozen lines: write it out")
     return parse_spec(doc, source=str(path), overrides=overrides, smoke=smoke)
+
+
+MAX_VALUES = 100_000  # values in a spec once its YAML aliases are expanded
+
+
+def _expanded_size(node: Any, limit: int) -> int:
+    """How many values ``node`` holds with every alias expanded, counted up to just past
+    ``limit``: a few nested aliases ("billion laughs") name billions of values, which
+    the checks and their messages would expand (a 9-level one ran out of 4 GB)."""
+    count, stack = 0, [node]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return count
 
 
 def parse_spec(doc: Any, *, source: str = "<spec>", overrides: dict | None = None,

@@ -364,6 +364,28 @@ BAD_TABLES = [  # (case, csv text, data keys, what the one line says)
 ]
 
 
+def test_yaml_alias_bomb_and_duplicate_anchor_are_one_line(tmp_path, capsys):
+    """Nine levels of aliases each repeating the last nine times name 9**9 values: the
+    spec is refused before any check expands them (it ran out of 4 GB after 33 s);
+    PyYAML's duplicate-anchor error keeps its first half ("second occurrence" alone
+    said nothing)."""
+    levels = ['&l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    levels += [f"&l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    head = ("name: t\ntrainable: small_vgg\ndata: {source: digits}\n"
+            "objective: {metric: val_accuracy, mode: max}\nspace:\n")
+    bomb = head + f"  dropout: {{choice: [{', '.join(levels)}]}}\n"
+    code, err = _run_cli(["run", str(_write(tmp_path, bomb)), "--storage", str(tmp_path / "runs")],
+                         capsys)
+    _assert_rejected(code, err, "spec.yaml: expands to more than 100,000 values", tmp_path / "runs")
+    twice = head + "  batch_size: {choice: [&a 16]}\n  width: {choice: [&a 8]}\n"
+    code, err = _run_cli(["run", str(_write(tmp_path, twice)), "--storage", str(tmp_path / "runs")],
+                         capsys)
+    _assert_rejected(code, err, "YAML syntax error: found duplicate anchor 'a'; first occurrence "
+                                "(line 6), second occurrence", tmp_path / "runs")
+    reuse = head + "  lr: &r {loguniform: [1e-3, 1e-1]}\n  weight_decay: *r\n"  # aliases work
+    assert [p.args for p in load_spec(_write(tmp_path, reuse)).space] == [(1e-3, 0.1)] * 2
+
+
 @pytest.mark.parametrize("case,table,keys,expected", BAD_TABLES, ids=[b[0] for b in BAD_TABLES])
 def test_a_csv_no_trial_could_train_on_is_bad_input(case, table, keys, expected, tmp_path,
                                                      capsys):
