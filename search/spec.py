@@ -174,6 +174,12 @@ def load_spec(path: str | Path, overrides: dict | None = None, *, smoke: bool = 
             problem = (f"{context}" + (f" (line {first.line + 1})" if first else "")
                        + f", {problem}")
         raise SpecError(f"{path}:{where}: YAML syntax error: {problem}; fix the YAML") from None
+    except RecursionError:
+        raise SpecError(f"{path}: nests lists or mappings deeper than the YAML reader can "
+                        "follow; a spec is a few levels deep") from None
+    except ValueError as e:  # a value the constructor refuses: an integer of 5,000 digits
+        raise SpecError(f"{path}: cannot read a value: {str(e).split(';')[0]}; write a "
+                        "plain number") from None
     if _expanded_size(doc, MAX_VALUES) > MAX_VALUES:
         raise SpecError(f"{path}: expands to more than {MAX_VALUES:,} values (YAML aliases "
                         "repeating aliases?); a spec is a few dozen lines: write it out")
@@ -255,6 +261,8 @@ class _Validator:
 
     def fail(self, key: str, rule: str) -> SpecError:
         flag = f" (from {self.flags[key]})" if key in self.flags else ""
+        if len(rule) > 600:  # a long value quoted in the rule: keep its ends, the fix is last
+            rule = f"{rule[:400]} ... {rule[-150:]}"
         return SpecError(f"{self.source}: `{key}`{flag}: {rule}")
 
     def block(self, doc: dict, key: str, defaults: dict) -> dict:

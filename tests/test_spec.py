@@ -364,11 +364,12 @@ BAD_TABLES = [  # (case, csv text, data keys, what the one line says)
 ]
 
 
-def test_yaml_alias_bomb_and_duplicate_anchor_are_one_line(tmp_path, capsys):
+def test_hostile_yaml_is_one_short_line(tmp_path, capsys):
     """Nine levels of aliases each repeating the last nine times name 9**9 values: the
     spec is refused before any check expands them (it ran out of 4 GB after 33 s);
     PyYAML's duplicate-anchor error keeps its first half ("second occurrence" alone
-    said nothing)."""
+    said nothing); nesting past the reader's recursion and a 5,000-digit integer are bad
+    input, not a crash (exit 1); a huge value is quoted by its ends."""
     levels = ['&l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
     levels += [f"&l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 9)]
     head = ("name: t\ntrainable: small_vgg\ndata: {source: digits}\n"
@@ -382,6 +383,18 @@ def test_yaml_alias_bomb_and_duplicate_anchor_are_one_line(tmp_path, capsys):
                          capsys)
     _assert_rejected(code, err, "YAML syntax error: found duplicate anchor 'a'; first occurrence "
                                 "(line 6), second occurrence", tmp_path / "runs")
+    for text, expected in (  # deep nesting, a 5,000-digit number, a 20,000-item value
+            (head + "  lr: " + "[" * 5000 + "]" * 5000 + "\n",
+             "spec.yaml: nests lists or mappings deeper than the YAML reader can follow"),
+            (head + "  lr: {loguniform: [1e-3, 1e-1]}\nfixed: {dropout: " + "9" * 5000 + "}\n",
+             "spec.yaml: cannot read a value: Exceeds the limit (4300 digits)"),
+            (head + "  lr: {loguniform: [1e-3, 1e-1]}\nfixed: {dropout: ["
+             + ", ".join(map(str, range(20000))) + "]}\n",
+             "`fixed.dropout`: must be a float in [0, 1), got [0, 1, 2, ")):
+        code, err = _run_cli(["run", str(_write(tmp_path, text)), "--storage",
+                              str(tmp_path / "runs")], capsys)
+        _assert_rejected(code, err, expected, tmp_path / "runs")
+        assert len(err) < 800 and (not err.endswith("]") or "19999]" in err)
     reuse = head + "  lr: &r {loguniform: [1e-3, 1e-1]}\n  weight_decay: *r\n"  # aliases work
     assert [p.args for p in load_spec(_write(tmp_path, reuse)).space] == [(1e-3, 0.1)] * 2
 
