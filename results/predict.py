@@ -35,7 +35,7 @@ def load_bundle_config(bundle: Path) -> dict:
     return json.loads(path.read_text())
 
 
-BATCH = 256  # images per forward pass
+BATCH = 256  # inputs per forward pass
 
 
 def image_files(inputs: list) -> list[Path]:
@@ -173,14 +173,16 @@ def predict(bundle: Path, inputs: list, *, use_weights: bool = False) -> list[di
         values = (y * info["target_scale"] + info["target_offset"]).tolist()
         return [{"input": str(inputs[0]), "target": info["target"], "steps_ahead": h + 1,
                  "forecast": v} for h, v in enumerate(values)]
+    # in batches: a folder of thousands of images, or a .txt of thousands of reviews,
+    # need not fit in one
     if info.get("kind") == "text":
         inputs = read_texts(inputs)
-        probs = torch.softmax(model(preprocess_texts(inputs, info)).float(), dim=1)
-    else:  # a folder of images is read in batches: a few thousand need not fit at once
+        prepare = lambda part: preprocess_texts(part, info)  # noqa: E731
+    else:
         inputs = image_files(inputs)
-        probs = torch.cat([
-            torch.softmax(model(preprocess_images(inputs[i:i + BATCH], config)).float(), dim=1)
-            for i in range(0, len(inputs), BATCH)])
+        prepare = lambda part: preprocess_images(part, config)  # noqa: E731
+    probs = torch.cat([torch.softmax(model(prepare(inputs[i:i + BATCH])).float(), dim=1)
+                       for i in range(0, len(inputs), BATCH)])
     classes = config["data"]["classes"]
     out = []
     for path, p in zip(inputs, probs):

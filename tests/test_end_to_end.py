@@ -527,6 +527,15 @@ def _check_sequence_bundle(spec, bundle, meta, rows):
     b = predict(bundle.path, texts, use_weights=True)
     assert [r["class"] for r in a] == [r["class"] for r in b]
     assert [r["probability"] for r in a] == pytest.approx([r["probability"] for r in b], abs=1e-4)
+    import results.predict  # texts go through the model in batches too: same answers
+
+    saved, results.predict.BATCH = results.predict.BATCH, 3
+    try:
+        batched = predict(bundle.path, texts)
+    finally:
+        results.predict.BATCH = saved
+    assert [r["probability"] for r in batched] == pytest.approx([r["probability"] for r in a],
+                                                                abs=1e-5)
     _onnx_matches(bundle.path, _bundle_model(bundle.path), _bundle_test_inputs(bundle.path))
 
 
