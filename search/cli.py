@@ -415,6 +415,13 @@ def _check_data(spec) -> None:
             raise BadInput(f"{spec.source}: `data.source`: {e}") from None
     if str(source).startswith("csv:"):
         _check_table(spec)
+    if str(source).startswith("imagefolder:"):
+        from trainables.data.images import check_imagefolder
+
+        try:
+            check_imagefolder(Path(source.split(":", 1)[1]))
+        except ValueError as e:
+            raise BadInput(f"{spec.source}: `data`: {e}") from None
     _check_vectors(spec)
 
 

@@ -457,6 +457,7 @@ def test_flag_errors_name_the_flag(tmp_path, capsys):
     ("missing", "does not exist"),
     ("empty", "has no class sub-folders with images"),
     ("one-class", "has only one class"),
+    ("corrupt", "cannot be read (cannot identify image file"),  # every trial failed on it
 ])
 def test_bad_image_folder(layout, expected, tmp_path, capsys):
     from PIL import Image
@@ -464,9 +465,13 @@ def test_bad_image_folder(layout, expected, tmp_path, capsys):
     folder = tmp_path / "images"
     if layout != "missing":
         folder.mkdir()
-    if layout == "one-class":
+    if layout in ("one-class", "corrupt"):
         (folder / "dogs").mkdir()
         Image.new("RGB", (8, 8)).save(folder / "dogs" / "a.png")
+    if layout == "corrupt":
+        (folder / "cats").mkdir()
+        Image.new("RGB", (8, 8)).save(folder / "cats" / "a.png")
+        (folder / "cats" / "b.png").write_text("not an image")
     path = _write(tmp_path, with_changes(data={"source": f"imagefolder:{folder}"}))
     code, err = _run_cli(["run", str(path), "--storage", str(tmp_path / "runs")], capsys)
     _assert_rejected(code, err, expected, tmp_path / "runs")

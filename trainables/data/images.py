@@ -30,11 +30,37 @@ def _read_imagefolder(root: Path, image_size: int) -> tuple[np.ndarray, np.ndarr
         for f in sorted((root / name).iterdir()):
             if f.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
-            with Image.open(f) as im:
-                im = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
-                xs.append(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1))
+            try:
+                with Image.open(f) as im:
+                    im = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
+                    xs.append(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1))
+            except (OSError, ValueError) as e:
+                raise ValueError(unreadable(f, e)) from None
             ys.append(label)
     return np.stack(xs), np.asarray(ys, dtype=np.int64), classes
+
+
+def unreadable(path: Path, error: Exception) -> str:
+    return f"image {str(path)!r} cannot be read ({error}); remove or replace it"
+
+
+def check_imagefolder(root: Path) -> int:
+    """Every image of an imagefolder: source opened and verified (its header and, for
+    PNG, its checksums; no decoding, so thousands take seconds): one unreadable file
+    would otherwise fail every trial. Returns how many were checked."""
+    from PIL import Image
+
+    n = 0
+    for name in _imagefolder_classes(root):
+        for f in sorted((root / name).iterdir()):
+            if f.suffix.lower() in IMAGE_SUFFIXES:
+                try:
+                    with Image.open(f) as im:
+                        im.verify()
+                except (OSError, ValueError, SyntaxError) as e:  # PIL raises SyntaxError too
+                    raise ValueError(unreadable(f, e)) from None
+                n += 1
+    return n
 
 
 def _read_source(source: str, image_size: int | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
