@@ -63,8 +63,7 @@ def cmd_run(args) -> int:
         from search.space import sample_configs
 
         for spec in specs:
-            if str(spec.data.get("source")).startswith("csv:"):
-                _check_table(spec)  # local and cheap, unlike the data sets run would fetch
+            _check_user_data(spec)  # local and cheap, unlike the data sets run would fetch
             for cfg in sample_configs(spec, 3, seed=spec.seed):
                 print({k: v for k, v in cfg.items() if k in {p.name for p in spec.space}})
             print(f"spec {spec.source} is valid; storage root {storage.root}")
@@ -413,16 +412,23 @@ def _check_data(spec) -> None:
             module.fetch()
         except DataNotFound as e:
             raise BadInput(f"{spec.source}: `data.source`: {e}") from None
-    if str(source).startswith("csv:"):
+    _check_user_data(spec)
+    _check_vectors(spec)
+
+
+def _check_user_data(spec) -> None:
+    """The user's own files (a csv: table, an imagefolder:) read once here, so that one
+    no trial could train on is bad input, not an error in every trial."""
+    source = str(spec.data.get("source"))
+    if source.startswith("csv:"):
         _check_table(spec)
-    if str(source).startswith("imagefolder:"):
+    elif source.startswith("imagefolder:"):
         from trainables.data.images import check_imagefolder
 
         try:
             check_imagefolder(Path(source.split(":", 1)[1]))
         except ValueError as e:
             raise BadInput(f"{spec.source}: `data`: {e}") from None
-    _check_vectors(spec)
 
 
 def _check_table(spec) -> None:

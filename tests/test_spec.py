@@ -473,8 +473,10 @@ def test_bad_image_folder(layout, expected, tmp_path, capsys):
         Image.new("RGB", (8, 8)).save(folder / "cats" / "a.png")
         (folder / "cats" / "b.png").write_text("not an image")
     path = _write(tmp_path, with_changes(data={"source": f"imagefolder:{folder}"}))
-    code, err = _run_cli(["run", str(path), "--storage", str(tmp_path / "runs")], capsys)
-    _assert_rejected(code, err, expected, tmp_path / "runs")
+    for extra in ([], ["--dry-run"]):
+        code, err = _run_cli(["run", str(path), *extra, "--storage", str(tmp_path / "runs")],
+                             capsys)
+        _assert_rejected(code, err, expected, tmp_path / "runs")
 
 
 def test_unknown_search_name_is_bad_input(tmp_path, capsys):
