@@ -309,14 +309,16 @@ class _Validator:
         data = doc["data"]
         if not isinstance(data, dict):
             raise self.fail("data", f"must be a mapping with at least `source`, got {data!r}")
+        # the kind first: `--data fashion-mnist` on a forecaster's spec is the wrong kind
+        # of data, not a data block with keys an image source does not take
+        data_kind = data_sources.kind(data) if isinstance(data.get("source"), str) else "unknown"
+        if data_kind not in ("unknown", info.data):
+            raise self.fail("data.source", f"{data['source']!r} is {data_kind} data but trainable "
+                                           f"{info.name!r} takes {info.data} data")
         try:
             data_sources.check(data)
         except ValueError as e:
-            raise self.fail("data", str(e)) from None
-        data_kind = data_sources.kind(data)
-        if data_kind != info.data:
-            raise self.fail("data.source", f"{data['source']!r} is {data_kind} data but trainable "
-                                           f"{info.name!r} takes {info.data} data")
+            raise self.fail("data.source" if data_kind == "unknown" else "data", str(e)) from None
 
         objective = doc["objective"]
         if not isinstance(objective, dict) or set(objective) != {"metric", "mode"}:

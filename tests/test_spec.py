@@ -451,6 +451,16 @@ def test_flag_errors_name_the_flag(tmp_path, capsys):
     code, err = _run_cli(["run", str(path), "--recheck", "2x3", "--dry-run", "--storage",
                           str(tmp_path / "r")], capsys)
     assert code == 0, err
+    # --data of the wrong kind on a spec whose data block has a series' keys: the kind is
+    # the error, not the keys an image source does not take
+    forecast = str(Path(__file__).resolve().parent.parent / "spaces" / "forecast_seattle.yaml")
+    for source, expected in (
+            ("fashion-mnist", "`data.source` (from --data): 'fashion-mnist' is image data but "
+                              "trainable 'forecaster' takes series data"),
+            ("nope", "`data.source` (from --data): unknown data source 'nope'")):
+        code, err = _run_cli(["run", forecast, "--data", source, "--storage", str(tmp_path / "r")],
+                             capsys)
+        _assert_rejected(code, err, expected, tmp_path / "r")
 
 
 @pytest.mark.parametrize("layout,expected", [
