@@ -432,10 +432,9 @@ def _check_user_data(spec) -> None:
 
 
 def _check_table(spec) -> None:
-    """A user's CSV is read once here, by the loader the trials use, so a table they
-    could not train on (a target holding text, too few rows or a label with one row,
-    windows longer than the training part) is one line before anything starts, not an
-    error in every trial."""
+    """A user's CSV read by the loader the trials use (a target holding text, dates
+    that are not dates, too few rows, a label with fewer than 3 rows), then cut into
+    windows of the space's longest ``seq_length``."""
     import trainables
     from trainables import data as data_sources
 
