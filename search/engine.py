@@ -332,10 +332,6 @@ def resume_search(name: str, *, storage: Storage, address: str | None = None,
                               "resume from; start it again with `hpsearch run --overwrite`")
     spec = parse_spec(meta["spec"], source=meta.get("spec_file", name))
     uri, experiment_id, parent = meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"]
-    if _parent_status(uri, parent) == "FINISHED":  # ended as it should: no Ray to start
-        raise NothingToResume(f"search {name!r} already finished, nothing to resume "
-                              f"(`hpsearch status {name}` lists its trials; `hpsearch run "
-                              "--overwrite` starts it again)")
     _deliver_outbox(storage, name, uri, experiment_id, parent, echo)
     spec = connect(spec, storage, address, echo)
     _settle_lost(exp_dir, uri, experiment_id, parent, echo)
@@ -350,17 +346,6 @@ def resume_search(name: str, *, storage: Storage, address: str | None = None,
     tracker = _RestoredTracker(echo)
     echo(f"resuming search {name!r} from {exp_dir}")
     return _fit(spec, storage, tracker, uri, experiment_id, parent, address, make_tuner, echo)
-
-
-def _parent_status(uri: str, parent: str) -> str | None:
-    """The search's parent run's MLflow status, or None when the store does not answer
-    (then the resume goes on: it delivers what the outbox kept first)."""
-    from mlflow.tracking import MlflowClient
-
-    try:
-        return MlflowClient(uri).get_run(parent).info.status
-    except Exception:  # noqa: BLE001 - an unreachable store is the resume's to handle
-        return None
 
 
 def _settle_lost(exp_dir, uri: str, experiment_id: str, parent: str, echo) -> None:

@@ -612,11 +612,3 @@ def test_driver_sigkill_then_resume_finishes_the_search(tmp_path):
     searcher = OptunaSearch()
     searcher.restore_from_dir(str(st.search_dir("resume-probe")))
     assert len(searcher._ot_study.trials) == 6  # TPE's study spans the crash
-    # once finished, a second resume is one line, exit 2, and touches nothing
-    again = subprocess.run([sys.executable, "-m", "search.cli", "resume", "resume-probe",
-                            "--storage", str(storage)], cwd=ROOT, env=env, capture_output=True,
-                           text=True, timeout=120)
-    assert again.returncode == 2, again.stdout[-2000:] + again.stderr[-2000:]
-    assert "search 'resume-probe' already finished, nothing to resume" in again.stderr
-    assert len(again.stderr.strip().splitlines()) == 1 and "resuming" not in again.stdout
-    assert len(trial_rows("resume-probe", st)[1]) == 6
