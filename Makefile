@@ -34,15 +34,15 @@ browser:
 	  || { echo "make test needs Debian's chromium: apt-get install chromium (as root)"; exit 1; }
 
 test: data browser
-	$(BIN)/ruff check search trainables results cluster tests benchmarks
+	$(BIN)/ruff check hpsearch search trainables results cluster tests benchmarks
 	$(BIN)/python -m pytest -q tests $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check search trainables results cluster tests benchmarks
+	$(BIN)/ruff check hpsearch search trainables results cluster tests benchmarks
 
 # The README's parameter lists, regenerated from trainables/params.py
 readme: $(STAMP)
-	$(BIN)/python -m trainables.readme README.md
+	$(BIN)/python -m hpsearch.trainables.readme README.md
 
 clean:
 	rm -rf $(VENV) runs

@@ -61,7 +61,7 @@ def write_section(name: str, body: str, path: Path = RESULTS, title: str = "Benc
 def loop_throughput(config: dict, epochs: int) -> float:
     """Training samples/s of the shared loop: the median of its per-epoch
     ``samples_per_second`` after the first epoch (a warm-up)."""
-    from trainables.loop import train
+    from hpsearch.trainables.loop import train
 
     rates = []
     train({**config, "max_epochs": epochs}, lambda m, s: rates.append(m["samples_per_second"]))
@@ -71,7 +71,7 @@ def loop_throughput(config: dict, epochs: int) -> float:
 def recording_tracker(on_result):
     """The product's MLflow tracker, handing each trial result to ``on_result(trial,
     result)`` first: how a benchmark watches a search run through ``run_search``."""
-    from results.tracking import MlflowTracker
+    from hpsearch.results.tracking import MlflowTracker
 
     class Recorder(MlflowTracker):
         def on_trial_result(self, iteration, trials, trial, result, **info):

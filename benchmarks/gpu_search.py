@@ -64,9 +64,9 @@ def search_once(spec, root: Path, *, time_budget: float | None, sampler) -> dict
     from ray.tune.stopper import TimeoutStopper
 
     from benchmarks.common import recording_tracker
-    from results.export import export_best
-    from results.storage import Storage
-    from search.engine import run_search
+    from hpsearch.results.export import export_best
+    from hpsearch.results.storage import Storage
+    from hpsearch.search.engine import run_search
 
     epochs: dict[str, int] = {}
     best = [0.0]
@@ -101,7 +101,7 @@ def search_once(spec, root: Path, *, time_budget: float | None, sampler) -> dict
 
 def stop_reasons(storage, name: str) -> list[str]:
     """The stop_reason of every trial run of a search (from MLflow)."""
-    from results.status import trial_rows
+    from hpsearch.results.status import trial_rows
 
     return [r.stop_reason for r in trial_rows(name, storage)[1]]
 
@@ -110,7 +110,7 @@ def main() -> None:
     import torch
 
     from benchmarks.common import write_section
-    from search.spec import load_spec
+    from hpsearch.search.spec import load_spec
 
     cuda = torch.cuda.is_available()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -65,7 +65,7 @@ def flops_per_image(config: dict) -> float:
     """Forward + backward FLOPs of one training image (flop_counter counts 2 per MAC)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from trainables.loop import build_model, load_data
+    from hpsearch.trainables.loop import build_model, load_data
 
     data = load_data(config)
     model = build_model(config, data.info)
@@ -78,9 +78,9 @@ def flops_per_image(config: dict) -> float:
 def packed(k: int, *, per_trial_gpu: float, epochs: int, data: dict, root: Path) -> float:
     """Total training images/s of k concurrent trials sharing the machine's GPU (or CPUs)."""
     from benchmarks.common import recording_tracker
-    from results.storage import Storage
-    from search.engine import run_search
-    from search.spec import parse_spec
+    from hpsearch.results.storage import Storage
+    from hpsearch.search.engine import run_search
+    from hpsearch.search.spec import parse_spec
 
     rates: dict[str, list[float]] = {}
 

@@ -40,7 +40,7 @@ MODELS = {
 
 
 def bare_loop(config: dict, epochs: int) -> float:
-    from trainables.loop import (
+    from hpsearch.trainables.loop import (
         build_model,
         init_weights,
         load_data,
@@ -87,7 +87,7 @@ GPU_ROWS += [("VGG-16 C (BN, fc 512)", {"trainable": "vgg16", "fc_width": 512,
 def gpu_main(args) -> None:
     """The GPU section: throughput rows, first-epoch tax, graphed vs eager losses."""
     from benchmarks.common import spread, write_section
-    from trainables.loop import train
+    from hpsearch.trainables.loop import train
 
     data = {"source": "fashion-mnist", "per_class": args.per_class}
     base = {"optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "seed": 0, "data": data,

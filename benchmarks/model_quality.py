@@ -148,8 +148,8 @@ CHANGES: list[tuple[tuple[str, ...], str]] = [
 
 def plan(cuda: bool, only: set[str] | None, smoke: bool = False, skip: set[str] = frozenset()):
     """(spec stem, spec, overrides) to run, and (stem, why) skipped."""
-    import trainables
-    from search.spec import load_spec
+    from hpsearch import trainables
+    from hpsearch.search.spec import load_spec
 
     run, skipped = [], []
     for path in sorted((ROOT / "spaces").glob("*.yaml")):
@@ -188,9 +188,9 @@ def finished(spec, storage):
     Its seconds are the search's own (MLflow parent run), without the export."""
     from mlflow.tracking import MlflowClient
 
-    from results.export import headline
-    from results.status import best_row, trial_rows
-    from search.batch import SpecResult
+    from hpsearch.results.export import headline
+    from hpsearch.results.status import best_row, trial_rows
+    from hpsearch.search.batch import SpecResult
 
     bundle = storage.export_dir(spec.name)
     try:
@@ -235,7 +235,7 @@ def learning_curve(r, storage, key: str, n_train: int) -> str:
     budget limits it), or validation flat while training climbs (the data does)."""
     from mlflow.tracking import MlflowClient
 
-    from results.status import trial_rows
+    from hpsearch.results.status import trial_rows
 
     meta, rows = trial_rows(r.name, storage)
     trial = json.loads((r.bundle / "config.json").read_text())["trial_id"]
@@ -284,8 +284,8 @@ def investigate(spec, storage) -> tuple[str, list[OptionRow], list[str]]:
     the values no trial tried."""
     from mlflow.tracking import MlflowClient
 
-    from results.export import export_best
-    from results.status import trial_rows
+    from hpsearch.results.export import export_best
+    from hpsearch.results.status import trial_rows
 
     dim = next(p.name for p in spec.space if p.name != "lr")
     meta, rows = trial_rows(spec.name, storage)
@@ -493,8 +493,8 @@ def main() -> None:
     import torch
 
     from benchmarks.common import machine, write_section
-    from results.storage import Storage
-    from search.batch import SpecResult, run_specs
+    from hpsearch.results.storage import Storage
+    from hpsearch.search.batch import SpecResult, run_specs
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", help="comma-separated spec stems, e.g. sentiment,text_baselines")

@@ -62,10 +62,10 @@ class Timed:
 
 
 def run_hpsearch(trials: int, root: Path) -> tuple[float, float]:
-    from results.storage import Storage
-    from results.tracking import MlflowTracker
-    from search.engine import run_search
-    from search.spec import parse_spec
+    from hpsearch.results.storage import Storage
+    from hpsearch.results.tracking import MlflowTracker
+    from hpsearch.search.engine import run_search
+    from hpsearch.search.spec import parse_spec
 
     class TimedTracker(Timed, MlflowTracker):
         pass

@@ -39,9 +39,9 @@ def sleep_trial(config: dict) -> None:
 
 def run_level(concurrency: int, address: str, seconds: float, waves: int,
               root: Path) -> tuple[float, float, float]:
-    from results.storage import Storage
-    from search.engine import run_search
-    from search.spec import parse_spec
+    from hpsearch.results.storage import Storage
+    from hpsearch.search.engine import run_search
+    from hpsearch.search.spec import parse_spec
 
     trials = waves * concurrency
     spec = parse_spec({

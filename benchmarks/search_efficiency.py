@@ -114,9 +114,9 @@ def run(strategy: str, seed: int, budget: int, root: Path, variant: str | None =
     trial's last val_accuracy, and the incumbents: (epoch, its val_accuracy, the
     configuration) whenever the best so far changed hands."""
     from benchmarks.common import recording_tracker
-    from results.storage import Storage
-    from search.engine import run_search
-    from search.spec import parse_spec
+    from hpsearch.results.storage import Storage
+    from hpsearch.search.engine import run_search
+    from hpsearch.search.spec import parse_spec
 
     curve: list[tuple[int, float]] = []
     last: dict[str, float] = {}
@@ -177,7 +177,7 @@ def full_training(config: dict, seed: int, accuracies: list[float]) -> None:
     """One full-length training of ``config`` (the TASK's data and fixed settings) with
     ``seed``, in this process, appending each epoch's validation accuracy to
     ``accuracies`` (what a diverging configuration reached stays there when it raises)."""
-    from trainables.loop import train
+    from hpsearch.trainables.loop import train
 
     cfg = {"trainable": "small_vgg", "data": DATA, **FIXED, "max_epochs": MAX_EPOCHS,
            "seed": seed, "cpus_per_trial": 1, **config}

@@ -5,7 +5,7 @@ here trains; the module declares the parameters their specs set, as any
 trainable named by module path must, so the specs validate like a user's.
 """
 
-from trainables.constraints import Param, floats
+from hpsearch.trainables.constraints import Param, floats
 
 TASK = "classification"
 PARAMS = (

@@ -28,13 +28,13 @@ import time  # noqa: E402
 from benchmarks.common import spread, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-HPSEARCH = [sys.executable, "-c", "import sys; from search.cli import main; sys.exit(main())"]
+HPSEARCH = [sys.executable, "-c", "import sys; from hpsearch.search.cli import main; sys.exit(main())"]
 
 
 def once(spec: str, root: Path) -> dict:
-    from results.status import trial_rows
-    from results.storage import Storage
-    from search.spec import load_spec
+    from hpsearch.results.status import trial_rows
+    from hpsearch.results.storage import Storage
+    from hpsearch.search.spec import load_spec
 
     name = load_spec(spec).name
     storage = root / "runs"

@@ -70,7 +70,7 @@ class GloveMean:
     def _load(self, texts) -> None:
         import re
 
-        from trainables.data import vectors
+        from hpsearch.trainables.data import vectors
 
         words = {w for t in texts for w in re.findall(r"[a-z0-9']+", t.lower())}
         self.table = {}
@@ -116,7 +116,7 @@ class NBSVM:
 
 
 def main() -> None:
-    from trainables.data.text import load
+    from hpsearch.trainables.data.text import load
 
     data = load({"source": "fine-foods", "val_fraction": 0.15})
     (xtr, ytr), (xva, yva), (xte, yte) = data.train, data.val, data.test

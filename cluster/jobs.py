@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from cluster.local import read_token
+from hpsearch.cluster.local import read_token
 
 ROOT = Path(__file__).resolve().parent.parent
 EXCLUDES = ["runs/", ".git/", ".venv/", "venv/", "env/", "**/__pycache__/", ".ruff_cache/",
@@ -89,7 +89,7 @@ def submit(specs: Path | list[Path], *, address: str, run_args: list[str], root:
         except ValueError:
             raise JobError(f"{spec} is outside the project folder {root}; put the spec under "
                            "spaces/ so it travels with the job") from None
-    entry = " ".join(["python", "-m", "search.cli", "run", *rels, "--address", "auto", *run_args])
+    entry = " ".join(["python", "-m", "hpsearch", "run", *rels, "--address", "auto", *run_args])
     # `jobs stop` sends SIGTERM, then SIGKILL after RAY_JOB_STOP_WAIT_TIME_S (Ray's default:
     # 3 s, read by the job's supervisor from this env): too short for the search to stop
     # its trials, save Tune's state and end their MLflow runs as interrupted

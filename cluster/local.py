@@ -122,7 +122,7 @@ def _ray() -> str:
 
 
 def _start(args: list[str]) -> None:
-    # jobs run `python -m search.cli ...` with the nodes' PATH: put this environment first,
+    # jobs run `python -m hpsearch ...` with the nodes' PATH: put this environment first,
     # as an activated virtual environment would (cloud nodes install into their python)
     env = auth_env()
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])

@@ -12,9 +12,9 @@ import csv
 import json
 from pathlib import Path
 
-from results.report._common import _markdown, _save, histories, plt
-from results.status import best_row, trial_rows
-from results.storage import Storage
+from hpsearch.results.report._common import _markdown, _save, histories, plt
+from hpsearch.results.status import best_row, trial_rows
+from hpsearch.results.storage import Storage
 
 PANELS = ("train_accuracy", "val_accuracy", "train_loss", "val_loss")
 REGRESSION_PANELS = ("train_rmse", "val_rmse", "train_loss", "val_loss")

@@ -29,13 +29,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from results.report import attach_to_mlflow, write_reports
-from results.status import best_row, recheck_summary, trial_rows
-from results.storage import Storage
+from hpsearch.errors import SpecError
+from hpsearch.results.report import attach_to_mlflow, write_reports
+from hpsearch.results.status import best_row, recheck_summary, trial_rows
+from hpsearch.results.storage import Storage
 
 
-class ExportError(RuntimeError):
-    pass
+class ExportError(SpecError):
+    """The search has nothing (or not the named trial) to export."""
 
 
 @dataclass
@@ -53,7 +54,7 @@ def find_checkpoints(experiment_dir: Path, trial_id: str) -> list[Path]:
 
 
 def best_checkpoint_state(experiment_dir: Path, trial_id: str, metric: str, mode: str) -> dict:
-    from search.adapter import load_state
+    from hpsearch.search.adapter import load_state
 
     states = [load_state(c) for c in find_checkpoints(experiment_dir, trial_id)]
     if not states:
@@ -70,7 +71,7 @@ def best_checkpoint_state(experiment_dir: Path, trial_id: str, metric: str, mode
 
 def load_trial(name: str, storage: Storage, trial_id: str | None = None):
     """(meta, rows, the chosen row, its best checkpoint's state, the rebuilt model)."""
-    from trainables.loop import build_model
+    from hpsearch.trainables.loop import build_model
 
     meta, rows = trial_rows(name, storage)
     _, rechecks = trial_rows(name, storage, recheck=True)
@@ -87,7 +88,7 @@ def load_trial(name: str, storage: Storage, trial_id: str | None = None):
         row = matches[0]
     where = storage.search_dir(name)
     if row.recheck_of:
-        from search.recheck import experiment_dir
+        from hpsearch.search.recheck import experiment_dir
 
         where = experiment_dir(storage, name)
     state = best_checkpoint_state(where, row.trial_id, metric, mode)
@@ -131,10 +132,13 @@ def selection_note(meta: dict, rows: list, rechecks: list, row) -> str | None:
 
 
 def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
-                to: Path | None = None, report: bool = True, register: bool = True) -> Bundle:
+                to: Path | None = None, report: bool = True, register: bool = True,
+                echo=print) -> Bundle:
+    """Evaluate the chosen trial (the best, or ``trial_id``) once on the test split and
+    write its bundle (see the module's docstring); register it in MLflow's registry."""
     import torch
 
-    from trainables.loop import evaluate_split, load_data
+    from hpsearch.trainables.loop import evaluate_split, load_data
 
     meta, rows, row, state, model = load_trial(name, storage, trial_id)
     metric, mode = meta["spec"]["objective"]["metric"], meta["spec"]["objective"]["mode"]
@@ -203,8 +207,9 @@ def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
     if report:
         attach_to_mlflow(meta, row, dest / "report")
     if register:
-        version = register_model(meta, row, portable, name, metrics, x_test[:2].clone())
-        print(f"registered in the MLflow Model Registry as {name!r} version {version}")
+        version = register_model(meta, row, dest, bundle_config, name, metrics,
+                                 x_test[:2].clone())
+        echo(f"registered in the MLflow Model Registry as {name!r} version {version}")
     return Bundle(dest, row.trial_id, metrics, bundle_config)
 
 
@@ -330,20 +335,22 @@ def _tracing_quietly():
         serde.setLevel(level)
 
 
-def register_model(meta: dict, row, model, name: str, metrics: dict, example) -> str:
-    """Log the model with mlflow.pytorch on its trial's run and register it under
-    the search name (a new version per export), tagged with the test metrics."""
+def register_model(meta: dict, row, bundle: Path, config: dict, name: str, metrics: dict,
+                   example) -> str:
+    """Log the bundle as an MLflow pyfunc (its program with its preprocessing: raw pixels,
+    texts or table rows in, labels and probabilities or forecasts out; see
+    :mod:`hpsearch.results.pyfunc`) on its trial's run and register it under the
+    search name (a new version per export), tagged with the test metrics."""
     import mlflow
-    import mlflow.pytorch
     from mlflow.tracking import MlflowClient
+
+    from hpsearch.results.pyfunc import log_bundle_model
 
     client = MlflowClient(meta["tracking_uri"])
     status = client.get_run(row.run_id).info.status
     with _scoped_tracking_uri(meta["tracking_uri"]), _tracing_quietly():
         with mlflow.start_run(run_id=row.run_id):  # reopens the finished run for the upload
-            info = mlflow.pytorch.log_model(
-                model, name="model", registered_model_name=name, input_example=example.numpy(),
-                pip_requirements=["torch", "torchvision"])  # skip slow requirement inference
+            info = log_bundle_model(bundle, config, example, name=name)
     client.set_terminated(row.run_id, status=status)  # back to what it was
     version = str(info.registered_model_version)
     key, value = headline(metrics)

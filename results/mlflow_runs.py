@@ -70,7 +70,7 @@ def _store_template() -> Path:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from trainables.data.debian import cache_root
+    from hpsearch.trainables.data.debian import cache_root
 
     folder = cache_root() / "mlflow"
     template = folder / f"empty-store-{mlflow.__version__}.db"

@@ -26,7 +26,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from results.mlflow_runs import PARENT_TAG, _client, end_orphans
+from hpsearch.results.mlflow_runs import PARENT_TAG, _client, end_orphans
 
 OUTBOX_FILE = "mlflow-outbox.jsonl"
 MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
@@ -69,7 +69,7 @@ class RunWriter:
 
     def run_id(self, trial: str) -> str | None:
         if self._runs is None:
-            from results.mlflow_runs import child_runs
+            from hpsearch.results.mlflow_runs import child_runs
 
             self._runs = {r.data.tags["trial_id"]: r.info.run_id
                           for r in child_runs(self.tracking_uri, self.experiment_id,

@@ -3,12 +3,19 @@
 The portable ``model.pt2`` (a ``torch.export`` program) runs without this
 project's model code; preprocessing is rebuilt from ``config.json``:
 
-- image classifiers: INPUTs are image files, or folders of them (size, channels,
-  pixel scale, training-split mean/std, class names);
+- image classifiers: INPUTs are image files, folders of them, or uint8 pixel
+  arrays (H×W, H×W×C, or a batch N×H×W[×C]) (size, channels, pixel scale,
+  training-split mean/std, class names);
 - text classifiers: each INPUT is a text, or a ``.txt`` file with one text per
-  line (tokenizer + vocabulary + length, or the n-gram vocabulary + idf);
-- forecasters: one INPUT, a CSV with the source's columns; its last
-  ``seq_length`` rows -> the next ``horizon`` values of the target.
+  line, or a table's ``text`` column (tokenizer + vocabulary + length, or the
+  n-gram vocabulary + idf);
+- forecasters: one INPUT, a table (a CSV file or a pandas DataFrame) with the
+  source's columns; its last ``seq_length`` rows -> the next ``horizon`` values
+  of the target.
+
+The same functions serve ``hpsearch predict``, :func:`hpsearch.predict` and the
+model the export registers in MLflow (:mod:`hpsearch.results.pyfunc`), so all
+three take the same raw inputs and give the same answers.
 
 With
 ``use_weights=True`` the same inputs go through ``weights.pt`` and the project's
@@ -22,9 +29,11 @@ from pathlib import Path
 
 import torch
 
+from hpsearch.errors import SpecError
 
-class PredictError(ValueError):
-    pass
+
+class PredictError(SpecError):
+    """Inputs (or a bundle) the model cannot take."""
 
 
 def load_bundle_config(bundle: Path) -> dict:
@@ -38,13 +47,27 @@ def load_bundle_config(bundle: Path) -> dict:
 BATCH = 256  # inputs per forward pass
 
 
-def image_files(inputs: list) -> list[Path]:
-    """The INPUTs as image files: a folder stands for the images under it (any depth,
-    in name order), as a class-per-folder data set is laid out."""
-    from trainables.data import IMAGE_SUFFIXES
+def image_files(inputs: list) -> list:
+    """The INPUTs as images: a folder stands for the images under it (any depth, in name
+    order), as a class-per-folder data set is laid out; a uint8 array is one image
+    (H×W or H×W×C) or a batch of them (N×H×W or N×H×W×C)."""
+    import numpy as np
 
-    out: list[Path] = []
+    from hpsearch.trainables.data import IMAGE_SUFFIXES
+
+    out: list = []
     for i in inputs:
+        if isinstance(i, np.ndarray):
+            if i.dtype != np.uint8:
+                raise PredictError(f"pixel arrays must be uint8 (0-255), got {i.dtype}; "
+                                   "give raw pixels, the model's normalization is applied here")
+            rgb = i.ndim >= 3 and i.shape[-1] in (3, 4)
+            single = i.ndim == 2 or (i.ndim == 3 and rgb)
+            if not 2 <= i.ndim <= 4:
+                raise PredictError(f"a pixel array is H×W, H×W×C or a batch of them, got "
+                                   f"shape {i.shape}")
+            out += [i] if single else list(i)
+            continue
         p = Path(str(i))
         if p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES
@@ -58,8 +81,23 @@ def image_files(inputs: list) -> list[Path]:
     return out
 
 
-def preprocess_images(paths: list[Path], config: dict) -> torch.Tensor:
-    """Image files -> the normalized batch the model was trained on."""
+def _open_image(item):
+    """A PIL image of a file or a pixel array."""
+    import numpy as np
+    from PIL import Image
+
+    if isinstance(item, np.ndarray):
+        return Image.fromarray(item[..., :3] if item.ndim == 3 and item.shape[-1] == 4 else item)
+    if not item.is_file():
+        raise PredictError(f"input {item} does not exist")
+    try:
+        return Image.open(item)
+    except OSError as e:
+        raise PredictError(f"input {item} is not a readable image ({e})") from None
+
+
+def preprocess_images(items: list, config: dict) -> torch.Tensor:
+    """Image files or pixel arrays -> the normalized batch the model was trained on."""
     import numpy as np
     from PIL import Image
 
@@ -68,24 +106,26 @@ def preprocess_images(paths: list[Path], config: dict) -> torch.Tensor:
     mean = torch.tensor(info["mean"])[:, None, None]
     std = torch.tensor(info["std"])[:, None, None]
     batch = []
-    for p in paths:
-        if not p.is_file():
-            raise PredictError(f"input {p} does not exist")
+    for item in items:
         try:
-            with Image.open(p) as im:
+            with _open_image(item) as im:
                 im = im.convert("L" if channels == 1 else "RGB").resize((size, size), Image.BILINEAR)
                 arr = np.asarray(im, dtype=np.float32)
         except OSError as e:
-            raise PredictError(f"input {p} is not a readable image ({e})") from None
+            raise PredictError(f"input {item} is not a readable image ({e})") from None
         x = torch.from_numpy(arr)
         x = x[None] if x.ndim == 2 else x.permute(2, 0, 1)
         batch.append((x / info.get("pixel_scale", 255.0) - mean) / std)
     return torch.stack(batch)
 
 
+def _label(item, i: int) -> str:
+    return f"array[{i}]" if not isinstance(item, (str, Path)) else str(item)[:80]
+
+
 def load_model(bundle: Path, config: dict, *, use_weights: bool):
     if use_weights:
-        from trainables.loop import build_model
+        from hpsearch.trainables.loop import build_model
 
         model = build_model(config["hyperparameters"], config["data"])
         model.load_state_dict(torch.load(bundle / "weights.pt", map_location="cpu",
@@ -94,7 +134,14 @@ def load_model(bundle: Path, config: dict, *, use_weights: bool):
     return torch.export.load(str(bundle / "model.pt2")).module()
 
 
-def read_texts(inputs: list) -> list[str]:
+def read_texts(inputs) -> list[str]:
+    """Texts, ``.txt`` files (one text per line), or a table's ``text`` column."""
+    import pandas as pd
+
+    if isinstance(inputs, pd.DataFrame):
+        if "text" not in inputs.columns:
+            raise PredictError(f"a table of texts needs a `text` column, got {list(inputs.columns)}")
+        inputs = inputs["text"]
     texts = []
     for item in inputs:
         p = Path(str(item))
@@ -110,10 +157,10 @@ def read_texts(inputs: list) -> list[str]:
 def preprocess_texts(texts: list[str], info: dict) -> torch.Tensor:
     """Texts -> the model's input: token ids (sequence models) or n-gram features."""
     if "vectorizer" in info:
-        from trainables.text_baselines import featurize
+        from hpsearch.trainables.text_baselines import featurize
 
         return torch.from_numpy(featurize(texts, info["vectorizer"]).toarray().astype("float32"))
-    from trainables.data import text as text_data
+    from hpsearch.trainables.data import text as text_data
 
     tok = text_data.tokenizer(info["tokenizer"], info["lowercase"])
     stoi = {w: i for i, w in enumerate(info["vocab"])}
@@ -121,17 +168,22 @@ def preprocess_texts(texts: list[str], info: dict) -> torch.Tensor:
                          info["max_len"])
 
 
-def preprocess_window(path: Path, info: dict) -> torch.Tensor:
-    """A CSV of the source's columns -> one scaled window [1, seq_length, F]."""
+def preprocess_window(table, info: dict) -> torch.Tensor:
+    """A table of the source's columns (a CSV file or a DataFrame) -> one scaled
+    window [1, seq_length, F]."""
     import numpy as np
     import pandas as pd
 
-    from trainables.data import series as series_data
+    from hpsearch.trainables.data import series as series_data
 
-    if not path.is_file():
-        raise PredictError(f"input {path} does not exist; give a CSV with the columns of "
-                           f"{info['source']}")
-    df = pd.read_csv(path)
+    if isinstance(table, pd.DataFrame):
+        df, path = table.copy(), "the table"
+    else:
+        path = Path(str(table))
+        if not path.is_file():
+            raise PredictError(f"input {path} does not exist; give a CSV with the columns of "
+                               f"{info['source']}")
+        df = pd.read_csv(path)
     time_col = info.get("time_column")
     if time_col and time_col in df.columns:
         df[time_col] = pd.to_datetime(df[time_col])
@@ -160,33 +212,50 @@ def preprocess_window(path: Path, info: dict) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def predict(bundle: Path, inputs: list, *, use_weights: bool = False) -> list[dict]:
+def predict(bundle: Path, inputs, *, use_weights: bool = False) -> list[dict]:
+    """Predict with a bundle's portable program (or ``use_weights``: weights.pt and the
+    project's model code) from raw inputs (see the module's docstring)."""
+    bundle = Path(bundle)
     config = load_bundle_config(bundle)
-    info = config["data"]
     if config["trainable"] == "metric_resnet18":
         raise PredictError(f"{bundle}: a metric-learning bundle outputs embeddings, not classes")
-    model = load_model(bundle, config, use_weights=use_weights)
+    return predict_with(load_model(bundle, config, use_weights=use_weights), config, inputs)
+
+
+@torch.inference_mode()
+def predict_with(model, config: dict, inputs) -> list[dict]:
+    """One dict per input (``class``, ``index``, ``probability``) or per forecast step."""
+    import numpy as np
+    import pandas as pd
+
+    info = config["data"]
+    single = isinstance(inputs, (str, Path, np.ndarray, pd.DataFrame, pd.Series))
     if info.get("task") == "regression":
-        if len(inputs) != 1:
-            raise PredictError("a forecaster takes one CSV input (its last seq_length rows)")
-        y = model(preprocess_window(Path(str(inputs[0])), info)).float()[0]
+        table = inputs if single else (inputs[0] if len(inputs) == 1 else None)
+        if table is None:
+            raise PredictError("a forecaster takes one table (a CSV or a DataFrame; its last "
+                               "seq_length rows)")
+        y = model(preprocess_window(table, info)).float()[0]
         values = (y * info["target_scale"] + info["target_offset"]).tolist()
-        return [{"input": str(inputs[0]), "target": info["target"], "steps_ahead": h + 1,
+        name = "table" if isinstance(table, pd.DataFrame) else str(table)
+        return [{"input": name, "target": info["target"], "steps_ahead": h + 1,
                  "forecast": v} for h, v in enumerate(values)]
     # in batches: a folder of thousands of images, or a .txt of thousands of reviews,
     # need not fit in one
     if info.get("kind") == "text":
-        inputs = read_texts(inputs)
+        items = read_texts([inputs] if isinstance(inputs, str) else inputs)
         prepare = lambda part: preprocess_texts(part, info)  # noqa: E731
+        labels = [str(t)[:80] for t in items]
     else:
-        inputs = image_files(inputs)
+        items = image_files([inputs] if single else list(inputs))
         prepare = lambda part: preprocess_images(part, config)  # noqa: E731
-    probs = torch.cat([torch.softmax(model(prepare(inputs[i:i + BATCH])).float(), dim=1)
-                       for i in range(0, len(inputs), BATCH)])
+        labels = [_label(item, i) for i, item in enumerate(items)]
+    probs = torch.cat([torch.softmax(model(prepare(items[i:i + BATCH])).float(), dim=1)
+                       for i in range(0, len(items), BATCH)])
     classes = config["data"]["classes"]
     out = []
-    for path, p in zip(inputs, probs):
+    for label, p in zip(labels, probs):
         k = int(p.argmax())
-        out.append({"input": str(path)[:80], "class": classes[k], "index": k,
+        out.append({"input": label, "class": classes[k], "index": k,
                     "probability": float(p[k])})
     return out

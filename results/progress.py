@@ -263,3 +263,66 @@ class SearchProgress(tune.Callback):
         self.stream.write((CLEAR if self._drawn else "") + text + "\n")
         self.stream.flush()
         self._drawn = False
+
+
+def in_notebook() -> bool:
+    """Running inside a Jupyter kernel (not a plain IPython terminal)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+class NotebookProgress(SearchProgress):
+    """The same counts in a Jupyter notebook: two outputs updated in place, the
+    search's own lines (trials that ended, warnings) in one and the progress line
+    below them in the other, instead of a terminal's carriage returns (which a
+    notebook shows as one new line per redraw)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**{**kwargs, "tty": True})
+        self._lines: list[str] = []
+        self._log = self._bar = None
+
+    def __getstate__(self):
+        return {**super().__getstate__(), "_log": None, "_bar": None}
+
+    def _handles(self):
+        if self._bar is None:
+            from IPython.display import Pretty, display
+
+            self._log = display(Pretty(""), display_id=True)
+            self._bar = display(Pretty(""), display_id=True)
+        return self._log, self._bar
+
+    def tick(self, force: bool = False) -> None:
+        if self._ended:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < 0.5:
+            return
+        self._last = now
+        from IPython.display import Pretty
+
+        self._handles()[1].update(Pretty(self.line()))
+
+    def above(self, echo):
+        def log(text: str) -> None:
+            from IPython.display import Pretty
+
+            self._lines += str(text).strip("\n").splitlines() or [""]
+            self._handles()[0].update(Pretty("\n".join(self._lines)))
+        return log
+
+    def finish(self) -> None:
+        if self._ended:
+            return
+        from IPython.display import Pretty
+
+        text = self.line()
+        self._ended = True
+        self._handles()[1].update(Pretty(text))
+
+
+def progress_view(**kwargs) -> SearchProgress:
+    """The live view for where this runs: a notebook's, else a terminal's or a log's."""
+    return NotebookProgress(**kwargs) if in_notebook() else SearchProgress(**kwargs)

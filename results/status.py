@@ -8,7 +8,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from results.storage import Storage
+from hpsearch.results.storage import Storage
 
 
 @dataclass
@@ -29,7 +29,7 @@ def trial_rows(name: str, storage: Storage, *, recheck: bool = False
                ) -> tuple[dict, list[TrialRow]]:
     """(search metadata, one row per trial in start order); with ``recheck``, the
     rows of the seed re-check runs instead of the search's own trials."""
-    from results.mlflow_runs import child_runs
+    from hpsearch.results.mlflow_runs import child_runs
 
     meta = storage.read_meta(name)
     metric = meta["spec"]["objective"]["metric"]
@@ -133,14 +133,20 @@ def aligned(header: list[str], body: list[list[str]]) -> list[str]:
     return lines
 
 
-def print_status(name: str, storage: Storage) -> None:
+def status_text(name: str, storage: Storage) -> str:
+    """``hpsearch status NAME``: the search's trial table (and its seed re-check)."""
     meta, rows = trial_rows(name, storage)
-    print(f"search {name!r}: {len(rows)} trial(s), objective "
-          f"{meta['spec']['objective']['mode']} {meta['spec']['objective']['metric']}")
-    print(format_table(meta, rows))
+    lines = [f"search {name!r}: {len(rows)} trial(s), objective "
+             f"{meta['spec']['objective']['mode']} {meta['spec']['objective']['metric']}",
+             format_table(meta, rows)]
     _, rechecks = trial_rows(name, storage, recheck=True)
     if rechecks:
-        print("\n" + format_recheck(meta, recheck_summary(meta, rows, rechecks)))
+        lines.append("\n" + format_recheck(meta, recheck_summary(meta, rows, rechecks)))
+    return "\n".join(lines)
+
+
+def print_status(name: str, storage: Storage) -> None:
+    print(status_text(name, storage))
 
 
 def _short(value: str) -> str:
@@ -151,11 +157,9 @@ def _short(value: str) -> str:
         return value
 
 
-def print_overview(storage: Storage) -> int:
-    """``hpsearch status`` without a name: one row per search under the storage root
-    (oldest first), so a user finds a search's name, how far it got and whether it was
-    exported without remembering anything. Returns the number of searches."""
-    from results.storage import META_FILE
+def overview(storage: Storage) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): one row per search under the storage root, oldest first."""
+    from hpsearch.results.storage import META_FILE
 
     metas = []
     for path in storage.root.glob(f"*/{META_FILE}"):
@@ -163,9 +167,6 @@ def print_overview(storage: Storage) -> int:
             metas.append(json.loads(path.read_text()))
         except (OSError, ValueError):
             continue  # being written, or not ours
-    if not metas:
-        print(f"no searches under {storage.root} (use --storage to look elsewhere)")
-        return 0
     header = ["search", "trainable", "started", "trials", "running", "best", "exported (test)"]
     body = []
     for meta in sorted(metas, key=lambda m: m.get("created", 0)):
@@ -185,9 +186,20 @@ def print_overview(storage: Storage) -> int:
                      str(len(rows) - ended),
                      f"{metric} {best.best:.4f}" if best is not None else "-",
                      _exported(storage, name)])
+    return header, body
+
+
+def print_overview(storage: Storage) -> int:
+    """``hpsearch status`` without a name: one row per search under the storage root
+    (oldest first), so a user finds a search's name, how far it got and whether it was
+    exported without remembering anything. Returns the number of searches."""
+    header, body = overview(storage)
+    if not body:
+        print(f"no searches under {storage.root} (use --storage to look elsewhere)")
+        return 0
     print("\n".join(aligned(header, body)))
-    print(f"\n{len(metas)} search(es) under {storage.root}; one in full: hpsearch status NAME")
-    return len(metas)
+    print(f"\n{len(body)} search(es) under {storage.root}; one in full: hpsearch status NAME")
+    return len(body)
 
 
 def _exported(storage: Storage, name: str) -> str:

@@ -21,14 +21,16 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hpsearch.errors import SpecError
+
 META_FILE = "hpsearch.json"
 
 
-class SearchNotFound(LookupError):
-    pass
+class SearchNotFound(SpecError, LookupError):
+    """No search of that name under the storage root."""
 
 
-class NotWritable(ValueError):
+class NotWritable(SpecError):
     """A folder a command must write to cannot be written (bad input, exit 2)."""
 
 

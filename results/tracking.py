@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 from ray import tune
 
-from results.mlflow_runs import (  # noqa: F401  (re-exported: the engine uses them from here)
+from hpsearch.results.mlflow_runs import (  # noqa: F401  (re-exported: the engine uses them from here)
     PARENT_TAG,
     _client,
     child_runs,
@@ -251,7 +251,7 @@ class MlflowTracker(tune.Callback):
     # ------------------------------------------------------------ writer thread
 
     def _writer(self) -> None:
-        from results.outbox import Outbox, RunWriter, fail_fast_http
+        from hpsearch.results.outbox import Outbox, RunWriter, fail_fast_http
 
         fail_fast_http()
         outbox = Outbox(RunWriter(self.tracking_uri, self.experiment_id, self.parent_run_id))

@@ -27,9 +27,9 @@ def trial(config: dict) -> None:
     import torch
     from ray import tune
 
-    from trainables import get as get_trainable
-    from trainables.health import Unhealthy
-    from trainables.loop import NonFiniteLoss, train
+    from hpsearch.trainables import get as get_trainable
+    from hpsearch.trainables.health import Unhealthy
+    from hpsearch.trainables.loop import NonFiniteLoss, train
 
     node_id = ray.get_runtime_context().get_node_id()  # recorded as a tag of the trial's run
     restore = None

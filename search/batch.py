@@ -26,11 +26,12 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from results.storage import Storage
-from search.spec import SearchSpec
+from hpsearch.errors import SpecError
+from hpsearch.results.storage import Storage
+from hpsearch.search.spec import SearchSpec
 
 
-class BatchRefused(ValueError):
+class BatchRefused(SpecError):
     """A batch that must not start (bad input: the CLI prints it as one line, exit 2)."""
 
 
@@ -57,7 +58,7 @@ class SpecResult:
 def check_batch(specs: list[SearchSpec], storage: Storage, *, overwrite: bool) -> None:
     """Refuse, before anything starts, a batch whose searches would collide: two specs
     with one name, or a name already taken in the storage root (without --overwrite)."""
-    from search.engine import SearchExists, check_name_free
+    from hpsearch.search.engine import SearchExists, check_name_free
 
     seen: dict[str, str] = {}
     for spec in specs:
@@ -78,15 +79,16 @@ def check_batch(specs: list[SearchSpec], storage: Storage, *, overwrite: bool) -
 def run_specs(specs: list[SearchSpec], *, storage: Storage, tracking_uri: str | None = None,
               address: str | None = None, overwrite: bool = False, export: bool = False,
               resource_wait: float | None = None, echo=print, verbose: bool = True,
-              progress: bool = False, checks=None) -> list[SpecResult]:
+              progress: bool = False, checks=None, tables: bool = True) -> list[SpecResult]:
     """Run the specs one after another on one Ray session; export each when asked.
     Every result comes back, failed ones included; Ctrl-C prints the table so far
     and re-raises (the engine has ended the open MLflow runs). ``progress``: each
     search shows the live progress line. ``checks``: called once Ray is up and before
     the first search writes anything (the CLI's GPU memory checks, which ran beside
     Ray's start); may raise; returns `plan`'s epoch time per search name, the progress
-    line's estimate before the first epoch ends."""
-    from search.engine import ResourceMismatch, connect
+    line's estimate before the first epoch ends. ``tables``: each finished search's
+    trial table, and for several the summary table (the command line's output)."""
+    from hpsearch.search.engine import ResourceMismatch, connect
 
     check_batch(specs, storage, overwrite=overwrite)
     try:  # Ray starts once, here; every spec's resources must fit it before the first runs
@@ -110,20 +112,20 @@ def run_specs(specs: list[SearchSpec], *, storage: Storage, tracking_uri: str | 
             _run_one(spec, result, storage=storage, tracking_uri=tracking_uri, address=address,
                      overwrite=overwrite, export=export, resource_wait=resource_wait,
                      echo=(lambda line, tag=tag: echo(f"{tag}{line}")) if many else echo,
-                     verbose=verbose, progress=view)
+                     verbose=verbose, progress=view, table=tables)
     finally:  # also after Ctrl-C: what finished, what did not start
-        if many:
+        if many and tables:
             echo("\n" + "\n".join(summary_table(results)))
     return results
 
 
 def _run_one(spec: SearchSpec, result: SpecResult, *, storage: Storage, tracking_uri, address,
              overwrite: bool, export: bool, echo, resource_wait: float | None = None,
-             verbose: bool = True, progress: dict | None = None) -> None:
+             verbose: bool = True, progress: dict | None = None, table: bool = True) -> None:
     """One search (and its export) into ``result``; a failure is recorded, not raised."""
-    from results.export import headline
-    from results.status import best_row, trial_rows
-    from search.engine import run_search
+    from hpsearch.results.export import headline
+    from hpsearch.results.status import best_row, trial_rows
+    from hpsearch.search.engine import run_search
 
     t0 = time.time()
     result.status = "interrupted"  # until it ends one way or the other
@@ -132,7 +134,7 @@ def _run_one(spec: SearchSpec, result: SpecResult, *, storage: Storage, tracking
                              overwrite=overwrite, echo=echo, resource_wait=resource_wait,
                              verbose=verbose, progress=progress)
         result.trials, result.errors = outcome.num_trials, outcome.num_errors
-        print_outcome(outcome, storage)
+        print_outcome(outcome, storage, echo=echo, table=table)
         failure = outcome_failure(outcome, storage)
         meta, rows = trial_rows(spec.name, storage) if failure is None else ({}, [])
         best = best_row(meta, rows) if rows else None
@@ -145,7 +147,7 @@ def _run_one(spec: SearchSpec, result: SpecResult, *, storage: Storage, tracking
         else:
             result.best = best.best
             if export:
-                bundle = export_and_print(spec.name, storage)
+                bundle = export_and_print(spec.name, storage, echo=echo)
                 result.bundle = bundle.path
                 result.test = bundle.metrics["test"]
                 result.test_key = headline(bundle.metrics)[0]
@@ -165,15 +167,15 @@ def _run_one(spec: SearchSpec, result: SpecResult, *, storage: Storage, tracking
         echo(f"search {spec.name!r} {result.status}")
 
 
-def print_outcome(outcome, storage: Storage) -> None:
-    """The lines a finished search prints: counts, time, and its trial table (which
-    comes from MLflow: not printed when MLflow did not take every write)."""
-    from results.status import print_status
+def print_outcome(outcome, storage: Storage, *, echo=print, table: bool = True) -> None:
+    """The lines a finished search prints: counts, time, and (``table``) its trial table
+    (which comes from MLflow: not printed when MLflow did not take every write)."""
+    from hpsearch.results.status import status_text
 
-    print(f"\nsearch {outcome.name!r} finished: {outcome.num_trials} trials "
-          f"({outcome.num_errors} errored) in {outcome.seconds:.0f} s")
-    if not outcome.undelivered:
-        print_status(outcome.name, storage)
+    echo(f"\nsearch {outcome.name!r} finished: {outcome.num_trials} trials "
+         f"({outcome.num_errors} errored) in {outcome.seconds:.0f} s")
+    if table and not outcome.undelivered:
+        echo(status_text(outcome.name, storage))
 
 
 def outcome_failure(outcome, storage: Storage) -> str | None:
@@ -190,26 +192,26 @@ def outcome_failure(outcome, storage: Storage) -> str | None:
 
 
 def export_and_print(name: str, storage: Storage, trial: str | None = None,
-                     to: Path | None = None):
+                     to: Path | None = None, *, echo=print):
     """Export a search's best trial (or ``trial``) and print the bundle's headline."""
-    from results.export import export_best, headline
+    from hpsearch.results.export import export_best, headline
 
-    bundle = export_best(name, storage=storage, trial_id=trial, to=to)
+    bundle = export_best(name, storage=storage, trial_id=trial, to=to, echo=echo)
     m = bundle.metrics
     key, value = headline(m)
     extra = (f"  naive forecast test_r2={m['test']['naive_r2']:.4f}"
              if m.get("task") == "regression" else "")
-    print(f"\nexported trial {bundle.trial_id} of {name!r}: "
-          f"val_{key}={m['val'].get(key, float('nan')):.4f}  test_{key}={value:.4f}{extra} "
-          f"(n_test={m['test']['n']})")
-    print(f"bundle: {bundle.path}")
+    echo(f"\nexported trial {bundle.trial_id} of {name!r}: "
+         f"val_{key}={m['val'].get(key, float('nan')):.4f}  test_{key}={value:.4f}{extra} "
+         f"(n_test={m['test']['n']})")
+    echo(f"bundle: {bundle.path}")
     return bundle
 
 
 def summary_table(results: list[SpecResult]) -> list[str]:
     """One row per spec: file, search, status, trials, errors, best objective, seconds,
     the exported test metric."""
-    from results.status import aligned
+    from hpsearch.results.status import aligned
 
     body = []
     for i, r in enumerate(results, 1):

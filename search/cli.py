@@ -14,150 +14,64 @@ import os
 import sys
 from pathlib import Path
 
-from search.cli_common import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUNTIME, BadInput
-from search.cli_common import number as _number
-from search.cli_common import positive_int as _positive_int
-from search.cli_common import runtime_error as _runtime_error
+from hpsearch.search.cli_common import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUNTIME, BadInput
+from hpsearch.search.cli_common import number as _number
+from hpsearch.search.cli_common import positive_int as _positive_int
+from hpsearch.search.cli_common import runtime_error as _runtime_error
 
 # ---------------------------------------------------------------- commands
+# Each command parses its flags, calls the Python API (hpsearch._api, hpsearch.Search)
+# and prints; every check lives there, so a notebook gets the same refusals.
 
 
-def _spec_from_args(args, path):
-    """The spec file at ``path`` with the command's flags applied (bad input -> BadInput)."""
-    from search.spec import SpecError, load_spec
-
-    overrides = {
-        "name": (args.name, "--name"),
-        "search.samples": (args.samples, "--samples"),
-        "search.seed": (args.seed, "--seed"),
-        "search.concurrency": (args.concurrency, "--concurrency"),
-        "scheduler.max_epochs": (args.max_epochs, "--max-epochs"),
-        "resources.cpus_per_trial": (args.cpus_per_trial, "--cpus-per-trial"),
-        "resources.gpus_per_trial": (args.gpus_per_trial, "--gpus-per-trial"),
-        "data.source": (args.data, "--data"),
-        "search.recheck": (args.recheck, "--recheck"),
-    }
-    try:
-        return load_spec(path, overrides, smoke=args.smoke)
-    except SpecError as e:
-        raise BadInput(str(e)) from None
+def _flag(name: str) -> str:
+    """Where an override came from, on the command line: ``--max-epochs``."""
+    return "--" + name.replace("_", "-")
 
 
 def _specs_from_args(args) -> list:
-    """Every spec of `run` (and `submit`) parsed and validated before any is used."""
-    if args.name and len(args.specs) > 1:
-        raise BadInput(f"--name: names one search, but {len(args.specs)} spec files were given; "
-                       "drop --name (each search takes its spec's `name:`) or run one spec")
-    return [_spec_from_args(args, path) for path in args.specs]
+    """Every spec of `run` (and `submit`, `plan`) parsed and validated before any is used."""
+    from hpsearch._api import specs_with
+
+    overrides = {"name": args.name, "samples": args.samples, "seed": args.seed,
+                 "concurrency": args.concurrency, "max_epochs": args.max_epochs,
+                 "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
+                 "data": args.data, "recheck": args.recheck}
+    paths = args.specs if hasattr(args, "specs") else [args.spec]
+    return specs_with(paths, overrides, smoke=args.smoke, origin=_flag)
 
 
 def cmd_run(args) -> int:
-    from results.storage import Storage
+    from hpsearch._api import run_specs
+    from hpsearch.results.storage import Storage
 
     specs = _specs_from_args(args)
-    storage = Storage.resolve(args.storage)
-    storage.check_writable()
-    for spec in specs:
-        _preflight(spec)
     if args.dry_run:
-        from search.space import sample_configs
+        from hpsearch.search.preflight import check_dry_run
 
-        for spec in specs:
-            _check_user_data(spec)  # local and cheap, unlike the data sets run would fetch
-            for cfg in sample_configs(spec, 3, seed=spec.seed):
-                print({k: v for k, v in cfg.items() if k in {p.name for p in spec.space}})
+        storage = Storage.resolve(args.storage)
+        for spec, configs in zip(specs, check_dry_run(specs, storage)):
+            for cfg in configs:
+                print(cfg)
             print(f"spec {spec.source} is valid; storage root {storage.root}")
         return EXIT_OK
-    from search.batch import BatchRefused, check_batch, run_specs
-    from search.engine import SearchExists, StorageUnreachable
-
-    try:
-        check_batch(specs, storage, overwrite=args.overwrite)  # names, before any data is fetched
-    except BatchRefused as e:
-        raise BadInput(str(e)) from None
-    for spec in specs:
-        _check_data(spec)
-    _use_cluster_token(args.address)
-    checks = None
-    if not args.address:  # a local GPU: the largest trial must fit its GPU share
-        checks = _plan_checks(specs)
-    else:
-        from search.stopping import resource_wait
-
-        try:
-            resource_wait(args.resource_wait)
-        except ValueError as e:
-            raise BadInput(str(e)) from None
-
-    try:
-        results = run_specs(specs, storage=storage, tracking_uri=args.tracking_uri,
-                            address=args.address, overwrite=args.overwrite, export=args.export,
-                            resource_wait=args.resource_wait, verbose=args.verbose,
-                            progress=True, checks=checks)
-    except (BatchRefused, SearchExists, StorageUnreachable) as e:
-        raise BadInput(str(e)) from None
-    names = ", ".join(repr(r.name) for r in results)
+    searches = run_specs(specs, storage=args.storage, tracking_uri=args.tracking_uri,
+                         address=args.address, overwrite=args.overwrite, export=args.export,
+                         resource_wait=args.resource_wait, verbose=args.verbose,
+                         progress=True, tables=True)
+    names = ", ".join(repr(s.name) for s in searches)
     print(f"\nBrowse it: hpsearch ui{_storage_flag(args.storage)}   "
-          f"(MLflow on http://127.0.0.1:5000, experiment{'s' if len(results) > 1 else ''} {names})")
-    return EXIT_OK if all(r.ok for r in results) else EXIT_RUNTIME
-
-
-def _plan_checks(specs):
-    """Start the GPU memory checks (``_check_plan``, one spec after another) in a thread
-    while Ray starts; the returned function waits for them and gives plan's epoch time
-    per search name (the progress line's first estimate), or raises BadInput for a spec
-    whose largest trial does not fit. run_specs calls it once Ray is up, before any
-    search writes anything. Each check is a child process on the GPU: ~10 s that no
-    longer come before Ray's own start-up."""
-    import threading
-
-    out: dict = {}
-
-    def work() -> None:
-        try:
-            for spec in specs:
-                plan = _check_plan(spec)
-                if plan is not None:
-                    out[spec.name] = plan.epoch_seconds()
-        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
-            out["error"] = e
-
-    thread = threading.Thread(target=work, name="hpsearch-plan", daemon=True)
-    thread.start()
-
-    def wait() -> dict[str, float]:
-        thread.join()
-        if "error" in out:
-            raise out.pop("error")
-        return out
-
-    return wait
-
-
-def _check_plan(spec):
-    from search.plan import DoesNotFit, PlanError, check_before_run
-
-    try:
-        plan = check_before_run(spec)
-    except DoesNotFit as e:
-        raise BadInput(str(e)) from None
-    except PlanError as e:
-        print(f"hpsearch: warning: {e}; starting the search without the memory check",
-              file=sys.stderr)
-        return None
-    if plan is not None:
-        print(f"GPU memory check: the largest trial needs {plan.per_trial_bytes / 2**30:.1f} GiB; "
-              f"{spec.gpus_per_trial:g} of {plan.result['device']} gives "
-              f"{spec.gpus_per_trial * plan.result['total_bytes'] * 0.95 / 2**30:.1f} GiB")
-    return plan
+          f"(MLflow on http://127.0.0.1:5000, experiment{'s' if len(searches) > 1 else ''} {names})")
+    return EXIT_OK if all(s.result.ok for s in searches) else EXIT_RUNTIME
 
 
 def cmd_plan(args) -> int:
-    from search.plan import DoesNotFit, PlanError, make_plan
+    from hpsearch.search import preflight
+    from hpsearch.search.plan import PlanError, make_plan
 
-    spec = _spec_from_args(args, args.spec)
-    _preflight(spec)
-    _check_data(spec)
+    [spec] = _specs_from_args(args)
+    preflight.check_trainable(spec)
+    preflight.check_data(spec)
     print(f"measuring the largest trial of {args.spec} (a few real training steps)...",
           flush=True)
     try:
@@ -166,54 +80,23 @@ def cmd_plan(args) -> int:
         print(f"hpsearch: failed: {e}", file=sys.stderr)
         return EXIT_RUNTIME
     print("\n".join(plan.lines()), flush=True)
-    try:
-        plan.check_fits()
-    except DoesNotFit as e:
-        raise BadInput(str(e)) from None
+    plan.check_fits()
     return EXIT_OK
 
 
 def cmd_resume(args) -> int:
-    _use_cluster_token(args.address)
-    from search.batch import outcome_failure, print_outcome
-    from search.engine import (
-        NothingToResume,
-        ResourceMismatch,
-        SearchFailed,
-        StorageUnreachable,
-        resume_search,
-    )
+    from hpsearch._api import resume_search
 
-    storage = _storage(args)
-    storage.read_meta(args.name)  # an unknown search says so before the storage is checked
-    storage.check_writable()
-    try:
-        outcome = resume_search(args.name, storage=storage, address=args.address)
-    except (NothingToResume, ResourceMismatch, StorageUnreachable) as e:
-        raise BadInput(str(e)) from None
-    except SearchFailed as e:
-        return _runtime_error(str(e))
-    print_outcome(outcome, storage)
-    failure = outcome_failure(outcome, storage)
-    return _runtime_error(failure) if failure else EXIT_OK
-
-
-def _use_cluster_token(address: str | None) -> None:
-    """Reaching a cluster: its token environment must be set before Ray is imported."""
-    if address:
-        from cluster.local import use_cluster_token
-
-        use_cluster_token()
+    resume_search(args.name, storage=args.storage, address=args.address, tables=True)
+    return EXIT_OK
 
 
 def cmd_status(args) -> int:
-    from results.outbox import outbox_path, pending_in, replay
-    from results.status import print_status
+    from hpsearch.results.outbox import outbox_path, pending_in, replay
+    from hpsearch.results.status import print_overview, print_status
 
     storage = _storage(args)
     if args.name is None:
-        from results.status import print_overview
-
         if args.sync:
             raise BadInput("hpsearch status --sync: name the search whose MLflow writes to "
                            "deliver (hpsearch status NAME --sync)")
@@ -236,46 +119,42 @@ def cmd_status(args) -> int:
     return EXIT_OK
 
 
-def cmd_export(args) -> int:
-    from search.batch import export_and_print
+def _search(args):
+    """The search a command names, once its output folder was found writable."""
+    from hpsearch._search import Search
+    from hpsearch.search.preflight import check_destination
 
     storage = _storage(args)
-    _check_destination(args.to, storage)
-    export_and_print(args.name, storage, args.trial, Path(args.to) if args.to else None)
+    check_destination(args.to, storage)
+    return Search(args.name, storage=storage)
+
+
+def cmd_export(args) -> int:
+    _search(args).export(args.trial, args.to)
     return EXIT_OK
 
 
 def cmd_report(args) -> int:
-    from results.export import load_trial
-    from results.report import attach_to_mlflow, write_reports
-    from trainables.loop import evaluate_split, load_data
-
-    storage = _storage(args)
-    _check_destination(args.to, storage)
-    meta, rows, row, state, model = load_trial(args.name, storage, args.trial)
-    config = state["config"]
-    data = load_data(config)
-    # on demand, any trial: the validation split (the test split is for export only)
-    val = evaluate_split(config, model, data, data.val)
-    dest = Path(args.to) if args.to else storage.root / "reports" / args.name / row.trial_id
-    write_reports(dest, name=args.name, meta=meta, rows=rows, row=row, model=model, data=data,
-                  config=config, split="val", evaluation=val,
-                  facts={"versions": meta.get("versions", {})})
-    attach_to_mlflow(meta, row, dest)
-    print(f"report for trial {row.trial_id} of {args.name!r} (validation split): "
-          f"{dest / 'summary.md'}")
+    search = _search(args)
+    dest = search.report(args.trial, args.to)
+    print(f"report for trial {dest.name if not args.to else args.trial or 'best'} of "
+          f"{args.name!r} (validation split): {dest / 'summary.md'}")
     return EXIT_OK
 
 
 def cmd_compare(args) -> int:
-    from results.compare import compare
+    from hpsearch._search import Search
+
+    from hpsearch.search.preflight import check_destination
 
     storage = _storage(args)
     names = [_search_name(n, smoke=args.smoke) for n in args.names]
-    _check_destination(args.to, storage)
+    check_destination(args.to, storage)
+    first = Search(names[0], storage=storage)
     dest = Path(args.to) if args.to else storage.root / "reports" / ("compare-" + "-vs-".join(names))
-    files = compare(names, storage=storage, dest=dest)
+    first.compare(*names[1:], to=dest)
     print((dest / "comparison.md").read_text())
+    files = [f for f in ("comparison.png", "comparison.svg", "comparison.csv", "comparison.md")]
     print(f"plots and tables: {', '.join(str(dest / f) for f in files)}")
     return EXIT_OK
 
@@ -284,22 +163,15 @@ def _search_name(text: str, *, smoke: bool) -> str:
     """A search name as given, or the name in a spec file (.yaml/.yml, or an existing file)."""
     if not (text.endswith((".yaml", ".yml")) or Path(text).is_file()):
         return text
-    from search.spec import SpecError, load_spec
+    from hpsearch._api import load_spec
 
-    try:
-        return load_spec(text, smoke=smoke).name
-    except SpecError as e:
-        raise BadInput(str(e)) from None
+    return load_spec(text, smoke=smoke).name
 
 
 def cmd_predict(args) -> int:
-    from results.predict import PredictError, predict
+    from hpsearch._api import predict
 
-    try:
-        rows = predict(Path(args.bundle), list(args.inputs), use_weights=args.use_weights)
-    except PredictError as e:
-        raise BadInput(str(e)) from None
-    for r in rows:
+    for r in predict(args.bundle, list(args.inputs), use_weights=args.use_weights):
         if "forecast" in r:
             print(f"{r['target']}\t+{r['steps_ahead']}\t{r['forecast']:.4f}")
         else:
@@ -340,8 +212,8 @@ def _serve(cmd: list[str], banner: str) -> int:
 
 
 def cmd_trainables(args) -> int:
-    import trainables
-    from trainables.constraints import text_table
+    from hpsearch import trainables
+    from hpsearch.trainables.constraints import text_table
 
     if args.name is None:
         width = max(len(n) for n in trainables.REGISTRY)
@@ -369,8 +241,8 @@ DATA_SETS = ("fashion-mnist", "modeldata")
 
 
 def cmd_data(args) -> int:
-    from trainables.data import fashion_mnist, modeldata, vectors
-    from trainables.data.debian import DataNotFound
+    from hpsearch.trainables.data import fashion_mnist, modeldata, vectors
+    from hpsearch.trainables.data.debian import DataNotFound
 
     known = [*DATA_SETS, *vectors.NAMED, "all"]
     unknown = [w for w in args.what if w not in known]
@@ -398,109 +270,10 @@ def cmd_data(args) -> int:
 # ---------------------------------------------------------------- helpers
 
 
-def _check_data(spec) -> None:
-    """Fetch a Debian-shipped data set once, before any trial needs it."""
-    from trainables.data import fashion_mnist, modeldata
-    from trainables.data.debian import DataNotFound
-
-    source = spec.data.get("source")
-    module = {"fashion-mnist": fashion_mnist, "fine-foods": modeldata,
-              "chicago-ridership": modeldata}.get(source)
-    if module is not None and not module.available():
-        print(f"{source}: not found locally, fetching it once", file=sys.stderr)
-        try:
-            module.fetch()
-        except DataNotFound as e:
-            raise BadInput(f"{spec.source}: `data.source`: {e}") from None
-    _check_user_data(spec)
-    _check_vectors(spec)
-
-
-def _check_user_data(spec) -> None:
-    """The user's own files (a csv: table, an imagefolder:) read once here, so that one
-    no trial could train on is bad input, not an error in every trial."""
-    source = str(spec.data.get("source"))
-    if source.startswith("csv:"):
-        _check_table(spec)
-    elif source.startswith("imagefolder:"):
-        from trainables.data.images import check_imagefolder
-
-        try:
-            check_imagefolder(Path(source.split(":", 1)[1]))
-        except ValueError as e:
-            raise BadInput(f"{spec.source}: `data`: {e}") from None
-
-
-def _check_table(spec) -> None:
-    """A user's CSV read by the loader the trials use (a target holding text, dates
-    that are not dates, too few rows, a label with fewer than 3 rows), then cut into
-    windows of the space's longest ``seq_length``."""
-    import trainables
-    from trainables import data as data_sources
-
-    try:
-        loaded = data_sources.load(spec.data)
-    except (ValueError, KeyError, OSError) as e:
-        raise BadInput(f"{spec.source}: `data`: {e}") from None
-    if "seq_length" in trainables.get(spec.trainable).params:
-        from trainables.data.series import windows
-
-        longest = max(int(v) for v in spec.values("seq_length"))
-        try:
-            windows(loaded, longest)
-        except ValueError as e:
-            where = "space.seq_length" if any(p.name == "seq_length" for p in spec.space) \
-                else "fixed.seq_length"
-            raise BadInput(f"{spec.source}: `{where}`: {e}") from None
-
-
-def _check_vectors(spec) -> None:
-    """Fetch named pretrained vectors (``embeddings: glove.6B.100d``) once, before
-    any trial needs them."""
-    import trainables
-    from trainables.data import vectors
-    from trainables.data.debian import DataNotFound
-
-    if "embeddings" not in trainables.get(spec.trainable).params:
-        return
-    for name in [v for v in spec.values("embeddings") if v in vectors.NAMED]:
-        if not vectors.available(name):
-            try:
-                vectors.fetch(name, log=lambda m: print(m, file=sys.stderr))
-            except DataNotFound as e:
-                raise BadInput(f"{spec.source}: `embeddings`: {e}") from None
-
-
 def _storage(args):
-    from results.storage import Storage
+    from hpsearch.results.storage import Storage
 
     return Storage.resolve(args.storage)
-
-
-def _check_destination(to: str | None, storage) -> None:
-    """A command that writes results (--to, else under the storage root) checks the
-    folder is writable before it loads or evaluates anything."""
-    from results.storage import check_writable
-
-    if to:
-        check_writable(Path(to).expanduser().resolve(), "--to")
-    else:
-        storage.check_writable()
-
-
-def _preflight(spec) -> None:
-    """The trainable module's own checks before anything starts (``preflight(values)``:
-    transfer's pretrained weight files). It imports the module (torch), so it is not
-    part of parsing, and runs only for modules the registry says have one."""
-    import trainables
-
-    info = trainables.get(spec.trainable)
-    if not info.preflight:
-        return
-    try:
-        info.load().preflight(spec.values)
-    except (ValueError, OSError) as e:
-        raise BadInput(f"{spec.source}: {e}") from None
 
 
 def _storage_flag(storage: str | None) -> str:
@@ -508,10 +281,11 @@ def _storage_flag(storage: str | None) -> str:
 
 
 def _recheck(text: str) -> dict:
-    top, _, seeds = text.lower().partition("x")
+    from hpsearch._api import parse_recheck
+
     try:
-        return {"top": int(top), "seeds": int(seeds)}
-    except ValueError:
+        return parse_recheck(text)
+    except BadInput:
         raise argparse.ArgumentTypeError(f"expected TOPxSEEDS such as 3x3, got {text!r}") from None
 
 
@@ -716,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "data sets)")
     d.set_defaults(func=cmd_data)
 
-    from search.cli_cluster import add_parsers
+    from hpsearch.search.cli_cluster import add_parsers
 
     add_parsers(sub, storage_opts)
     return p
@@ -751,21 +525,18 @@ def _exit_now(code: int) -> None:
 
 
 def _main(argv: list[str] | None) -> int:
-    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    # No usage reports from a tool that also runs offline and on private clusters:
-    # MLflow 3's telemetry thread and Ray's usage stats are off unless set otherwise.
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # Tune's boxed tables and snapshot warnings drown the one line per epoch
-    # that the tracker prints; the legacy reporter at verbose=0 is silent.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    from hpsearch._api import environment_defaults
+    from hpsearch.errors import SearchFailed
+
+    environment_defaults()
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
-    except BadInput as e:
+    except BadInput as e:  # hpsearch.SpecError and every bad-input type derived from it
         print(f"hpsearch: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except SearchFailed as e:
+        return _runtime_error(str(e))
     except KeyboardInterrupt as e:
         import signal
 
@@ -776,12 +547,6 @@ def _main(argv: list[str] | None) -> int:
               f"runs ended KILLED, stop_reason interrupted{more}", file=sys.stderr)
         return 128 + signum
     except Exception as e:
-        from results.export import ExportError
-        from results.storage import NotWritable, SearchNotFound
-
-        if isinstance(e, (SearchNotFound, ExportError, NotWritable)):
-            print(f"hpsearch: error: {e}", file=sys.stderr)
-            return EXIT_BAD_INPUT
         if os.environ.get("HPSEARCH_DEBUG"):
             raise
         print(f"hpsearch: failed: {type(e).__name__}: {e} (set HPSEARCH_DEBUG=1 for the traceback)",

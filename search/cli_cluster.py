@@ -7,10 +7,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from search.cli_common import EXIT_OK, EXIT_RUNTIME, BadInput
-from search.cli_common import number as _number
-from search.cli_common import positive_int as _positive_int
-from search.cli_common import runtime_error as _runtime_error
+from hpsearch.search.cli_common import EXIT_OK, EXIT_RUNTIME, BadInput
+from hpsearch.search.cli_common import number as _number
+from hpsearch.search.cli_common import positive_int as _positive_int
+from hpsearch.search.cli_common import runtime_error as _runtime_error
 
 
 def add_parsers(sub, storage_opts) -> None:
@@ -69,7 +69,7 @@ def add_parsers(sub, storage_opts) -> None:
 
 
 def cmd_cluster(args) -> int:
-    from cluster import local
+    from hpsearch.cluster import local
 
     try:
         if args.action == "up":
@@ -94,8 +94,8 @@ def cmd_cluster(args) -> int:
 
 
 def cmd_submit(args) -> int:
-    from cluster import jobs
-    from results.storage import Storage
+    from hpsearch.cluster import jobs
+    from hpsearch.results.storage import Storage
 
     # argparse's REMAINDER also swallows submit's own options given after SPEC
     rest, run_args = list(args.run_args), []
@@ -117,8 +117,8 @@ def cmd_submit(args) -> int:
     # every spec, with these run flags, is checked here before anything is uploaded; an
     # absolute file path (pretrained weights, vectors) may exist only on the cluster's
     # nodes: the job checks it there, before its search starts
-    from search.cli import _specs_from_args, build_parser
-    from trainables.constraints import absolute_files_checked_elsewhere
+    from hpsearch.search.cli import _specs_from_args, build_parser
+    from hpsearch.trainables.constraints import absolute_files_checked_elsewhere
 
     run_ns = build_parser().parse_args(["run", *specs, *run_args])
     with absolute_files_checked_elsewhere():
@@ -140,7 +140,7 @@ def cmd_submit(args) -> int:
 
 
 def cmd_jobs(args) -> int:
-    from cluster import jobs
+    from hpsearch.cluster import jobs
 
     try:
         c = jobs.client(args.address)
@@ -161,8 +161,8 @@ def cmd_jobs(args) -> int:
 
 
 def cmd_tracking(args) -> int:
-    from cluster.tracking_server import serve
-    from results.storage import Storage
+    from hpsearch.cluster.tracking_server import serve
+    from hpsearch.results.storage import Storage
 
     storage = Storage.resolve(args.storage)
     storage.check_writable()  # the store (or its artifact root) lives there

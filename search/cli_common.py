@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from hpsearch.errors import SpecError
+
 EXIT_OK, EXIT_RUNTIME, EXIT_BAD_INPUT = 0, 1, 2
 
 
-class BadInput(Exception):
-    """A user error: printed as one line, exit code 2."""
+# A user error: printed as one line, exit code 2 (the API raises the same type)
+BadInput = SpecError
 
 
 def runtime_error(message: str) -> int:

@@ -18,20 +18,17 @@ from pathlib import Path
 
 import yaml
 
-from results.storage import Storage
-from search.spec import SearchSpec
+from hpsearch.errors import SearchFailed, SpecError
+from hpsearch.results.storage import Storage
+from hpsearch.search.spec import SearchSpec
 
 
-class SearchExists(FileExistsError):
-    pass
+class SearchExists(SpecError):
+    """A search of that name exists and may not be replaced."""
 
 
-class ResourceMismatch(ValueError):
+class ResourceMismatch(SpecError):
     """The spec asks for resources no node of the cluster has."""
-
-
-class SearchFailed(RuntimeError):
-    """The search ran but produced nothing usable: one line, exit code 1."""
 
 
 class ResourcesUnavailable(SearchFailed):
@@ -94,7 +91,7 @@ def init_ray(address: str | None, spec: SearchSpec) -> None:
              runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}})
 
 
-class StorageUnreachable(RuntimeError):
+class StorageUnreachable(SpecError):
     """The storage root cannot be written from every node of the cluster."""
 
 
@@ -183,9 +180,9 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list, trainable=N
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    from search.adapter import trial
-    from search.searcher import SchedulerAwareOptunaSearch
-    from search.space import define_by_run
+    from hpsearch.search.adapter import trial
+    from hpsearch.search.searcher import SchedulerAwareOptunaSearch
+    from hpsearch.search.space import define_by_run
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = (TPESampler(seed=spec.seed, n_startup_trials=spec.startup_trials,
@@ -247,9 +244,9 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
     ``verbose``: a line per epoch of every trial (else one per trial that ends).
     ``progress``: show the live progress line (:mod:`results.progress`), with these
     keyword arguments (e.g. ``prefix``, ``epoch_seconds_hint``; ``{}`` for none)."""
-    from results import tracking
-    from results.outbox import outbox_path
-    from search import stopping
+    from hpsearch.results import tracking
+    from hpsearch.results.outbox import outbox_path
+    from hpsearch.search import stopping
 
     exp_dir = check_name_free(spec, storage, overwrite)
     spec = connect(spec, storage, address, echo)  # before anything is written
@@ -276,10 +273,10 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
     outbox = str(outbox_path(exp_dir))
     callbacks = []
     if progress is not None:
-        from results.progress import SearchProgress
-        from search.plan import EpochsLeft
+        from hpsearch.results.progress import progress_view
+        from hpsearch.search.plan import EpochsLeft
 
-        view = SearchProgress(name=spec.name, samples=spec.samples,
+        view = progress_view(name=spec.name, samples=spec.samples,
                               expected_epochs=EpochsLeft.of(spec), metric=spec.metric,
                               mode=spec.mode, concurrency=spec.concurrency, **progress)
         callbacks.append(view)
@@ -299,7 +296,7 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
     then = None
     if spec.recheck:
         def then(grid) -> None:  # inside the search: the parent run stays open until it ends
-            from search.recheck import run_recheck
+            from hpsearch.search.recheck import run_recheck
 
             tracker.close()  # the search's results are all in MLflow before ranking them
             run_recheck(spec, storage, grid, tracking_uri=uri, experiment_id=experiment_id,
@@ -308,8 +305,8 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
                 lambda: build_tuner(spec, storage, callbacks, trainable, stopper), echo, then)
 
 
-class NothingToResume(RuntimeError):
-    pass
+class NothingToResume(SpecError):
+    """The search has no Tune state to resume from."""
 
 
 def resume_search(name: str, *, storage: Storage, address: str | None = None,
@@ -322,8 +319,8 @@ def resume_search(name: str, *, storage: Storage, address: str | None = None,
     from mlflow.tracking import MlflowClient
     from ray import tune
 
-    from search.adapter import trial
-    from search.spec import parse_spec
+    from hpsearch.search.adapter import trial
+    from hpsearch.search.spec import parse_spec
 
     meta = storage.read_meta(name)
     exp_dir = storage.search_dir(name)
@@ -353,8 +350,8 @@ def _settle_lost(exp_dir, uri: str, experiment_id: str, parent: str, echo) -> No
     the search before Tune starts their configurations again as new trials."""
     from ray.tune import ExperimentAnalysis
 
-    from results.mlflow_runs import settle_lost_runs
-    from results.tracking import MlflowTracker
+    from hpsearch.results.mlflow_runs import settle_lost_runs
+    from hpsearch.results.tracking import MlflowTracker
 
     known = {t.trial_id for t in ExperimentAnalysis(str(exp_dir)).trials}
     deleted, kept, highest = settle_lost_runs(uri, experiment_id, parent, known)
@@ -370,7 +367,7 @@ def _deliver_outbox(storage: Storage, name: str, uri: str, experiment_id: str, p
                     echo) -> None:
     """Writes an earlier run kept for a silent store go first: delivered after the resume's
     own, an old "end" would overwrite a newer one."""
-    from results.outbox import outbox_path, pending_in, replay
+    from hpsearch.results.outbox import outbox_path, pending_in, replay
 
     path = outbox_path(storage.search_dir(name))
     if not pending_in(path):
@@ -390,13 +387,13 @@ class _RestoredTracker:
         self.echo = echo
 
     def interrupt(self) -> None:
-        from results.tracking import MlflowTracker
+        from hpsearch.results.tracking import MlflowTracker
 
         for tracker in MlflowTracker.live:
             tracker.interrupt()
 
     def close(self) -> int:
-        from results.tracking import MlflowTracker
+        from hpsearch.results.tracking import MlflowTracker
 
         left = 0
         while MlflowTracker.live:  # drained: a later resume in this process starts empty
@@ -410,8 +407,8 @@ def _fit(spec, storage, tracker, uri, experiment_id, parent, address, make_tuner
     same signal handling and before the parent run ends)."""
     import signal
 
-    from results.outbox import finish_search, outbox_path
-    from search.stopping import GracefulStop, ResourceWatch
+    from hpsearch.results.outbox import finish_search, outbox_path
+    from hpsearch.search.stopping import GracefulStop, ResourceWatch
 
     t0 = time.time()
     status = "FAILED"

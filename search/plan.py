@@ -23,7 +23,8 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
-from search.spec import Param, SearchSpec
+from hpsearch.errors import SpecError
+from hpsearch.search.spec import Param, SearchSpec
 
 GIB = 2**30
 # loop options that change neither the model nor its memory: never worth a probe
@@ -37,7 +38,7 @@ class PlanError(RuntimeError):
     """The probe could not build or train the largest trial."""
 
 
-class DoesNotFit(ValueError):
+class DoesNotFit(SpecError):
     """The largest trial needs more GPU memory than the spec's GPU fraction gives."""
 
 
@@ -162,9 +163,9 @@ def measure(config: dict, sizes: list[int], *, steps: int = 10, warmup: int = 3,
 
     import torch
 
-    from trainables import get as get_trainable
-    from trainables.loop import Trial, evaluate_split, load_data, seed_everything
-    from trainables.step import pick_device
+    from hpsearch.trainables import get as get_trainable
+    from hpsearch.trainables.loop import Trial, evaluate_split, load_data, seed_everything
+    from hpsearch.trainables.step import pick_device
 
     device = pick_device()
     cuda = device.type == "cuda"
@@ -279,7 +280,7 @@ def probe(config: dict, sizes: list[int], *, variants: list[dict] | None = None,
         with open(request, "w") as fh:
             json.dump({"config": config, "sizes": sizes, "variants": variants or [],
                        "steps": steps}, fh)
-        proc = subprocess.run([sys.executable, "-m", "search.plan", request, answer],
+        proc = subprocess.run([sys.executable, "-m", "hpsearch.search.plan", request, answer],
                               capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0 or not os.path.exists(answer):
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]

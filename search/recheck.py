@@ -18,9 +18,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from results.storage import Storage
-from results.tracking import MlflowTracker
-from search.spec import SearchSpec
+from hpsearch.results.storage import Storage
+from hpsearch.results.tracking import MlflowTracker
+from hpsearch.search.spec import SearchSpec
 
 EXPERIMENT = "recheck"  # the re-runs' Tune experiment, inside the search's folder
 
@@ -78,8 +78,8 @@ def run_recheck(spec: SearchSpec, storage: Storage, grid, *, tracking_uri: str,
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler
 
-    from search.adapter import recheck_trial
-    from search.engine import trial_dirname
+    from hpsearch.search.adapter import recheck_trial
+    from hpsearch.search.engine import trial_dirname
 
     top, _ = spec.recheck
     chosen = top_trials(spec, grid, top)
@@ -122,7 +122,7 @@ def _log_table(spec: SearchSpec, storage: Storage, tracking_uri: str, parent_run
     """The re-check table, as `hpsearch status` prints it, on the parent run."""
     from mlflow.tracking import MlflowClient
 
-    from results.status import format_recheck, recheck_summary, trial_rows
+    from hpsearch.results.status import format_recheck, recheck_summary, trial_rows
 
     meta, rows = trial_rows(spec.name, storage)
     _, rechecks = trial_rows(spec.name, storage, recheck=True)

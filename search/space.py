@@ -8,7 +8,7 @@ restored by ``hpsearch resume``. It returns the spec's constant config, which
 
 from __future__ import annotations
 
-from search.spec import Param, SearchSpec
+from hpsearch.search.spec import Param, SearchSpec
 
 
 class DefineByRun:

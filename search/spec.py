@@ -20,8 +20,9 @@ from typing import Any
 
 import yaml
 
-import trainables
-from trainables import data as data_sources
+from hpsearch import trainables
+from hpsearch.errors import SpecError
+from hpsearch.trainables import data as data_sources
 
 TOP_KEYS = {"name", "trainable", "data", "objective", "search", "scheduler", "resources", "space",
             "fixed", "failure", "health"}
@@ -43,8 +44,6 @@ RESERVED = {"trainable", "data", "max_epochs", "seed", "cpus_per_trial", "health
 SMOKE_PER_CLASS = 12
 
 
-class SpecError(ValueError):
-    """One line: what is wrong, where, and how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -454,7 +453,7 @@ class _Validator:
 
     def health(self, value) -> dict | bool:
         """`health: false`, or a mapping over the checks' defaults (trainables/health.py)."""
-        from trainables.health import DEFAULTS
+        from hpsearch.trainables.health import DEFAULTS
 
         if value is False:
             return False

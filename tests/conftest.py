@@ -24,7 +24,7 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "1")
 
 def free_port() -> int:
     """A TCP port nobody listens on now (tests run beside other jobs: never a fixed one)."""
-    from cluster.local import free_ports
+    from hpsearch.cluster.local import free_ports
 
     return free_ports(1)[0]
 
@@ -37,7 +37,7 @@ def torch_hub_weights(tmp_path_factory):
     import torch
     import torchvision.models as tvm
 
-    from trainables.transfer import BACKBONES, expected_weights_file
+    from hpsearch.trainables.transfer import BACKBONES, expected_weights_file
 
     home = tmp_path_factory.mktemp("torch_home")
     os.environ["TORCH_HOME"] = str(home)
@@ -61,14 +61,14 @@ def ray_session(torch_hub_weights):
 
 @pytest.fixture
 def storage(tmp_path):
-    from results.storage import Storage
+    from hpsearch.results.storage import Storage
 
     return Storage(tmp_path / "runs")
 
 
 @pytest.fixture(scope="session")
 def fashion_mnist_ready():
-    from trainables.data import fashion_mnist
+    from hpsearch.trainables.data import fashion_mnist
 
     fashion_mnist.fetch(log=lambda *_: None)  # .ci/run installs it; this only unpacks
     return True
@@ -94,7 +94,7 @@ def unprivileged_cli():
         prefix = [setpriv, f"--inh-caps={_DAC}", f"--bounding-set={_DAC}", "--"]
 
     def run(args: list[str]) -> tuple[int, str]:
-        proc = subprocess.run([*prefix, sys.executable, "-m", "search.cli", *args], cwd=ROOT,
+        proc = subprocess.run([*prefix, sys.executable, "-m", "hpsearch", *args], cwd=ROOT,
                               text=True, capture_output=True, timeout=120)
         return proc.returncode, proc.stderr.strip()
 

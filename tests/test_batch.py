@@ -14,10 +14,10 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from results.export import verify_manifest
-from results.status import trial_rows
-from results.storage import Storage
-from search.cli import main
+from hpsearch.results.export import verify_manifest
+from hpsearch.results.status import trial_rows
+from hpsearch.results.storage import Storage
+from hpsearch.search.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = str(ROOT / "spaces" / "cluster_digits.yaml")  # nothing to fetch
@@ -72,7 +72,7 @@ def test_a_gpu_memory_refusal_of_the_second_spec_stops_both_after_ray_starts(
     here its result is given: what run does with it is what is tested.)"""
     import ray
 
-    from search import cli
+    from hpsearch.search import cli
 
     checked = []
 

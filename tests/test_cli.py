@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-import trainables
-from search.cli import main
+from hpsearch import trainables
+from hpsearch.search.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = str(ROOT / "spaces" / "cluster_digits.yaml")  # digits: nothing to fetch
@@ -176,7 +176,7 @@ def test_trainables_unknown_name_suggests_one(capsys):
 
 
 def test_trainables_lists_every_registered_name_without_torch():
-    code = ("import sys; from search.cli import main; main(['trainables']); "
+    code = ("import sys; from hpsearch.search.cli import main; main(['trainables']); "
             "main(['trainables', 'sentiment']); print('torch' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                        timeout=120)
@@ -186,7 +186,7 @@ def test_trainables_lists_every_registered_name_without_torch():
 
 
 def test_readme_parameter_lists_are_the_generated_ones():
-    from trainables.readme import BEGIN, END, block
+    from hpsearch.trainables.readme import BEGIN, END, block
 
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert text.count(BEGIN) == 1 and text.count(END) == 1

@@ -22,7 +22,7 @@ import ray
 import yaml
 from conftest import free_port
 
-from cluster import jobs
+from hpsearch.cluster import jobs
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((Path(ray.__file__).parent / "autoscaler" / "ray-schema.json").read_text())
@@ -102,7 +102,7 @@ def test_every_node_gets_distinct_agent_ports_that_nothing_holds():
     ones left a worker whose metrics agent found its port taken unable to join)."""
     import socket
 
-    from cluster.local import AGENT_PORTS, free_ports, node_ports
+    from hpsearch.cluster.local import AGENT_PORTS, free_ports, node_ports
 
     ports = free_ports(len(AGENT_PORTS) * 3 + 1)
     assert len(set(ports)) == len(ports)
@@ -123,7 +123,7 @@ def _cluster_env(home: Path) -> dict:
 
 
 def _cli(*args, env, timeout=300):
-    return subprocess.run([sys.executable, "-m", "search.cli", *args], env=env, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "hpsearch", *args], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -177,8 +177,8 @@ def test_local_cluster_token_auth_and_a_submitted_search_over_two_nodes(tmp_path
 
         from mlflow.tracking import MlflowClient
 
-        from results.status import trial_rows
-        from results.storage import Storage
+        from hpsearch.results.status import trial_rows
+        from hpsearch.results.storage import Storage
 
         meta, rows = trial_rows("cluster-digits", Storage(storage))
         assert len(rows) == 4 and all(r.state == "FINISHED" for r in rows)
@@ -225,7 +225,7 @@ def test_public_tracking_server_requires_basic_auth_and_stops_cleanly(tmp_path):
     import time
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "search.cli", "tracking", "serve", "--public",
+    proc = subprocess.Popen([sys.executable, "-m", "hpsearch", "tracking", "serve", "--public",
                              "--port", "5077", "--storage", str(tmp_path)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = "http://127.0.0.1:5077/api/2.0/mlflow/experiments/search?max_results=5"
@@ -285,14 +285,14 @@ def test_losing_a_worker_node_mid_search_restarts_its_trial_elsewhere(tmp_path):
     assert up.returncode == 0, up.stderr
     search = None
     try:
-        search = subprocess.Popen([sys.executable, "-m", "search.cli", "run", str(path),
+        search = subprocess.Popen([sys.executable, "-m", "hpsearch", "run", str(path),
                                    "--address", f"127.0.0.1:{gcs}", "--storage", str(storage)],
                                   cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True)
         from mlflow.tracking import MlflowClient
 
-        from results.status import trial_rows
-        from results.storage import Storage
+        from hpsearch.results.status import trial_rows
+        from hpsearch.results.storage import Storage
 
         deadline, ready = time.time() + 240, False
         while time.time() < deadline and not ready and search.poll() is None:
@@ -307,7 +307,7 @@ def test_losing_a_worker_node_mid_search_restarts_its_trial_elsewhere(tmp_path):
             ready = len(running) == 3  # one trial per node, each past its first checkpoint
         assert ready, "three trials never ran at once"
         env_local = {**os.environ, "HPSEARCH_HOME": str(home)}
-        killed = subprocess.run([sys.executable, "-c", "from cluster import local; "
+        killed = subprocess.run([sys.executable, "-c", "from hpsearch.cluster import local; "
                                  "print(local.kill_worker(1))"], cwd=ROOT, env=env_local,
                                 capture_output=True, text=True, timeout=60)
         assert killed.returncode == 0 and int(killed.stdout) > 0, killed.stderr

@@ -21,10 +21,10 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from results.export import export_best, verify_manifest
-from results.status import format_table, trial_rows
-from search.engine import SearchExists, run_search
-from search.spec import parse_spec
+from hpsearch.results.export import export_best, verify_manifest
+from hpsearch.results.status import format_table, trial_rows
+from hpsearch.search.engine import SearchExists, run_search
+from hpsearch.search.spec import parse_spec
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,7 +108,7 @@ def test_search_tracks_every_trial_and_exports_the_best(ray_session, storage, fa
     assert metrics["val"]["accuracy"] == pytest.approx(best.best)
     assert metrics["test"]["n"] == 80
     # `hpsearch status` without a name: this search's row among the storage root's searches
-    from search.cli import main as cli
+    from hpsearch.search.cli import main as cli
 
     capsys.readouterr()
     assert cli(["status", "--storage", str(storage.root)]) == 0
@@ -118,8 +118,8 @@ def test_search_tracks_every_trial_and_exports_the_best(ray_session, storage, fa
     assert line.endswith(f"accuracy {metrics['test']['accuracy']:.4f} (n = 80)"), line
 
     # rebuild inputs and model from the bundle alone; reproduce the test accuracy
-    from trainables import data as data_sources
-    from trainables.loop import build_model, evaluate
+    from hpsearch.trainables import data as data_sources
+    from hpsearch.trainables.loop import build_model, evaluate
 
     config = json.loads((bundle.path / "config.json").read_text())
     state = torch.load(bundle.path / "weights.pt", weights_only=True)
@@ -167,7 +167,7 @@ def test_search_tracks_every_trial_and_exports_the_best(ray_session, storage, fa
     import numpy as np
     from PIL import Image
 
-    from results.predict import predict
+    from hpsearch.results.predict import predict
 
     mean, std = config["data"]["mean"][0], config["data"]["std"][0]
     images = []
@@ -178,9 +178,9 @@ def test_search_tracks_every_trial_and_exports_the_best(ray_session, storage, fa
         Image.fromarray(pixels).save(images[-1])
     portable = predict(bundle.path, images)
     # a folder stands for its images, in name order (and in batches of predict.BATCH)
-    import results.predict
+    from hpsearch.results import predict as predict_module
 
-    monkeypatch.setattr(results.predict, "BATCH", 4)
+    monkeypatch.setattr(predict_module, "BATCH", 4)
     assert predict(bundle.path, [storage.root / "images"]) == portable
     reference = predict(bundle.path, images, use_weights=True)
     assert [r["class"] for r in portable] == [r["class"] for r in reference]
@@ -189,7 +189,7 @@ def test_search_tracks_every_trial_and_exports_the_best(ray_session, storage, fa
     assert [r["index"] for r in portable] == again["predictions"][:6].tolist()
 
     # on demand, any trial: the validation split
-    from search.cli import main
+    from hpsearch.search.cli import main
 
     other = next(r for r in rows if r.trial_id != best.trial_id)
     dest = storage.root / "other-report"
@@ -250,7 +250,7 @@ def test_health_stops_reach_mlflow_and_optuna(ray_session, storage):
     its first epoch (Optuna PRUNED), a healthy one completes; none is retried."""
     from optuna.trial import TrialState
 
-    from search.searcher import SchedulerAwareOptunaSearch
+    from hpsearch.search.searcher import SchedulerAwareOptunaSearch
 
     spec = parse_spec({
         "name": "health-probe", "trainable": "plugins.health_probe",
@@ -287,7 +287,7 @@ def test_health_stops_reach_mlflow_and_optuna(ray_session, storage):
 
 def test_seed_recheck_retrains_the_top_configurations_and_export_takes_the_best_mean(
         ray_session, storage, capsys):
-    from results.status import print_status, recheck_summary
+    from hpsearch.results.status import print_status, recheck_summary
 
     spec = parse_spec({
         "name": "recheck", "trainable": "plugins.health_probe", "data": {"source": "digits"},
@@ -335,7 +335,7 @@ def test_vgg_deep_and_its_batch_norm_twin_side_by_side_in_the_export_report(ray_
     """One search trains VGG-Deep with and without batch norm (tiny: width 1/8, 16 px
     digits, 2 epochs); the export's report draws the best of each kind's first vs
     deepest conv gradient norms, and says their ratios, as logged in MLflow."""
-    from results.report import BATCH_NORM_FIGURE, batch_norm_twins
+    from hpsearch.results.report import BATCH_NORM_FIGURE, batch_norm_twins
 
     spec = parse_spec({
         "name": "vgg-deep-twins", "trainable": "vgg_deep",
@@ -395,7 +395,7 @@ def test_ctrl_c_leaves_no_run_running(tmp_path, fashion_mnist_ready):
     code, log = interrupt_cli(["run", str(spec_file), "-v", "--storage", str(storage)],
                               after="epoch 2/50")
     assert "epoch 2/50" in log, log[-3000:]
-    from results.storage import Storage
+    from hpsearch.results.storage import Storage
 
     meta, _ = trial_rows("interrupted", Storage(storage))
     client = MlflowClient(meta["tracking_uri"])
@@ -413,7 +413,7 @@ def test_smoke_run_and_export_of_every_shipped_spec(ray_session, storage, fashio
     """`--smoke` proves each spec in spaces/ runs end to end (2 trials, 1 epoch),
     and its best trial exports to a bundle whose program loads without our code.
     The four small-VGG specs run in tests/test_batch.py, as one command."""
-    from search.spec import load_spec
+    from hpsearch.search.spec import load_spec
 
     timings = {}
     for path in sorted((ROOT / "spaces").glob("*.yaml")):
@@ -462,7 +462,7 @@ def test_smoke_run_and_export_of_every_shipped_spec(ray_session, storage, fashio
         ("No batch-norm comparison" in deep_summary), deep_summary
 
     # the course's comparison: VGG-16 vs ResNet-18 vs VGG-Deep, best trials side by side
-    from results.compare import compare
+    from hpsearch.results.compare import compare
 
     names = ["vgg16-fashion-smoke", "resnet18-fashion-smoke", "vgg-deep-fashion-smoke"]
     files = compare(names, storage=storage, dest=storage.root / "cmp")
@@ -490,7 +490,7 @@ def _onnx_matches(path, model, x):
 def _check_sequence_bundle(spec, bundle, meta, rows):
     """Parts III/IV: task metrics reach MLflow, the report has the task's plots, and
     `predict` through the portable program equals predict through weights.pt."""
-    from results.predict import predict
+    from hpsearch.results.predict import predict
 
     metrics = json.loads((bundle.path / "metrics.json").read_text())
     report = bundle.path / "report" / "best_trial"
@@ -507,7 +507,7 @@ def _check_sequence_bundle(spec, bundle, meta, rows):
 
             local_data.seattle_weather().tail(60).to_csv(window, index=False)
         else:
-            from trainables.data import modeldata
+            from hpsearch.trainables.data import modeldata
 
             df = modeldata.read("Chicago").tail(60).copy()
             df["date"] = pd.to_datetime(df["date"], unit="D").dt.strftime("%Y-%m-%d")
@@ -527,20 +527,20 @@ def _check_sequence_bundle(spec, bundle, meta, rows):
     b = predict(bundle.path, texts, use_weights=True)
     assert [r["class"] for r in a] == [r["class"] for r in b]
     assert [r["probability"] for r in a] == pytest.approx([r["probability"] for r in b], abs=1e-4)
-    import results.predict  # texts go through the model in batches too: same answers
+    from hpsearch.results import predict as predict_module  # texts in batches: same answers
 
-    saved, results.predict.BATCH = results.predict.BATCH, 3
+    saved, predict_module.BATCH = predict_module.BATCH, 3
     try:
         batched = predict(bundle.path, texts)
     finally:
-        results.predict.BATCH = saved
+        predict_module.BATCH = saved
     assert [r["probability"] for r in batched] == pytest.approx([r["probability"] for r in a],
                                                                 abs=1e-5)
     _onnx_matches(bundle.path, _bundle_model(bundle.path), _bundle_test_inputs(bundle.path))
 
 
 def _bundle_model(path):
-    from trainables.loop import build_model
+    from hpsearch.trainables.loop import build_model
 
     config = json.loads((path / "config.json").read_text())
     model = build_model(config["hyperparameters"], config["data"])
@@ -549,7 +549,7 @@ def _bundle_model(path):
 
 
 def _bundle_test_inputs(path):
-    from trainables.loop import load_data
+    from hpsearch.trainables.loop import load_data
 
     config = json.loads((path / "config.json").read_text())
     return load_data(config["hyperparameters"]).test[0][:8]
@@ -570,10 +570,10 @@ def test_driver_sigkill_then_resume_finishes_the_search(tmp_path):
     path.write_text(yaml.safe_dump(spec))
     storage = tmp_path / "runs"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "search.cli", "run", str(path), "--storage",
+    proc = subprocess.Popen([sys.executable, "-m", "hpsearch", "run", str(path), "--storage",
                              str(storage)], cwd=ROOT, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    from results.storage import Storage
+    from hpsearch.results.storage import Storage
 
     st = Storage(storage)
     deadline = time.time() + 240
@@ -594,7 +594,7 @@ def test_driver_sigkill_then_resume_finishes_the_search(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
         proc.wait(timeout=30)
-    r = subprocess.run([sys.executable, "-m", "search.cli", "resume", "resume-probe", "--storage",
+    r = subprocess.run([sys.executable, "-m", "hpsearch", "resume", "resume-probe", "--storage",
                         str(storage)], cwd=ROOT, env=env, capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from trainables import data as data_sources
-from trainables.loop import NonFiniteLoss, augment_batch, gpu_options, train
+from hpsearch.trainables import data as data_sources
+from hpsearch.trainables.loop import NonFiniteLoss, augment_batch, gpu_options, train
 
 BASE = {"trainable": "resnet18", "base_width": 8, "stem": "cifar",
         "data": {"source": "digits", "seed": 0}, "optimizer": "adam", "lr": 3e-3,
@@ -119,7 +119,7 @@ def test_idx_reader_matches_torchvision_and_rejects_a_damaged_file(fashion_mnist
     import numpy as np
     from torchvision.datasets import FashionMNIST
 
-    from trainables.data import fashion_mnist
+    from hpsearch.trainables.data import fashion_mnist
 
     x, y, _ = fashion_mnist.load()
     raw = fashion_mnist.fetch(log=lambda *_: None)
@@ -150,9 +150,9 @@ def test_imagefolder_source(tmp_path):
 
 
 def test_every_training_batch_has_one_shape_and_worker_caches_are_reused():
-    from trainables import step as step_module
-    from trainables.loop import model_facts
-    from trainables.step import TrainStep, batch_plan, resident
+    from hpsearch.trainables import step as step_module
+    from hpsearch.trainables.loop import model_facts
+    from hpsearch.trainables.step import TrainStep, batch_plan, resident
 
     assert batch_plan(1257, 64) == (64, 19)  # ragged last batch dropped: one shape, one graph
     assert batch_plan(40, 64) == (40, 1)     # a split smaller than a batch: one step of all
@@ -180,14 +180,14 @@ def test_every_training_batch_has_one_shape_and_worker_caches_are_reused():
     assert resident(x.clone(), y, torch.device("cpu")) is not first
     assert step_module._Resident.entry[0] is not x, "one entry: the old copy is freed"
     # model facts: once per architecture; a dropout rate is not a new architecture
-    from trainables.loop import build_model
+    from hpsearch.trainables.loop import build_model
     info = data_sources.load(BASE["data"]).info
     a = build_model({**BASE, "dropout": 0.1}, info)
     b = build_model({**BASE, "dropout": 0.4}, info)
     example = data_sources.load(BASE["data"]).train[0]
     facts = model_facts(a, example)
     calls = []
-    import trainables.loop as loop_module
+    import hpsearch.trainables.loop as loop_module
     summary = loop_module.model_summary
     loop_module.model_summary = lambda *a_, **k: calls.append(1) or summary(*a_, **k)
     try:
@@ -206,7 +206,7 @@ PROBE = {"trainable": "plugins.health_probe", "data": {"source": "digits", "seed
 
 
 def test_a_diverging_trial_is_stopped_within_its_first_epoch():
-    from trainables.health import Unhealthy
+    from hpsearch.trainables.health import Unhealthy
 
     rows = []
     with pytest.raises(Unhealthy, match=r"loss diverged: .* at epoch 1, step \d+, above 10 x") as e:

@@ -7,9 +7,17 @@ import math
 
 import pytest
 
-from search.cli import main
-from search.plan import GIB, DoesNotFit, Plan, asha_epochs, batch_sizes, largest_config, variants
-from search.spec import load_spec, parse_spec
+from hpsearch.search.cli import main
+from hpsearch.search.plan import (
+    GIB,
+    DoesNotFit,
+    Plan,
+    asha_epochs,
+    batch_sizes,
+    largest_config,
+    variants,
+)
+from hpsearch.search.spec import load_spec, parse_spec
 
 SPEC = {
     "name": "plan-test", "trainable": "small_vgg", "data": {"source": "digits"},
@@ -88,7 +96,7 @@ def test_plan_probes_the_largest_trial_through_the_cli(tmp_path, capsys):
     assert "optimizer='adamw'" in out and "momentum=" not in out  # its conditions fail
     assert "6 trials x 5.1 expected epochs" in out and "estimated wall time" in out
     # run's pre-flight check needs a CUDA device; without one it measures nothing
-    from search.plan import check_before_run
+    from hpsearch.search.plan import check_before_run
 
     assert check_before_run(load_spec(spec)) is None
 

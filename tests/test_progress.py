@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from results.progress import CLEAR, SearchProgress, duration
+from hpsearch.results.progress import CLEAR, SearchProgress, duration
 
 
 def _view(tty: bool, **kw) -> tuple[SearchProgress, io.StringIO]:
@@ -67,7 +67,7 @@ def test_without_a_terminal_it_prints_plain_lines_at_most_every_period():
 
 def test_time_left_comes_from_plan_then_from_the_search_so_far(monkeypatch):
     clock = [1000.0]
-    monkeypatch.setattr("results.progress.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("hpsearch.results.progress.time.monotonic", lambda: clock[0])
     view, _ = _view(tty=False, epoch_seconds_hint=6.0, concurrency=2)
     # before any epoch: 10 expected epochs x 6 s / 2 at once
     assert view.seconds_left() == pytest.approx(30.0)
@@ -127,7 +127,7 @@ def test_the_epoch_budget_follows_asha_when_early_trials_train_past_its_average(
     """ASHA promotes the first trials of a search freely (a rung with few results), so
     they train past the average of ASHA's odds. The budget then grows with them instead
     of reading "46/40 epochs (100%)" with no time left, as a fixed budget did."""
-    from search.plan import EpochsLeft
+    from hpsearch.search.plan import EpochsLeft
 
     asha = EpochsLeft(max_epochs=8, reduction_factor=2, brackets=((2, 4),))
     assert [asha(t) for t in (0, 1, 2, 4, 7, 8)] == [4.0, 3.0, 4.0, 4.0, 1.0, 0.0]

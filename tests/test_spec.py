@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-import trainables
-from search.cli import main
-from search.spec import SpecError, load_spec, parse_spec
+from hpsearch import trainables
+from hpsearch.search.cli import main
+from hpsearch.search.spec import SpecError, load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,8 +71,8 @@ def test_max_epochs_flag_below_grace_period_clamps_it():
 
 
 def test_search_levers_default_and_reach_the_sampler_and_scheduler(tmp_path):
-    from results.storage import Storage
-    from search.engine import build_tuner
+    from hpsearch.results.storage import Storage
+    from hpsearch.search.engine import build_tuner
 
     spec = parse_spec(GOOD)  # 4 samples: TPE's start-up is min(10, max(2, 4 // 3)) = 2
     assert (spec.startup_trials, spec.constant_liar, spec.brackets) == (2, True, 1)
@@ -112,7 +112,7 @@ def test_cover_points_try_each_option_once_with_its_conditions():
     assert spec.cover_points() == [{"optimizer": "sgd", "nesterov": False},
                                    {"optimizer": "sgd", "nesterov": True}]
     # what the search runs: the points first, the rest of each config sampled
-    from search.space import sample_configs
+    from hpsearch.search.space import sample_configs
 
     draws = sample_configs(spec, 4)
     assert [(d["optimizer"], d["nesterov"]) for d in draws[:2]] == [("sgd", False), ("sgd", True)]
@@ -144,7 +144,7 @@ def test_fitted_trainable_takes_no_loop_parameter():
 
 
 def test_validating_a_spec_imports_no_torch():
-    code = ("import sys; from search.spec import load_spec; "
+    code = ("import sys; from hpsearch.search.spec import load_spec; "
             "[load_spec(f) for f in sys.argv[1:]]; print('torch' in sys.modules)")
     files = [str(f) for f in sorted((ROOT / "spaces").glob("*.yaml"))]
     r = subprocess.run([sys.executable, "-c", code, *files], capture_output=True, text=True,
@@ -517,7 +517,7 @@ def test_trials_the_scheduler_stopped_reach_tpe_as_pruned():
     and pruned ones by the rung they reached (a real OptunaSearch and study)."""
     from optuna.trial import TrialState
 
-    from search.searcher import SchedulerAwareOptunaSearch
+    from hpsearch.search.searcher import SchedulerAwareOptunaSearch
 
     searcher = SchedulerAwareOptunaSearch(
         space=lambda t: {"x": t.suggest_float("x", 0, 1)}, metric="acc", mode="max")

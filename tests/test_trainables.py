@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import trainables
-from search.space import sample_configs
-from search.spec import RESERVED, load_spec
-from trainables.constraints import GIVEN, Derived, File
-from trainables.loop import build_model, init_weights, make_optimizer, train
-from trainables.resnet import resnet
-from trainables.vgg import vgg
+from hpsearch import trainables
+from hpsearch.search.space import sample_configs
+from hpsearch.search.spec import RESERVED, load_spec
+from hpsearch.trainables.constraints import GIVEN, Derived, File
+from hpsearch.trainables.loop import build_model, init_weights, make_optimizer, train
+from hpsearch.trainables.resnet import resnet
+from hpsearch.trainables.vgg import vgg
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_FILES = sorted((ROOT / "spaces").glob("*.yaml"))
@@ -158,7 +158,7 @@ def test_unknown_module_path_trainable_is_rejected(tmp_path, monkeypatch):
 
 
 def test_vgg_deep_tracks_gradient_norms_of_every_conv():
-    from trainables.loop import train
+    from hpsearch.trainables.loop import train
 
     rows = []
     train({"trainable": "vgg_deep", "width_mult": 0.125, "fc_width": 32, "optimizer": "sgd",
@@ -211,7 +211,7 @@ def test_transfer_freezes_the_backbone_and_only_the_head_learns(torch_hub_weight
 
 
 def test_transfer_without_weights_names_the_file(tmp_path, monkeypatch):
-    from trainables.transfer import WeightsNotFound
+    from hpsearch.trainables.transfer import WeightsNotFound
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(WeightsNotFound) as e:
@@ -348,9 +348,9 @@ def _options(name: str, param: str) -> set:
 
 
 def test_declared_options_match_the_modules_tables():
-    from trainables import cnn3, forecaster, resnet, sentiment, small_vgg, transfer
-    from trainables import vgg as vgg_module
-    from trainables.data import text
+    from hpsearch.trainables import cnn3, forecaster, resnet, sentiment, small_vgg, transfer
+    from hpsearch.trainables import vgg as vgg_module
+    from hpsearch.trainables.data import text
 
     assert _options("resnet18", "arch") == _options("resnext", "arch") == set(resnet.ARCHS)
     assert _options("vgg16", "vgg_config") == set(vgg_module.CONFIGS) - {"deep"}
@@ -364,7 +364,7 @@ def test_declared_options_match_the_modules_tables():
 
 
 def test_every_declared_loop_option_is_understood():
-    from trainables.loop import gpu_options, make_scheduler, regression_loss
+    from hpsearch.trainables.loop import gpu_options, make_scheduler, regression_loss
 
     model = torch.nn.Linear(3, 2)
     for optimizer in _options("resnet18", "optimizer"):

@@ -17,9 +17,9 @@ import pytest
 from conftest import free_port
 from mlflow.tracking import MlflowClient
 
-from results.export import export_best
-from search.engine import run_search
-from search.spec import parse_spec
+from hpsearch.results.export import export_best
+from hpsearch.search.engine import run_search
+from hpsearch.search.spec import parse_spec
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +31,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 @pytest.fixture(scope="module")
 def finished_search(ray_session, tmp_path_factory):
-    from results.storage import Storage
+    from hpsearch.results.storage import Storage
 
     storage = Storage(tmp_path_factory.mktemp("ui") / "runs")
     spec = parse_spec({

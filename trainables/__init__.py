@@ -17,8 +17,8 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
-from trainables import params as P
-from trainables.constraints import SCOPES, Param
+from hpsearch.trainables import params as P
+from hpsearch.trainables.constraints import SCOPES, Param
 
 METRICS = {
     "classification": ("train_loss", "train_accuracy", "val_loss", "val_accuracy",
@@ -88,51 +88,51 @@ class TrainableInfo:
 REGISTRY: dict[str, TrainableInfo] = {
     info.name: info
     for info in (
-        TrainableInfo("resnet18", "trainables.resnet", "classification", "spaces/resnet18.yaml",
+        TrainableInfo("resnet18", "hpsearch.trainables.resnet", "classification", "spaces/resnet18.yaml",
                       "ResNet-18 (BasicBlock, BN, projection shortcuts), paper or CIFAR stem",
                       model_params=P.RESNET18),
-        TrainableInfo("resnext", "trainables.resnet", "classification", "spaces/resnext.yaml",
+        TrainableInfo("resnext", "hpsearch.trainables.resnet", "classification", "spaces/resnext.yaml",
                       "ResNeXt: grouped bottlenecks; small row or resnext50_32x4d (arch)",
                       "build_resnext", model_params=P.RESNEXT),
-        TrainableInfo("vgg16", "trainables.vgg", "classification", "spaces/vgg16.yaml",
+        TrainableInfo("vgg16", "hpsearch.trainables.vgg", "classification", "spaces/vgg16.yaml",
                       "VGG-16 configuration C (three 1x1 convs), pools adapted to small inputs",
                       model_params=P.VGG16),
-        TrainableInfo("vgg13", "trainables.vgg", "classification", "spaces/vgg13.yaml",
+        TrainableInfo("vgg13", "hpsearch.trainables.vgg", "classification", "spaces/vgg13.yaml",
                       "VGG-13 (configuration B), e.g. single-channel 32x32", "build_vgg13",
                       model_params=P.VGG13),
-        TrainableInfo("vgg_deep", "trainables.vgg", "classification", "spaces/vgg_deep.yaml",
+        TrainableInfo("vgg_deep", "hpsearch.trainables.vgg", "classification", "spaces/vgg_deep.yaml",
                       "VGG-16 + 4 convs, no dropout, BN optional: the vanishing-gradient probe",
                       "build_deep", model_params=P.VGG_DEEP),
-        TrainableInfo("small_vgg", "trainables.small_vgg", "classification",
+        TrainableInfo("small_vgg", "hpsearch.trainables.small_vgg", "classification",
                       "spaces/small_vgg_kernel.yaml",
                       "3-4 conv blocks: kernel size, 1x1 convs, pooling, activation",
                       model_params=P.SMALL_VGG),
-        TrainableInfo("cnn3", "trainables.cnn3", "classification", "spaces/cnn3.yaml",
+        TrainableInfo("cnn3", "hpsearch.trainables.cnn3", "classification", "spaces/cnn3.yaml",
                       "the reports' 3-block CNN, four head variants", model_params=P.CNN3),
-        TrainableInfo("autoencoder", "trainables.autoencoder", "classification",
+        TrainableInfo("autoencoder", "hpsearch.trainables.autoencoder", "classification",
                       "spaces/autoencoder.yaml",
                       "dense autoencoder (MSE), encoder reused by a classifier head",
                       model_params=P.AUTOENCODER),
-        TrainableInfo("metric_resnet18", "trainables.metric", "classification",
+        TrainableInfo("metric_resnet18", "hpsearch.trainables.metric", "classification",
                       "spaces/metric_resnet18.yaml",
                       "ResNet-18 embeddings: batch-hard triplet or center loss, NCC accuracy",
                       model_params=P.METRIC_RESNET18),
-        TrainableInfo("transfer", "trainables.transfer", "classification", "spaces/transfer.yaml",
+        TrainableInfo("transfer", "hpsearch.trainables.transfer", "classification", "spaces/transfer.yaml",
                       "torchvision pretrained ShuffleNetV2 / MobileNetV3 / ResNet-18, new head",
                       model_params=P.TRANSFER, keeps_init=True, preflight=True),
-        TrainableInfo("forecaster", "trainables.forecaster", "regression",
+        TrainableInfo("forecaster", "hpsearch.trainables.forecaster", "regression",
                       "spaces/forecast_chicago.yaml",
                       "time series: RNN | LSTM | GRU stack (>= 3 layers) + Linear head",
                       data="series", model_params=P.FORECASTER),
-        TrainableInfo("sentiment_lstm", "trainables.sentiment", "classification",
+        TrainableInfo("sentiment_lstm", "hpsearch.trainables.sentiment", "classification",
                       "spaces/sentiment_baseline.yaml",
                       "baseline: Embedding -> 3+ LSTM layers, dropout after each -> Linear",
                       "build_baseline", data="text", model_params=P.SENTIMENT_LSTM),
-        TrainableInfo("sentiment", "trainables.sentiment", "classification",
+        TrainableInfo("sentiment", "hpsearch.trainables.sentiment", "classification",
                       "spaces/sentiment.yaml",
                       "improved: BiLSTM | GRU | RNN, attention pooling, GloVe/word2vec vectors",
                       data="text", model_params=P.SENTIMENT),
-        TrainableInfo("text_baseline", "trainables.text_baselines", "classification",
+        TrainableInfo("text_baseline", "hpsearch.trainables.text_baselines", "classification",
                       "spaces/text_baselines.yaml",
                       "Naive Bayes (counts or TF-IDF) and a decision tree (TF-IDF), scikit-learn",
                       data="text", model_params=P.TEXT_BASELINE, fits=True),
@@ -166,3 +166,41 @@ def get(name: str) -> TrainableInfo:
     hint = f"did you mean {close[0]!r}? " if close else ""
     raise KeyError(f"unknown trainable {name!r}; {hint}registered: {', '.join(sorted(REGISTRY))} "
                    "(or a dotted module path defining build(), TASK and PARAMS)")
+
+
+def describe(name: str | None = None):
+    """``hpsearch.trainables()``: the registered trainables as a table (name, task, data
+    kind, spec file, description); ``hpsearch.trainables("resnet18")``: the parameters
+    one takes (name, type, domain, default, scope, help), as ``hpsearch trainables NAME``
+    prints them. Raises :class:`~hpsearch.SpecError` for an unknown name."""
+    import pandas as pd
+
+    from hpsearch.errors import SpecError
+
+    if name is None:
+        return pd.DataFrame(
+            [{"name": i.name, "task": i.task, "data": i.data, "spec": i.default_spec,
+              "description": i.description} for _, i in sorted(REGISTRY.items())])
+    try:
+        info = get(name)
+    except KeyError as e:
+        raise SpecError(e.args[0]) from None
+    from hpsearch.trainables.constraints import show_default
+
+    return pd.DataFrame([{"name": p.name, "type": p.type_name, "domain": p.domain_text,
+                          "default": show_default(p),
+                          "scope": "model" if p in info.model_params else "shared loop",
+                          "help": p.help} for p in info.params.values()])
+
+
+class _CallableRegistry(ModuleType):
+    """This package, callable: ``hpsearch.trainables()`` is the public listing (the API
+    names it so), while ``hpsearch.trainables.get`` and the modules stay where they are."""
+
+    def __call__(self, name: str | None = None):
+        return describe(name)
+
+
+import sys as _sys  # noqa: E402
+
+_sys.modules[__name__].__class__ = _CallableRegistry

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainables.data import series as series_data
+from hpsearch.trainables.data import series as series_data
 
 TASK = "regression"
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}

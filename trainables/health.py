@@ -74,7 +74,7 @@ class HealthMonitor:
 
     def check(self, step, *, epoch: int, steps_done: int, grad_ratio: float | None = None) -> None:
         """One check on the window since the previous one (``step`` is the TrainStep)."""
-        from trainables.loop import NonFiniteLoss
+        from hpsearch.trainables.loop import NonFiniteLoss
 
         cfg = self.config
         loss_sum, correct, samples = step.running()

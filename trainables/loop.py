@@ -45,11 +45,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trainables import data as data_sources
-from trainables import get as get_trainable
-from trainables.health import HealthMonitor, Unhealthy
-from trainables.health import settings as health_settings
-from trainables.step import (  # noqa: F401  (augment_batch, gpu_options: part of this API)
+from hpsearch.trainables import data as data_sources
+from hpsearch.trainables import get as get_trainable
+from hpsearch.trainables.health import HealthMonitor, Unhealthy
+from hpsearch.trainables.health import settings as health_settings
+from hpsearch.trainables.step import (  # noqa: F401  (augment_batch, gpu_options: part of this API)
     TrainStep,
     augment_batch,
     autocast,

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trainables.resnet import resnet
+from hpsearch.trainables.resnet import resnet
 
 TASK = "classification"
 

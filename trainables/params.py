@@ -11,7 +11,7 @@ because those import torch and validating a spec must not.
 
 from __future__ import annotations
 
-from trainables.constraints import (
+from hpsearch.trainables.constraints import (
     BOOL,
     GIVEN,
     NULL,

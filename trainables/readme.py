@@ -10,9 +10,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import trainables
-from trainables.constraints import markdown_table
-from trainables.params import LOOP
+from hpsearch import trainables
+from hpsearch.trainables.constraints import markdown_table
+from hpsearch.trainables.params import LOOP
 
 BEGIN = ("<!-- BEGIN parameters: generated from trainables/params.py by `make readme`; "
          "edit the tables there -->")

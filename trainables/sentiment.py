@@ -37,8 +37,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from trainables.data import text as text_data
-from trainables.data import vectors
+from hpsearch.trainables.data import text as text_data
+from hpsearch.trainables.data import vectors
 
 TASK = "classification"
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainables.data import text as text_data
+from hpsearch.trainables.data import text as text_data
 
 TASK = "classification"
 _STRIP = re.compile(r"[^\w\s]|\d|_")
@@ -161,7 +161,7 @@ def fit(config: dict, data, report) -> None:
     from sklearn.naive_bayes import MultinomialNB
     from sklearn.tree import DecisionTreeClassifier
 
-    from trainables.loop import evaluate
+    from hpsearch.trainables.loop import evaluate
 
     t0 = time.perf_counter()
     x, y = data.train

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from results.report._common import histories
-from results.report.images import trial_report
-from results.report.search import (  # noqa: F401  (BATCH_NORM_FIGURE: re-exported)
+from hpsearch.results.report._common import histories
+from hpsearch.results.report.images import trial_report
+from hpsearch.results.report.search import (  # noqa: F401  (BATCH_NORM_FIGURE: re-exported)
     BATCH_NORM_FIGURE,
     batch_norm_twins,
     search_report,
@@ -56,3 +56,22 @@ def attach_to_mlflow(meta: dict, row, dest: Path) -> None:
     client.log_artifacts(row.run_id, str(dest / "best_trial"), artifact_path="report")
     client.log_artifacts(meta["parent_run_id"], str(dest / "search"), artifact_path="report/search")
     client.log_artifact(meta["parent_run_id"], str(dest / "summary.md"), artifact_path="report")
+
+
+def report_trial(name: str, storage, trial_id: str | None = None, to: Path | None = None) -> Path:
+    """``hpsearch report``: plots and tables for any trial (the best unless ``trial_id``)
+    on the validation split (the test split is for export only), attached to MLflow.
+    Returns the folder (``summary.md`` in it)."""
+    from hpsearch.results.export import load_trial
+    from hpsearch.trainables.loop import evaluate_split, load_data
+
+    meta, rows, row, state, model = load_trial(name, storage, trial_id)
+    config = state["config"]
+    data = load_data(config)
+    val = evaluate_split(config, model, data, data.val)
+    dest = Path(to) if to else storage.root / "reports" / name / row.trial_id
+    write_reports(dest, name=name, meta=meta, rows=rows, row=row, model=model, data=data,
+                  config=config, split="val", evaluation=val,
+                  facts={"versions": meta.get("versions", {})})
+    attach_to_mlflow(meta, row, dest)
+    return dest

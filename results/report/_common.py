@@ -6,11 +6,13 @@ metrics per epoch)."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")  # no display: files only
+if "ipykernel" not in sys.modules:  # a notebook keeps its inline backend for .figures()
+    matplotlib.use("Agg")  # no display: files only (each saved figure is closed)
 import matplotlib.pyplot as plt  # noqa: E402
 
 CURVE_PAIRS = (("loss", "train_loss", "val_loss"), ("accuracy", "train_accuracy", "val_accuracy"))
@@ -37,6 +39,10 @@ def _markdown(rows: list[dict], keys: list[str] | None = None) -> str:
 
 def plot_curves(history: dict, folder: Path, title: str, pairs=CURVE_PAIRS) -> list[str]:
     """Train vs validation loss and accuracy (regression: RMSE) per epoch."""
+    return _save(curves_figure(history, title, pairs), folder, "curves")
+
+
+def curves_figure(history: dict, title: str, pairs=CURVE_PAIRS):
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, (label, train_key, val_key) in zip(axes, pairs):
         for key, style in ((train_key, "-o"), (val_key, "-s")):
@@ -47,12 +53,13 @@ def plot_curves(history: dict, folder: Path, title: str, pairs=CURVE_PAIRS) -> l
         ax.set_ylabel(label)
         ax.set_title(f"{title}: {label}")
         ax.grid(alpha=0.3)
-        ax.legend()
-    return _save(fig, folder, "curves")
+        if ax.lines:
+            ax.legend()
+    return fig
 
 
 def _model_facts(model, x, config, facts, folder: Path) -> list[str]:
-    from trainables.loop import model_summary
+    from hpsearch.trainables.loop import model_summary
 
     macs = None
     try:

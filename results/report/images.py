@@ -14,7 +14,7 @@ import csv
 import math
 from pathlib import Path
 
-from results.report._common import (
+from hpsearch.results.report._common import (
     _grad_axes,
     _markdown,
     _model_facts,
@@ -24,8 +24,8 @@ from results.report._common import (
     plot_curves,
     plt,
 )
-from results.report.series import regression_report
-from results.report.text import misclassified_texts, text_analysis
+from hpsearch.results.report.series import regression_report
+from hpsearch.results.report.text import misclassified_texts, text_analysis
 
 
 def confusion(y_true, y_pred, classes: list[str]):

@@ -12,7 +12,7 @@ import csv
 import math
 from pathlib import Path
 
-from results.report._common import (
+from hpsearch.results.report._common import (
     GRAD_LAYER,
     GRAD_RATIO,
     _grad_axes,
@@ -47,8 +47,11 @@ def search_report(folder: Path, *, meta: dict, rows: list, histories: dict) -> l
 
 
 def _plot_rungs(rows, meta, folder: Path) -> list[str]:
-    if not rows:
-        return []
+    return _save(rungs_figure(rows, meta), folder, "asha_rungs") if rows else []
+
+
+def rungs_figure(rows, meta):
+    """Epochs each trial reached, coloured by how it ended, over ASHA's rungs."""
     fig, ax = plt.subplots(figsize=(8, 4))
     colors = {"completed": "tab:green", "asha_stopped": "tab:orange", "interrupted": "tab:gray"}
     ax.bar([str(r.index) for r in rows], [r.epochs for r in rows],
@@ -62,10 +65,15 @@ def _plot_rungs(rows, meta, folder: Path) -> list[str]:
     ax.set_xlabel("trial (start order)")
     ax.set_ylabel("epochs reached")
     ax.set_title("ASHA: epochs per trial (green completed, orange stopped, red error)")
-    return _save(fig, folder, "asha_rungs")
+    return fig
 
 
 def _plot_overlay(histories, rows, metric, folder: Path) -> list[str]:
+    return _save(overlay_figure(histories, rows, metric), folder, "val_curves_all_trials")
+
+
+def overlay_figure(histories, rows, metric):
+    """The objective per epoch of every trial, overlaid."""
     fig, ax = plt.subplots(figsize=(8, 5))
     for r in rows:
         pts = histories.get(r.trial_id, {}).get(metric, [])
@@ -76,9 +84,9 @@ def _plot_overlay(histories, rows, metric, folder: Path) -> list[str]:
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} of every trial")
     ax.grid(alpha=0.3)
-    if len(rows) <= 20:
+    if len(rows) <= 20 and ax.lines:
         ax.legend(fontsize=7, ncol=2, title="trial")
-    return _save(fig, folder, "val_curves_all_trials")
+    return fig
 
 
 BATCH_NORM_FIGURE = "grad_norms_batch_norm"
@@ -87,7 +95,7 @@ BATCH_NORM_FIGURE = "grad_norms_batch_norm"
 def batch_norm_of(meta: dict, row) -> bool | None:
     """A trial's ``batch_norm``: sampled (its run's params), else fixed by the spec, else
     the trainable's declared default; None when the trainable takes no ``batch_norm``."""
-    import trainables
+    from hpsearch import trainables
 
     try:
         declared = trainables.get(meta["spec"]["trainable"]).params.get("batch_norm")
@@ -108,7 +116,7 @@ def batch_norm_twins(folder: Path, *, meta: dict, rows: list) -> tuple[list[str]
     Returns (files, sentence); ([], None) when the trainable takes no ``batch_norm`` or
     no trial logged gradient norms; no figure, and a sentence saying so, when the
     finished trials are of one kind only."""
-    from results.status import best_row
+    from hpsearch.results.status import best_row
 
     kinds: dict[bool, list] = {}
     for r in rows:
@@ -162,7 +170,7 @@ def rebuild_study(meta: dict, rows: list, histories: dict):
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    from search.spec import parse_spec
+    from hpsearch.search.spec import parse_spec
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     spec = parse_spec(meta["spec"], source=meta.get("spec_file", "spec"))
@@ -200,29 +208,45 @@ def rebuild_study(meta: dict, rows: list, histories: dict):
     return study
 
 
-def _optuna_plots(meta, rows, histories, folder: Path) -> list[str]:
+OPTUNA_PLOTS = {"optuna_history": "plot_optimization_history",
+                "optuna_parallel_coordinate": "plot_parallel_coordinate",
+                "optuna_param_importances": "plot_param_importances"}
+
+
+def optuna_figures(meta, rows, histories) -> dict:
+    """Optuna's optimization history, parallel coordinates and (from 3 complete trials)
+    parameter importances over the search's trials: {stem: figure, or why it is
+    missing (a plot Optuna cannot draw, e.g. of one distinct value)}."""
     import warnings
 
     from optuna.visualization import matplotlib as ov
 
     study = rebuild_study(meta, rows, histories)
-    files = []
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
-    plots = [("optuna_history", ov.plot_optimization_history),
-             ("optuna_parallel_coordinate", ov.plot_parallel_coordinate)]
-    if len(complete) >= 3:
-        plots.append(("optuna_param_importances", ov.plot_param_importances))
-    for stem, fn in plots:
+    out: dict = {}
+    for stem, fn in OPTUNA_PLOTS.items():
+        if stem == "optuna_param_importances" and len(complete) < 3:
+            continue
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Optuna marks its matplotlib API experimental
-                ax = fn(study)
+                ax = getattr(ov, fn)(study)
             fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
             fig.set_size_inches(9, 5)
-            files += _save(fig, folder, stem)
-        except Exception as e:  # a plot Optuna cannot draw (e.g. one distinct value)
-            (folder / f"{stem}.txt").write_text(f"Optuna could not draw this plot: {e}\n")
+            out[stem] = fig
+        except Exception as e:
+            out[stem] = f"Optuna could not draw this plot: {e}"
+    return out
+
+
+def _optuna_plots(meta, rows, histories, folder: Path) -> list[str]:
+    files = []
+    for stem, fig in optuna_figures(meta, rows, histories).items():
+        if isinstance(fig, str):
+            (folder / f"{stem}.txt").write_text(fig + "\n")
             files.append(f"{stem}.txt")
+        else:
+            files += _save(fig, folder, stem)
     return files
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from results.report._common import _markdown, _model_facts, _save, plot_curves, plt
+from hpsearch.results.report._common import _markdown, _model_facts, _save, plot_curves, plt
 
 REGRESSION_PAIRS = (("loss", "train_loss", "val_loss"), ("RMSE", "train_rmse", "val_rmse"))
 

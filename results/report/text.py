@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from results.report._common import _markdown, _save, plt
+from hpsearch.results.report._common import _markdown, _save, plt
 
 
 def misclassified_texts(texts, y_true, y_pred, classes, folder: Path, limit: int = 50) -> list[str]:
@@ -32,7 +32,7 @@ def text_analysis(model, x, y_true, info: dict, folder: Path, top: int = 15):
     import numpy as np
     import torch
 
-    from trainables.loop import model_device
+    from hpsearch.trainables.loop import model_device
 
     classes = info["classes"]
     if hasattr(model, "log_prob") and "vectorizer" in info:  # Naive Bayes: log P(w|c) contrasts

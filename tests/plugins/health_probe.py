@@ -10,7 +10,7 @@ and its loss stays at ln(classes): it cannot learn.
 import torch
 from torch import nn
 
-from trainables.constraints import Param, one_of
+from hpsearch.trainables.constraints import Param, one_of
 
 TASK = "classification"
 PARAMS = (Param("mode", one_of("diverge", "chance", "healthy"), "healthy", "how to misbehave"),)

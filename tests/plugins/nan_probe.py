@@ -6,7 +6,7 @@ same way a user plugs in a model of their own.
 
 from torch import nn
 
-from trainables.constraints import BOOL, Param
+from hpsearch.trainables.constraints import BOOL, Param
 
 TASK = "classification"
 PARAMS = (Param("poison", BOOL, False, "multiply the logits by NaN"),)

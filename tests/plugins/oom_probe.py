@@ -16,7 +16,7 @@ import weakref
 import torch
 from torch import nn
 
-from trainables.constraints import BOOL, Param, floats
+from hpsearch.trainables.constraints import BOOL, Param, floats
 
 TASK = "classification"
 PARAMS = (

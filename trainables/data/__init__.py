@@ -139,9 +139,9 @@ def load(data_cfg: dict):
     """Load, subset and split a source; cached per process."""
     k = kind(data_cfg)
     if k == "series":
-        from trainables.data.series import load as _load
+        from hpsearch.trainables.data.series import load as _load
     elif k == "text":
-        from trainables.data.text import load as _load
+        from hpsearch.trainables.data.text import load as _load
     else:
-        from trainables.data.images import load as _load
+        from hpsearch.trainables.data.images import load as _load
     return _load(data_cfg)

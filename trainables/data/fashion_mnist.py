@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trainables.data import debian
-from trainables.data.debian import DataNotFound, cache_root  # noqa: F401  (re-exported)
+from hpsearch.trainables.data import debian
+from hpsearch.trainables.data.debian import DataNotFound, cache_root  # noqa: F401  (re-exported)
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainables.data import IMAGE_SUFFIXES, SOURCES, _imagefolder_classes, check
+from hpsearch.trainables.data import IMAGE_SUFFIXES, SOURCES, _imagefolder_classes, check
 
 
 @dataclass
@@ -66,7 +66,7 @@ def check_imagefolder(root: Path) -> int:
 def _read_source(source: str, image_size: int | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """uint8 images [N, C, H, W] (or float in [0, 1]), int labels, class names."""
     if source == "fashion-mnist":
-        from trainables.data import fashion_mnist
+        from hpsearch.trainables.data import fashion_mnist
 
         return fashion_mnist.load()
     if source == "digits":

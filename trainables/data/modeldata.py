@@ -25,7 +25,7 @@ import shutil
 import warnings
 from pathlib import Path
 
-from trainables.data import debian
+from hpsearch.trainables.data import debian
 
 PACKAGE_DIR = "/usr/lib/R/site-library/modeldata/data"
 FILES = ("Rdata.rdb", "Rdata.rdx")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainables.data import check_columns
+from hpsearch.trainables.data import check_columns
 
 DEFAULTS = {
     "seattle-weather": {"target": "temp_max", "time_column": "date"},
@@ -51,7 +51,7 @@ def _read(source: str, cfg: dict):
 
         return local_data.seattle_weather()  # shipped inside the package: offline
     if source == "chicago-ridership":
-        from trainables.data import modeldata
+        from hpsearch.trainables.data import modeldata
 
         df = modeldata.read("Chicago").reset_index(drop=True)
         df["date"] = pd.to_datetime(df["date"], unit="D")  # R Date: days since 1970-01-01

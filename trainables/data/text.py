@@ -37,7 +37,7 @@ class Texts:
 
 
 def _fine_foods():
-    from trainables.data import modeldata
+    from hpsearch.trainables.data import modeldata
 
     classes = ["other", "great"]  # index 1 is the positive class of binary metrics
     out = []

@@ -27,7 +27,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from trainables.data import debian
+from hpsearch.trainables.data import debian
 
 NAMED = {
     "glove.6B.100d": {
