@@ -190,7 +190,7 @@ class Derived:
 
 # the trainables a shared-loop parameter applies to (Param.scope), in words
 SCOPES = {"": "all", "image": "image data", "regression": "regression",
-          "init": "models trained from scratch"}
+          "classification": "classification", "init": "models trained from scratch"}
 
 
 @dataclass(frozen=True)
@@ -200,7 +200,8 @@ class Param:
     default: Any   # the value the code uses when the key is absent (or a Derived rule)
     help: str
     when: tuple[tuple[str, tuple], ...] = ()  # read only when these (parent, values) hold
-    scope: str = ""    # shared-loop parameters: "" every trainable | image | regression | init
+    scope: str = ""    # shared-loop parameters: "" every trainable | image | regression |
+    #                    classification | init
     gpu: bool = False  # only a GPU reads it (ignored on CPU)
 
     def __post_init__(self):

@@ -123,10 +123,17 @@ def make_optimizer(config: dict, params, device: torch.device | None = None) -> 
     raise ValueError(f"optimizer must be sgd, adam, adamw or rmsprop, got {name!r}")
 
 
-def make_scheduler(config: dict, optimizer, max_epochs: int):
+def make_scheduler(config: dict, optimizer, max_epochs: int, steps_per_epoch: int = 1):
+    """The config's LR scheduler, stepped once per epoch; ``onecycle`` once per training
+    step (:data:`PER_STEP`), over ``max_epochs * steps_per_epoch`` steps."""
     name = config.get("lr_scheduler", "none")
     if name == "none":
         return None
+    if name == "onecycle":
+        # momentum is not cycled: SGD without momentum (VGG-Deep's plain SGD) must stay so
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=float(config.get("lr", 0.01)),
+            total_steps=max(1, max_epochs * steps_per_epoch), cycle_momentum=False)
     if name == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="max", factor=0.1, patience=int(config.get("lr_patience", 2)))
@@ -135,7 +142,10 @@ def make_scheduler(config: dict, optimizer, max_epochs: int):
     if name == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(config.get("step_size", 10)),
                                                gamma=float(config.get("gamma", 0.1)))
-    raise ValueError(f"lr_scheduler must be none, plateau, cosine or step, got {name!r}")
+    raise ValueError(f"lr_scheduler must be none, plateau, cosine, step or onecycle, got {name!r}")
+
+
+PER_STEP = (torch.optim.lr_scheduler.OneCycleLR,)  # schedulers stepped after every batch
 
 
 def eval_batches(x: torch.Tensor, batch_size: int, device: torch.device, channels_last: bool = True):
@@ -233,7 +243,32 @@ def load_data(config: dict):
     ``prepare`` hook when it has one (windows, token ids, text features)."""
     data = data_sources.load(config["data"])
     prepare = getattr(get_trainable(config["trainable"]).load(), "prepare", None)
-    return prepare(data, config) if prepare is not None else data
+    data = prepare(data, config) if prepare is not None else data
+    if (config.get("refit") or {}).get("fit_on") == "train+val":
+        data = with_validation_in_training(data)
+    return data
+
+
+def with_validation_in_training(data):
+    """A refit's data: the validation split appended to the training split. The inputs
+    stay as the chosen trial saw them (normalization statistics, scaler, vocabulary:
+    fitted on the training split), so the bundle's preprocessing facts hold for it."""
+    import dataclasses
+
+    (x_tr, y_tr), (x_va, y_va) = data.train, data.val
+    if hasattr(x_tr, "tocsr"):  # scipy sparse features: a text baseline's n-gram counts
+        import scipy.sparse
+
+        x = scipy.sparse.vstack([x_tr, scipy.sparse.csr_matrix(np.asarray(x_va))]).tocsr()
+    else:
+        x = torch.cat([x_tr, x_va])
+    changes = {"train": (x, torch.cat([y_tr, y_va]))}
+    for name in ("texts", "times"):  # per-split labels of the rows (raw texts, dates)
+        per_split = getattr(data, name, None)
+        if isinstance(per_split, dict) and "train" in per_split:
+            changes[name] = {**per_split, "train": [*per_split["train"], *per_split["val"]]}
+    info = {**data.info, "fit_on": "train+val", "fit_size": len(y_tr) + len(y_va)}
+    return dataclasses.replace(data, info=info, **changes)
 
 
 def evaluate_split(config: dict, model: nn.Module, data, split: tuple, *,
@@ -342,24 +377,29 @@ class Trial:
             torch.backends.cudnn.benchmark = gpu["cudnn_benchmark"]
         self.model = model
         self.max_epochs = int(config.get("max_epochs", 10))
+        x, y = data.train
+        self.batch_size, self.steps_per_epoch = batch_plan(len(x), int(config.get("batch_size", 64)))
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(config, params, device)
-        self.scheduler = make_scheduler(config, self.optimizer, self.max_epochs)
+        self.scheduler = make_scheduler(config, self.optimizer, self.max_epochs,
+                                        self.steps_per_epoch)
         self.regression = data.info.get("task") == "regression"
         images = data.train[0].dim() == 4  # the image-only options are not read for sequences
         self.grad_norms = (GradNormTracker(model, int(config.get("grad_norm_every", 10)))
                            if images and config.get("track_grad_norms") else None)
+        loss_hook = getattr(module, "training_loss", None)
         self.step = TrainStep(
             model, self.optimizer, device=device, gpu=gpu, regression=self.regression,
             loss_name=config.get("loss", "mse") if self.regression else None,
-            loss_hook=getattr(module, "training_loss", None), hook_config=config,
+            loss_hook=loss_hook, hook_config=config,
             augment=images and bool(config.get("augment", False)),
-            grad_clip=float(config.get("grad_clip", 0) or 0), grad_norms=self.grad_norms)
-        x, y = data.train
+            grad_clip=float(config.get("grad_clip", 0) or 0), grad_norms=self.grad_norms,
+            # a loss hook (metric learning) applies its own cross-entropy, if any
+            label_smoothing=(float(config.get("label_smoothing", 0.0))
+                             if not self.regression and loss_hook is None else 0.0))
         if gpu["data_on_device"]:  # the training split lives on the GPU, shared across trials
             x, y = resident(x, y, device)
         self.x_train, self.y_train = x, y
-        self.batch_size, self.steps_per_epoch = batch_plan(len(x), int(config.get("batch_size", 64)))
 
     def capture(self) -> float:
         """CUDA-graph the training step for this trial's batch shape (see TrainStep)."""
@@ -374,7 +414,13 @@ class Trial:
 
 
 def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
-    """Run one trial. ``restore`` is a state previously passed to ``report``."""
+    """Run one trial. ``restore`` is a state previously passed to ``report``.
+
+    A refit (``config["refit"]``, set by ``search/refit.py``) trains on the training
+    and validation splits together (:func:`load_data`) for exactly ``max_epochs``: no
+    validation split is left to evaluate, so it reports training metrics only, never
+    stops early, and replays the chosen trial's learning rates where a plateau
+    scheduler followed its validation score (``refit["lr_by_epoch"]``)."""
     started = time.perf_counter()
     device = pick_device()
     if device.type == "cpu":
@@ -383,6 +429,9 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
     seed_everything(seed)
     data = load_data(config)
     module = get_trainable(config["trainable"]).load()
+    refit = config.get("refit") or None
+    if refit:
+        report = _without_validation(report)
     if hasattr(module, "fit"):  # not an epoch-trained network: the module runs the trial
         module.fit(config, data, report)
         return
@@ -390,8 +439,12 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
     model, optimizer, scheduler, step = trial.model, trial.optimizer, trial.scheduler, trial.step
     facts = model_facts(model, data.train[0])
     max_epochs = trial.max_epochs
-    patience = int(config.get("early_stopping_patience", 0) or 0)
+    patience = 0 if refit else int(config.get("early_stopping_patience", 0) or 0)
     regression, loss_hook, grad_norms = trial.regression, step.loss_hook, trial.grad_norms
+    lr_by_epoch = (refit or {}).get("lr_by_epoch")
+    if lr_by_epoch:  # the trial's own learning rates replace its plateau scheduler
+        scheduler = None
+    per_step = isinstance(scheduler, PER_STEP)
 
     start_epoch, best, bad_epochs = 0, -math.inf, 0
     if restore is not None:
@@ -407,7 +460,6 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
     trial.capture()  # after any pretraining stage, before the first epoch
     setup = {"setup_seconds": time.perf_counter() - started, "cuda_graphs": float(step.graphed)}
     x_train, y_train = trial.x_train, trial.y_train
-    x_val, y_val = data.val
     monitor = HealthMonitor(health_settings(config.get("health", True)),
                             steps_per_epoch=trial.steps_per_epoch,
                             num_classes=data.info.get("num_classes"),
@@ -418,9 +470,14 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
         model.train()
         step.reset()
         monitor.new_epoch()
+        if lr_by_epoch:
+            for group in optimizer.param_groups:
+                group["lr"] = float(lr_by_epoch[min(epoch, len(lr_by_epoch) - 1)])
         unhealthy = None
         for k, idx in enumerate(trial.epoch_batches(), 1):
             step(x_train[idx], y_train[idx])
+            if per_step:
+                scheduler.step()
             if monitor.due(k):
                 try:
                     monitor.check(step, epoch=epoch, steps_done=k,
@@ -436,22 +493,17 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
         if not math.isfinite(train_loss):
             raise NonFiniteLoss(f"training loss became {train_loss} in epoch {epoch + 1} "
                                 f"(lr={config.get('lr')}, optimizer={config.get('optimizer')})")
-        val = evaluate_split(config, model, data, (x_val, y_val), device=device)
-        if regression:  # train RMSE in the target's units (a linear scaler: one factor)
-            train_fit = {"train_rmse": math.sqrt(totals["sse"] / max(1, n * y_train[0].numel()))
-                         * data.info["target_scale"]}
-        elif loss_hook is None:
-            train_fit = {"train_accuracy": totals["correct"] / n}
-        else:  # no logits to argmax: the module's evaluation on (part of) the train split
-            sub = (data.train[0][:1000], data.train[1][:1000])
-            train_fit = {"train_accuracy":
-                         evaluate_split(config, model, data, sub, device=device)["accuracy"]}
+        train_fit = _train_fit(totals, trial, data, config, device)
+        val = {} if refit else evaluate_split(config, model, data, data.val, device=device)
         seconds = time.perf_counter() - t0
         lr = optimizer.param_groups[0]["lr"]
-        score = val["r2"] if regression else val["accuracy"]
+        # the score the plateau scheduler and early stopping follow: validation, or in
+        # a refit (no validation left) the training fit
+        score = ((val["r2"] if regression else val["accuracy"]) if val else
+                 -train_fit["train_rmse"] if regression else train_fit["train_accuracy"])
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(score)
-        elif scheduler is not None:
+        elif scheduler is not None and not per_step:
             scheduler.step()
         improved = score > best
         best, bad_epochs = (score, 0) if improved else (best, bad_epochs + 1)
@@ -460,8 +512,7 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
             "epoch": epoch + 1,
             "train_loss": train_loss,
             **train_fit,
-            "val_loss": val["loss"],
-            **({} if regression else {"val_accuracy": val["accuracy"]}),
+            **_validation_metrics(val, regression),
             "epoch_seconds": seconds,
             "samples_per_second": n / train_seconds,  # training throughput, eval excluded
             "lr": lr,
@@ -471,8 +522,6 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
             **({"unhealthy": unhealthy} if unhealthy else {}),
             "early_stopped": stop_early,
             **facts,
-            **{f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))
-               and k not in ("loss", "accuracy")},
             **(grad_norms.epoch_metrics() if grad_norms is not None else {}),
             **({**stage_metrics, **setup} if epoch == start_epoch else {}),
         }
@@ -486,3 +535,40 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
         report(metrics, state)
         if stop_early or unhealthy:
             return
+
+
+def _train_fit(totals: dict, trial: Trial, data, config: dict, device) -> dict:
+    """How well the epoch fit its training data: accuracy, or RMSE for regression."""
+    if trial.regression:  # train RMSE in the target's units (a linear scaler: one factor)
+        n = totals["samples"]
+        return {"train_rmse": math.sqrt(totals["sse"] / max(1, n * trial.y_train[0].numel()))
+                * data.info["target_scale"]}
+    if trial.step.loss_hook is None:
+        return {"train_accuracy": totals["correct"] / totals["samples"]}
+    # no logits to argmax: the module's evaluation on (part of) the train split
+    sub = (data.train[0][:1000], data.train[1][:1000])
+    return {"train_accuracy": evaluate_split(config, trial.model, data, sub,
+                                             device=device)["accuracy"]}
+
+
+def _validation_metrics(val: dict, regression: bool) -> dict:
+    """An epoch's val_* metrics (none in a refit: its validation split is trained on)."""
+    if not val:
+        return {}
+    return {"val_loss": val["loss"], **({} if regression else {"val_accuracy": val["accuracy"]}),
+            **{f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))
+               and k not in ("loss", "accuracy")}}
+
+
+def _without_validation(report: Report) -> Report:
+    """A refit's report: a module that evaluates the validation split itself (a fitted
+    text baseline, an autoencoder's first stage) scored data it trained on; drop it."""
+    def seen(key: str) -> bool:
+        return key.startswith("val_") or "_val_" in key
+
+    def wrapped(metrics: dict, state: dict) -> None:
+        kept = {k: v for k, v in metrics.items() if not seen(k)}
+        report(kept, {**state, "metrics": {k: v for k, v in state["metrics"].items()
+                                           if not seen(k)}})
+
+    return wrapped

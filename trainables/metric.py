@@ -59,7 +59,9 @@ def training_loss(model: EmbeddingNet, emb: torch.Tensor, y: torch.Tensor, confi
         return batch_hard_triplet(emb, y, float(config.get("margin", 0.2)))
     if kind == "center":
         center = 0.5 * (emb - model.centers[y]).pow(2).sum(1).mean()
-        return F.cross_entropy(model.classifier(emb), y) + float(config.get("center_lambda", 0.01)) * center
+        ce = F.cross_entropy(model.classifier(emb), y,
+                             label_smoothing=float(config.get("label_smoothing", 0.0)))
+        return ce + float(config.get("center_lambda", 0.01)) * center
     raise ValueError(f"metric_loss must be triplet or center, got {kind!r}")
 
 

@@ -37,9 +37,11 @@ LOOP = (
           when=(("optimizer", ("sgd", "rmsprop")),)),
     Param("nesterov", BOOL, False, "Nesterov momentum", when=(("optimizer", ("sgd",)),)),
     Param("weight_decay", NON_NEGATIVE, 0.0, "L2 penalty coefficient"),
-    Param("lr_scheduler", one_of("none", "plateau", "cosine", "step"), "none",
+    Param("lr_scheduler", one_of("none", "plateau", "cosine", "step", "onecycle"), "none",
           "plateau: divide by 10 when the score stalls (the VGG paper); cosine: anneal to 0 "
-          "over max_epochs; step: multiply by gamma every step_size epochs"),
+          "over max_epochs; step: multiply by gamma every step_size epochs; onecycle: per "
+          "step, warm up from lr/25 to lr over the first 30% of max_epochs, then cosine to "
+          "~0 (Smith's one-cycle)"),
     Param("lr_patience", ints(0), 2, "epochs without improvement before plateau cuts the LR",
           when=(("lr_scheduler", ("plateau",)),)),
     Param("step_size", ints(1), 10, "epochs between step-scheduler cuts",
@@ -63,6 +65,9 @@ LOOP = (
           "want 1-5)"),
     Param("loss", one_of("mse", "huber"), "mse", "loss on the scaled target",
           scope="regression"),
+    Param("label_smoothing", floats(0, 1, "left"), 0.0, "cross-entropy label smoothing: the "
+          "target puts this much of its mass evenly on every class (0: off); validation and "
+          "test losses stay plain cross-entropy", scope="classification"),
     Param("precision", one_of("bf16", "fp32"), "bf16", "bf16 autocast for forward passes, or "
           "fp32 (for debugging numerics)", gpu=True),
     Param("channels_last", BOOL, True, "NHWC memory format for images and convolutions",

@@ -148,11 +148,12 @@ class TrainStep:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, device: torch.device,
                  gpu: dict, regression: bool = False, loss_name: str = "mse", loss_hook=None,
                  hook_config: dict | None = None, augment: bool = False, grad_clip: float = 0.0,
-                 grad_norms=None) -> None:
+                 grad_norms=None, label_smoothing: float = 0.0) -> None:
         self.model, self.optimizer, self.device, self.gpu = model, optimizer, device, gpu
         self.regression, self.loss_name, self.loss_hook = regression, loss_name, loss_hook
         self.hook_config = hook_config or {}
         self.augment, self.grad_clip, self.grad_norms = augment, grad_clip, grad_norms
+        self.label_smoothing = label_smoothing
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
         self.graphed = False
         self.capture_error: str | None = None
@@ -194,7 +195,7 @@ class TrainStep:
             loss = regression_loss(out, yb, self.loss_name)
             self.sse += (out.detach() - yb).pow(2).sum()
         elif self.loss_hook is None:
-            loss = F.cross_entropy(out.float(), yb)
+            loss = F.cross_entropy(out.float(), yb, label_smoothing=self.label_smoothing)
             self.correct += (out.argmax(1) == yb).sum()
         else:
             loss = self.loss_hook(self.model, out.float(), yb, self.hook_config)
