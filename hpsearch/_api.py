@@ -34,6 +34,8 @@ OVERRIDES = {
     "gpus_per_trial": "resources.gpus_per_trial",
     "data": "data.source",
     "recheck": "search.recheck",
+    "refit": "export.refit",
+    "refit_epochs": "export.epochs",
 }
 
 
@@ -58,6 +60,7 @@ def load_spec(spec: str | Path | dict | SearchSpec, *, name: str | None = None,
               concurrency: int | None = None, seed: int | None = None,
               cpus_per_trial: float | None = None, gpus_per_trial: float | None = None,
               data: str | None = None, recheck: str | dict | None = None,
+              refit: bool | None = None, refit_epochs: int | None = None,
               smoke: bool = False) -> SearchSpec:
     """A validated, frozen search spec.
 
@@ -70,7 +73,8 @@ def load_spec(spec: str | Path | dict | SearchSpec, *, name: str | None = None,
     """
     overrides = {"name": name, "samples": samples, "max_epochs": max_epochs,
                  "concurrency": concurrency, "seed": seed, "cpus_per_trial": cpus_per_trial,
-                 "gpus_per_trial": gpus_per_trial, "data": data, "recheck": recheck}
+                 "gpus_per_trial": gpus_per_trial, "data": data, "recheck": recheck,
+                 "refit": refit, "refit_epochs": refit_epochs}
     return spec_with(spec, {k: (v, f"{k}=") for k, v in overrides.items()}, smoke=smoke)
 
 
@@ -137,7 +141,8 @@ def run(spec: str | Path | dict | SearchSpec, *, name: str | None = None,
         data: str | None = None, recheck: str | dict | None = None, smoke: bool = False,
         storage: str | Path | None = None, tracking_uri: str | None = None,
         address: str | None = None, resource_wait: float | None = None,
-        overwrite: bool = False, export: bool = False, verbose: bool = False,
+        overwrite: bool = False, export: bool = False, refit: bool | None = None,
+        refit_epochs: int | None = None, verbose: bool = False,
         progress: bool = True) -> Search:
     """Run the search a spec describes and return it as a :class:`~hpsearch.Search`.
 
@@ -152,6 +157,12 @@ def run(spec: str | Path | dict | SearchSpec, *, name: str | None = None,
             process and reused by later searches).
         overwrite: replace a search of the same name.
         export: evaluate the best trial once on the test split and bundle it.
+        refit, refit_epochs: with ``export``, train the chosen configuration again on the
+            training and validation splits before its test evaluation, for
+            ``refit_epochs`` (default: the epoch at which the chosen trial peaked); they
+            override the spec's ``export: {refit, epochs}`` (``refit=False`` turns a
+            spec's refit off). The refit runs on the search's Ray, as an MLflow child
+            run tagged ``refit``.
         verbose: a line per epoch of every trial.
         progress: one live progress display (in a notebook, updated in place).
 
@@ -160,6 +171,7 @@ def run(spec: str | Path | dict | SearchSpec, *, name: str | None = None,
     trial reported the objective, ``KeyboardInterrupt`` when interrupted (its MLflow
     runs ended KILLED, ``stop_reason`` interrupted; :func:`resume` finishes it).
     """
+    check_refit_wanted(refit, refit_epochs, export)
     specs = specs_with([spec], {"name": name, **_spec_overrides(locals())}, smoke=smoke)
     [search] = run_specs(specs, storage=storage, tracking_uri=tracking_uri, address=address,
                          resource_wait=resource_wait, overwrite=overwrite, export=export,
@@ -177,17 +189,31 @@ def run_many(specs: Sequence[str | Path | dict | SearchSpec], *,
              data: str | None = None, recheck: str | dict | None = None, smoke: bool = False,
              storage: str | Path | None = None, tracking_uri: str | None = None,
              address: str | None = None, resource_wait: float | None = None,
-             overwrite: bool = False, export: bool = False, verbose: bool = False,
+             overwrite: bool = False, export: bool = False, refit: bool | None = None,
+             refit_epochs: int | None = None, verbose: bool = False,
              progress: bool = True) -> list[Search]:
     """Several searches, one after another on one Ray session, each exported when
     ``export``; all are validated (and their data checked) before the first starts.
     A search that fails does not stop the ones after it: each returned
     :class:`~hpsearch.Search` says how it ended in ``.result`` (``.result.ok``).
     The options are :func:`run`'s, each applying to every spec."""
+    check_refit_wanted(refit, refit_epochs, export)
     parsed = specs_with(specs, _spec_overrides(locals()), smoke=smoke)
     return run_specs(parsed, storage=storage, tracking_uri=tracking_uri, address=address,
                      resource_wait=resource_wait, overwrite=overwrite, export=export,
                      verbose=verbose, progress=progress)
+
+
+def check_refit_wanted(refit: bool | None, refit_epochs: int | None, export: bool,
+                       origin: Callable[[str], str] = keyword) -> None:
+    """A refit is part of the export: asking for one (or for its epochs) without the
+    export is bad input, not a silent no-op."""
+    if export:
+        return
+    for key, value in (("refit", refit), ("refit_epochs", refit_epochs)):
+        if value is not None and value is not False:
+            raise SpecError(f"{origin(key)}: the refit trains the model the export bundles; "
+                            f"add {origin('export')} (or drop {origin(key)})")
 
 
 def _spec_overrides(args: dict) -> dict:

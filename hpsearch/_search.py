@@ -13,6 +13,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpsearch.errors import SpecError
+
 if TYPE_CHECKING:
     import pandas as pd
     import torch
@@ -153,17 +155,38 @@ class Search:
         return load_trial(self.name, self.storage, trial)[4]
 
     def export(self, trial: str | None = None, to: str | Path | None = None, *,
-               echo=print) -> Bundle:
+               refit: bool | None = None, epochs: int | None = None,
+               address: str | None = None, echo=print) -> Bundle:
         """Evaluate a trial (the best unless ``trial``) ONCE on the held-out test split
         and write its bundle (``weights.pt``, ``config.json``, ``metrics.json``,
         ``model.pt2``, ``model.onnx``, ``report/``, a sha256 manifest) to ``to`` (default
-        ``<storage>/exports/<name>``); registered in MLflow's Model Registry."""
+        ``<storage>/exports/<name>``); registered in MLflow's Model Registry.
+
+        ``refit``: first train the trial's configuration again on the training and
+        validation splits, with its own seed, for ``epochs`` (default: the spec's
+        ``export.epochs``, else the epoch at which the trial peaked), through Ray
+        (``address``: the cluster the search ran on; default a local Ray) as an MLflow
+        child run tagged ``refit``; that model is the one evaluated and bundled, beside
+        the trial's validation score. ``None``: as the spec's ``export.refit`` says.
+        Raises :class:`~hpsearch.SpecError` for ``epochs`` without a refit."""
         from hpsearch.search.batch import export_and_print
         from hpsearch.search.preflight import check_destination
+        from hpsearch.search.refit import check_epochs
 
+        spec = self.spec
+        refit = spec.refit if refit is None else bool(refit)
+        epochs = check_epochs(epochs)
+        if epochs is not None and not refit:
+            raise SpecError("epochs=: sets the refit's epochs, but no refit was asked for; "
+                            "pass refit=True (or drop epochs)")
         check_destination(to, self.storage)
+        if refit:
+            from hpsearch._api import environment_defaults
+
+            environment_defaults()  # before Ray starts: quiet, private defaults
         return export_and_print(self.name, self.storage, trial, Path(to) if to else None,
-                                echo=echo)
+                                refit=refit, epochs=epochs if epochs else spec.refit_epochs,
+                                address=address, echo=echo)
 
     def report(self, trial: str | None = None, to: str | Path | None = None) -> Path:
         """Plots and tables for a trial (the best unless ``trial``; validation split)

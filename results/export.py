@@ -18,6 +18,7 @@ The test split is read here and nowhere else in the product.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -71,8 +72,28 @@ def best_checkpoint_state(experiment_dir: Path, trial_id: str, metric: str, mode
 
 def load_trial(name: str, storage: Storage, trial_id: str | None = None):
     """(meta, rows, the chosen row, its best checkpoint's state, the rebuilt model)."""
+    meta, rows, row, state = chosen_state(name, storage, trial_id)
+    return meta, rows, row, state, rebuild(state)
+
+
+def rebuild(state: dict):
+    """The model of a checkpoint state, its weights loaded, in eval mode on the CPU."""
     from hpsearch.trainables.loop import build_model
 
+    embedding = state["model"].get("embedding.weight")
+    if state["config"].get("embeddings") and embedding is not None:
+        # the pretrained vectors' size, from the weights: the bundle (and this export)
+        # rebuild the model without the vectors file, which the weights already hold
+        state["config"] = {**state["config"], "embed_dim": int(embedding.shape[1])}
+    model = build_model(state["config"], state["data_info"])
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model
+
+
+def chosen_state(name: str, storage: Storage, trial_id: str | None = None):
+    """(meta, rows, the chosen row: the best trial or ``trial_id``, its best checkpoint's
+    state)."""
     meta, rows = trial_rows(name, storage)
     _, rechecks = trial_rows(name, storage, recheck=True)
     metric, mode = meta["spec"]["objective"]["metric"], meta["spec"]["objective"]["mode"]
@@ -91,16 +112,7 @@ def load_trial(name: str, storage: Storage, trial_id: str | None = None):
         from hpsearch.search.recheck import experiment_dir
 
         where = experiment_dir(storage, name)
-    state = best_checkpoint_state(where, row.trial_id, metric, mode)
-    embedding = state["model"].get("embedding.weight")
-    if state["config"].get("embeddings") and embedding is not None:
-        # the pretrained vectors' size, from the weights: the bundle (and this export)
-        # rebuild the model without the vectors file, which the weights already hold
-        state["config"] = {**state["config"], "embed_dim": int(embedding.shape[1])}
-    model = build_model(state["config"], state["data_info"])
-    model.load_state_dict(state["model"])
-    model.eval()
-    return meta, rows, row, state, model
+    return meta, rows, row, best_checkpoint_state(where, row.trial_id, metric, mode)
 
 
 def chosen_row(meta: dict, rows: list, rechecks: list):
@@ -133,16 +145,24 @@ def selection_note(meta: dict, rows: list, rechecks: list, row) -> str | None:
 
 def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
                 to: Path | None = None, report: bool = True, register: bool = True,
-                echo=print) -> Bundle:
+                echo=print, refit=None) -> Bundle:
     """Evaluate the chosen trial (the best, or ``trial_id``) once on the test split and
-    write its bundle (see the module's docstring); register it in MLflow's registry."""
+    write its bundle (see the module's docstring); register it in MLflow's registry.
+
+    ``refit``: a :class:`~hpsearch.search.refit.Refit` of the chosen trial (run first by
+    ``search/refit.py``): its model is the one evaluated and bundled, and the test
+    metrics go to its MLflow run; the chosen trial's validation score stays beside them
+    (``metrics.json``: ``val`` is the trial's, ``train`` and ``test`` the refit model's,
+    ``refit`` says on what and for how long it trained)."""
     import torch
 
     from hpsearch.trainables.loop import evaluate_split, load_data
 
-    meta, rows, row, state, model = load_trial(name, storage, trial_id)
+    meta, rows, row, state = chosen_state(name, storage, refit.of if refit else trial_id)
     metric, mode = meta["spec"]["objective"]["metric"], meta["spec"]["objective"]["mode"]
-    config, data_info = state["config"], state["data_info"]
+    final = refit.state if refit else state  # the state whose weights are exported
+    model = rebuild(final)
+    config, data_info = final["config"], final["data_info"]
     data = load_data(config)
     x_test, y_test = data.test
     # the one look at the test split, on the GPU where there is one: the trials measured
@@ -154,21 +174,30 @@ def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
     model.cpu()
     test_seconds = time.perf_counter() - t0
 
+    sizes = state["data_info"]["sizes"]
     metrics = {
         "objective": {"metric": metric, "mode": mode},
         "task": data_info.get("task", "classification"),
-        "epoch": state["epoch"],
-        "val": {**_prefixed(state["metrics"], "val_"), "n": data_info["sizes"]["val"]},
-        "train": {**_prefixed(state["metrics"], "train_"), "n": data_info["sizes"]["train"]},
+        "model": "refit" if refit else "trial",
+        "epoch": final["epoch"],
+        # the score that chose the configuration: its trial's, at the trial's best epoch
+        "val": {**_prefixed(state["metrics"], "val_"), "n": sizes["val"],
+                "trial_id": row.trial_id, "epoch": state["epoch"]},
+        "train": {**_prefixed(final["metrics"], "train_"),
+                  "n": refit.fit_size if refit else sizes["train"]},
         "test": {**{k: v for k, v in test.items() if isinstance(v, (int, float))},
                  "n": len(y_test), "seconds": test_seconds, "device": device.type},
+        **({"refit": refit.facts()} if refit else {}),
     }
     bundle_config = {
         "search": name, "trial_id": row.trial_id, "trainable": config["trainable"],
         "hyperparameters": config, "data": data_info, "input": input_description(data_info, x_test),
         "seed": config.get("seed"), "versions": meta.get("versions", {}),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **({"refit": refit.facts()} if refit else {}),
     }
+    # the exported model's MLflow run: the refit's, or the chosen trial's own
+    owner = dataclasses.replace(row, run_id=refit.run_id) if refit else row
 
     # what torch.export traces (here and in MLflow 3's pt2 flavour): the model, or its
     # trace-friendly twin with equal outputs (the text RNNs' version without packing)
@@ -203,11 +232,11 @@ def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _record_in_mlflow(meta, row, metrics, dest)
+    _record_in_mlflow(meta, row, owner, metrics, dest)
     if report:
-        attach_to_mlflow(meta, row, dest / "report")
+        attach_to_mlflow(meta, owner, dest / "report")
     if register:
-        version = register_model(meta, row, dest, bundle_config, name, metrics,
+        version = register_model(meta, owner, dest, bundle_config, name, metrics,
                                  x_test[:2].clone())
         echo(f"registered in the MLflow Model Registry as {name!r} version {version}")
     return Bundle(dest, row.trial_id, metrics, bundle_config)
@@ -278,22 +307,27 @@ def verify_manifest(folder: Path) -> list[str]:
     return bad
 
 
-def _record_in_mlflow(meta: dict, row, metrics: dict, bundle: Path) -> None:
+def _record_in_mlflow(meta: dict, row, owner, metrics: dict, bundle: Path) -> None:
+    """The test metrics on the exported model's run (``owner``: the chosen trial's, or
+    its refit's), once; the choice and the headline on the parent."""
     from mlflow.entities import Metric, RunTag
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(meta["tracking_uri"])
     now = int(time.time() * 1000)
-    client.log_batch(row.run_id, metrics=[
+    client.log_batch(owner.run_id, metrics=[
         Metric(f"test_{k}", float(v), now, 0) for k, v in metrics["test"].items()
         if isinstance(v, (int, float)) and math.isfinite(v) and k not in ("n", "seconds")],
         tags=[RunTag("exported", "true")])
     key, value = headline(metrics)
+    refit = [RunTag("exported_model", "refit"), RunTag("refit_run_id", owner.run_id)] \
+        if owner.run_id != row.run_id else [RunTag("exported_model", "trial")]
     client.log_batch(meta["parent_run_id"], tags=[
         RunTag("best_trial_id", row.trial_id), RunTag("best_run_id", row.run_id),
-        RunTag("export_path", str(bundle))], metrics=[Metric(f"best_test_{key}", value, now, 0)])
+        RunTag("export_path", str(bundle)), *refit],
+        metrics=[Metric(f"best_test_{key}", value, now, 0)])
     for name in ("config.json", "metrics.json", "MANIFEST.sha256"):  # the bundle's small files
-        client.log_artifact(row.run_id, str(bundle / name), artifact_path="export")
+        client.log_artifact(owner.run_id, str(bundle / name), artifact_path="export")
 
 
 @contextlib.contextmanager
@@ -355,7 +389,11 @@ def register_model(meta: dict, row, bundle: Path, config: dict, name: str, metri
     version = str(info.registered_model_version)
     key, value = headline(metrics)
     tags = {"trial_id": row.trial_id, f"test_{key}": value, "test_loss": metrics["test"]["loss"],
-            f"val_{key}": metrics["val"].get(key), "search": name}
+            f"val_{key}": metrics["val"].get(key), "search": name,
+            "model": metrics.get("model", "trial")}
+    if "refit" in metrics:  # what the registered model trained on, and for how long
+        tags.update(refit_of=metrics["refit"]["of_trial"], fit_on=metrics["refit"]["fit_on"],
+                    refit_epochs=metrics["refit"]["epochs"])
     for k, v in tags.items():
         client.set_model_version_tag(name, version, k, str(v))
     return version

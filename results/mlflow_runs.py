@@ -166,7 +166,7 @@ def settle_lost_runs(tracking_uri: str, experiment_id: str, parent_run_id: str,
         if str(tags.get("trial_index", "")).isdigit():
             highest = max(highest, int(tags["trial_index"]))
         if (tid is None or tid in known or run.info.status != "RUNNING"
-                or tags.get("recheck") == "true"):
+                or tags.get("recheck") == "true" or tags.get("refit") == "true"):
             continue
         run_id = run.info.run_id
         client.log_batch(run_id, tags=[RunTag("stop_reason", LOST_REASON), RunTag(LOST_TAG, "true")])

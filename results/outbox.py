@@ -84,7 +84,8 @@ class RunWriter:
         if op == "start":  # a restored or retried trial keeps its run
             run = self.run_id(write["trial"])
             if run is None:
-                run = c.create_run(self.experiment_id, run_name=f"trial-{write['index']:03d}-"
+                prefix = write.get("prefix", "trial")  # a refit's run: refit-<index>-<id>
+                run = c.create_run(self.experiment_id, run_name=f"{prefix}-{write['index']:03d}-"
                                    f"{write['trial']}",
                                    tags={PARENT_TAG: self.parent_run_id, "trial_id": write["trial"],
                                          "trial_index": str(write["index"])}).info.run_id

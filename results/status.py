@@ -23,20 +23,30 @@ class TrialRow:
     params: dict
     recheck_of: str | None = None  # a seed re-check run: the trial whose configuration it re-ran
     seed: str | None = None
+    refit_of: str | None = None  # a refit run: the trial whose configuration it trained again
 
 
-def trial_rows(name: str, storage: Storage, *, recheck: bool = False
+def run_kind(tags: dict) -> str:
+    """A child run of a search: one of its trials, a seed re-check or a refit."""
+    if tags.get("refit") == "true":
+        return "refit"
+    return "recheck" if tags.get("recheck") == "true" else "trial"
+
+
+def trial_rows(name: str, storage: Storage, *, recheck: bool = False, refit: bool = False
                ) -> tuple[dict, list[TrialRow]]:
     """(search metadata, one row per trial in start order); with ``recheck``, the
-    rows of the seed re-check runs instead of the search's own trials."""
+    rows of the seed re-check runs instead of the search's own trials; with ``refit``,
+    those of its refits (``search/refit.py``)."""
     from hpsearch.results.mlflow_runs import child_runs
 
     meta = storage.read_meta(name)
     metric = meta["spec"]["objective"]["metric"]
+    wanted = "refit" if refit else "recheck" if recheck else "trial"
     rows = []
     for run in child_runs(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"]):
         tags, metrics = run.data.tags, run.data.metrics
-        if (tags.get("recheck") == "true") != recheck or tags.get("lost") == "true":
+        if run_kind(tags) != wanted or tags.get("lost") == "true":
             continue  # a lost run: see results.mlflow_runs.settle_lost_runs
         rows.append(TrialRow(
             trial_id=tags.get("trial_id", "?"), index=int(tags.get("trial_index", 0)),
@@ -44,7 +54,8 @@ def trial_rows(name: str, storage: Storage, *, recheck: bool = False
             stop_reason=tags.get("stop_reason", "running" if run.info.status == "RUNNING" else "-"),
             epochs=int(metrics.get("epochs_reached", 0) or 0),
             best=metrics.get(f"best_{metric}"), params=dict(run.data.params),
-            recheck_of=tags.get("recheck_of"), seed=tags.get("seed")))
+            recheck_of=tags.get("recheck_of"), seed=tags.get("seed"),
+            refit_of=tags.get("refit_of")))
     rows.sort(key=lambda r: r.index)
     return meta, rows
 

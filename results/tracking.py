@@ -117,6 +117,7 @@ class MlflowTracker(tune.Callback):
         self._ensure_thread()
 
     first_index = 1  # trial numbers start here (the seed re-check continues the search's)
+    run_prefix = "trial"  # MLflow run names: trial-<number>-<trial id>
     restored_index_floor = 0  # set by resume before Tune unpickles the tracker
     _index_floor = 0          # a new trial's number is at least this
 
@@ -139,7 +140,7 @@ class MlflowTracker(tune.Callback):
         tid = trial.trial_id
         self._open.add(tid)
         self._put({"op": "start", "trial": tid, "index": self.number(tid),
-                   "params": self.trial_params(trial)})
+                   "params": self.trial_params(trial), "prefix": self.run_prefix})
         tags = self.trial_tags(trial)
         if tags:
             self._put({"op": "tags", "trial": tid, "tags": tags})

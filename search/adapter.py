@@ -86,3 +86,8 @@ def release_memory() -> None:
 def recheck_trial(config: dict) -> None:
     """A seed re-check run (search/recheck.py): the trial of the configuration it carries."""
     trial(config["recheck"]["config"])
+
+
+def refit_trial(config: dict) -> None:
+    """A refit (search/refit.py): the trial of the configuration it carries."""
+    trial(config["refit_job"]["config"])

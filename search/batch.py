@@ -147,7 +147,8 @@ def _run_one(spec: SearchSpec, result: SpecResult, *, storage: Storage, tracking
         else:
             result.best = best.best
             if export:
-                bundle = export_and_print(spec.name, storage, echo=echo)
+                bundle = export_and_print(spec.name, storage, refit=spec.refit,
+                                          epochs=spec.refit_epochs, address=address, echo=echo)
                 result.bundle = bundle.path
                 result.test = bundle.metrics["test"]
                 result.test_key = headline(bundle.metrics)[0]
@@ -192,18 +193,34 @@ def outcome_failure(outcome, storage: Storage) -> str | None:
 
 
 def export_and_print(name: str, storage: Storage, trial: str | None = None,
-                     to: Path | None = None, *, echo=print):
-    """Export a search's best trial (or ``trial``) and print the bundle's headline."""
+                     to: Path | None = None, *, refit: bool = False, epochs: int | None = None,
+                     address: str | None = None, echo=print):
+    """Export a search's best trial (or ``trial``) and print the bundle's headline; with
+    ``refit``, its configuration trained again on train+val first (``search/refit.py``,
+    ``epochs``: the refit's, None for the trial's peak epoch; ``address``: the Ray
+    cluster the search ran on, when this process is not connected to it yet)."""
+    import time
+
     from hpsearch.results.export import export_best, headline
 
-    bundle = export_best(name, storage=storage, trial_id=trial, to=to, echo=echo)
+    done = None
+    if refit:
+        from hpsearch.search.refit import run_refit
+
+        done = run_refit(name, storage, trial_id=trial, epochs=epochs, address=address,
+                         echo=echo)
+    t0 = time.perf_counter()
+    bundle = export_best(name, storage=storage, trial_id=trial, to=to, echo=echo, refit=done)
     m = bundle.metrics
     key, value = headline(m)
     extra = (f"  naive forecast test_r2={m['test']['naive_r2']:.4f}"
              if m.get("task") == "regression" else "")
-    echo(f"\nexported trial {bundle.trial_id} of {name!r}: "
+    what = (f"the refit of trial {bundle.trial_id} ({done.epochs} epoch(s) on train+val)"
+            if done else f"trial {bundle.trial_id}")
+    echo(f"\nexported {what} of {name!r}: "
          f"val_{key}={m['val'].get(key, float('nan')):.4f}  test_{key}={value:.4f}{extra} "
-         f"(n_test={m['test']['n']})")
+         f"(n_test={m['test']['n']}; export {time.perf_counter() - t0:.0f} s"
+         + (f", refit {done.seconds:.0f} s)" if done else ")"))
     echo(f"bundle: {bundle.path}")
     return bundle
 

@@ -36,15 +36,18 @@ def _specs_from_args(args) -> list:
     overrides = {"name": args.name, "samples": args.samples, "seed": args.seed,
                  "concurrency": args.concurrency, "max_epochs": args.max_epochs,
                  "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
-                 "data": args.data, "recheck": args.recheck}
+                 "data": args.data, "recheck": args.recheck,
+                 "refit": getattr(args, "refit", None),
+                 "refit_epochs": getattr(args, "refit_epochs", None)}
     paths = args.specs if hasattr(args, "specs") else [args.spec]
     return specs_with(paths, overrides, smoke=args.smoke, origin=_flag)
 
 
 def cmd_run(args) -> int:
-    from hpsearch._api import run_specs
+    from hpsearch._api import check_refit_wanted, run_specs
     from hpsearch.results.storage import Storage
 
+    check_refit_wanted(args.refit, args.refit_epochs, args.export or args.dry_run, _flag)
     specs = _specs_from_args(args)
     if args.dry_run:
         from hpsearch.search.preflight import check_dry_run
@@ -130,7 +133,8 @@ def _search(args):
 
 
 def cmd_export(args) -> int:
-    _search(args).export(args.trial, args.to)
+    _search(args).export(args.trial, args.to, refit=args.refit, epochs=args.epochs,
+                         address=args.address)
     return EXIT_OK
 
 
@@ -144,7 +148,6 @@ def cmd_report(args) -> int:
 
 def cmd_compare(args) -> int:
     from hpsearch._search import Search
-
     from hpsearch.search.preflight import check_destination
 
     storage = _storage(args)
@@ -361,6 +364,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace an existing search of the same name")
     r.add_argument("--export", action="store_true",
                    help="export the best trial when the search ends (test split evaluated once)")
+    r.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --export: train the chosen configuration again on the training "
+                        "and validation splits before its test evaluation (the spec's "
+                        "export.refit; --no-refit turns it off)")
+    r.add_argument("--refit-epochs", type=_positive_int, metavar="N",
+                   help="the refit's epochs (the spec's export.epochs; default: the epoch at "
+                        "which the chosen trial peaked)")
     r.add_argument("--dry-run", action="store_true",
                    help="validate the spec and print three sampled configs; start nothing")
     r.add_argument("-v", "--verbose", action="store_true",
@@ -407,12 +417,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="evaluate the best trial on the test split and bundle it",
                        description="Pick the best trial by the spec's objective (or --trial), "
-                                   "evaluate it ONCE on the held-out test split and write "
+                                   "optionally refit its configuration on train+val (--refit), "
+                                   "evaluate the model ONCE on the held-out test split and write "
                                    "weights.pt, config.json, metrics.json, model.pt2 and a "
                                    "sha256 manifest.")
     e.add_argument("name", metavar="NAME")
     e.add_argument("--trial", metavar="ID", help="export this trial instead of the best")
     e.add_argument("--to", metavar="DIR", help="bundle folder (default <storage>/exports/NAME)")
+    e.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None,
+                   help="train the chosen configuration again on the training and validation "
+                        "splits (as GridSearchCV(refit=True)), then evaluate that model on test; "
+                        "runs on Ray as an MLflow child run tagged refit (default: the spec's "
+                        "export.refit)")
+    e.add_argument("--epochs", type=_positive_int, metavar="N",
+                   help="the refit's epochs (default: the spec's export.epochs, else the epoch "
+                        "at which the chosen trial peaked)")
+    e.add_argument("--address", metavar="ADDR",
+                   help="the Ray cluster the search ran on, for the refit (default: a local Ray)")
     storage_opts(e)
     e.set_defaults(func=cmd_export)
 

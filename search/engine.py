@@ -207,6 +207,9 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list, trainable=N
         tune_config=tune.TuneConfig(
             search_alg=searcher, scheduler=scheduler, num_samples=spec.samples,
             max_concurrent_trials=spec.concurrency,
+            # search.time_budget: Tune stops every trial at this wall time, then the
+            # export runs (the budget a spec is sized for, e.g. 5 minutes on one GPU)
+            time_budget_s=spec.time_budget,
             # one worker process serves many trials: no ~1 s actor start per trial,
             # and the dataset stays loaded in the worker between trials
             reuse_actors=True,

@@ -25,22 +25,26 @@ from hpsearch.errors import SpecError
 from hpsearch.trainables import data as data_sources
 
 TOP_KEYS = {"name", "trainable", "data", "objective", "search", "scheduler", "resources", "space",
-            "fixed", "failure", "health"}
+            "fixed", "failure", "health", "export"}
 # startup_trials None: TPE's random start-up is min(10, max(2, samples // 3)) trials
 # cover: choice parameters whose every option is tried first (see cover_points)
+# time_budget: seconds after which the search stops its trials (None: no limit)
 SEARCH_KEYS = {"algorithm": "tpe", "samples": 8, "seed": 0, "concurrency": 2, "recheck": None,
-               "startup_trials": None, "constant_liar": True, "cover": []}
+               "startup_trials": None, "constant_liar": True, "cover": [], "time_budget": None}
 RECHECK_KEYS = {"top": 3, "seeds": 3}
 SCHEDULER_KEYS = {"name": "asha", "max_epochs": 10, "grace_period": 1, "reduction_factor": 3,
                   "brackets": 1}
 RESOURCE_KEYS = {"cpus_per_trial": 1, "gpus_per_trial": 0}
 FAILURE_KEYS = {"max_failures": 2}
+# the export: refit the chosen configuration on train+val first (for `epochs`, None: the
+# epoch at which the chosen trial peaked), as scikit-learn's GridSearchCV(refit=True)
+EXPORT_KEYS = {"refit": False, "epochs": None}
 ALGORITHMS = ("tpe", "random")
 SCHEDULERS = ("asha", "fifo")
 KINDS = ("choice", "uniform", "loguniform", "int", "qloguniform")
 PARAM_KEYS = set(KINDS) | {"when", "step", "log"}
 # config keys that the engine itself sets; a space or fixed block must not shadow them
-RESERVED = {"trainable", "data", "max_epochs", "seed", "cpus_per_trial", "health"}
+RESERVED = {"trainable", "data", "max_epochs", "seed", "cpus_per_trial", "health", "refit"}
 SMOKE_PER_CLASS = 12
 
 
@@ -82,6 +86,9 @@ class SearchSpec:
     space: tuple[Param, ...]
     fixed: dict
     cover: tuple[str, ...] = ()  # choice parameters whose every option is tried first
+    time_budget: float | None = None  # seconds after which the search stops (None: no limit)
+    refit: bool = False  # the export refits the chosen configuration on train+val first
+    refit_epochs: int | None = None  # the refit's epochs (None: the chosen trial's peak)
     source: str = "<spec>"
     raw: dict = field(default_factory=dict, compare=False)  # the validated document, for logging
 
@@ -245,6 +252,8 @@ def _apply_smoke(doc: dict) -> None:
         doc["search"]["concurrency"] = min(2, int(doc["search"].get("concurrency", 2) or 2))
     if isinstance(doc["scheduler"], dict):
         doc["scheduler"].update(max_epochs=1, grace_period=1)
+    if isinstance(doc.get("export"), dict) and doc["export"].get("epochs") is not None:
+        doc["export"]["epochs"] = 1  # a refit of one epoch, like the trials
     if isinstance(doc["data"], dict) and data_sources.kind(doc["data"]) in ("image", "text"):
         doc["data"]["per_class"] = min(SMOKE_PER_CLASS, doc["data"].get("per_class") or 10**9)
     if isinstance(doc.get("name"), str):
@@ -352,6 +361,9 @@ class _Validator:
         if not isinstance(liar, bool):
             raise self.fail("search.constant_liar", f"must be true or false, got {liar!r}")
         search["recheck"] = None if recheck is None else dict(zip(("top", "seeds"), recheck))
+        budget = search["time_budget"]
+        if budget is not None:
+            budget = self.number("search.time_budget", budget, minimum=0, exclusive=True)
 
         sched = self.block(doc, "scheduler", SCHEDULER_KEYS)
         if sched["name"] not in SCHEDULERS:
@@ -377,6 +389,7 @@ class _Validator:
                                    minimum=0)
 
         health = self.health(doc.get("health", True))
+        export = self.export(doc)
         fixed = doc.get("fixed") or {}
         if not isinstance(fixed, dict):
             raise self.fail("fixed", f"must be a mapping of parameter: value, got {fixed!r}")
@@ -393,7 +406,7 @@ class _Validator:
 
         sched["grace_period"] = grace
         raw = {**doc, "search": search, "scheduler": sched, "resources": res, "failure": failure,
-               "health": health}
+               "health": health, "export": export}
         return SearchSpec(
             name=name, trainable=info.name, data=dict(data), metric=objective["metric"],
             mode=objective["mode"], algorithm=search["algorithm"], samples=samples, seed=seed,
@@ -401,8 +414,23 @@ class _Validator:
             concurrency=concurrency, scheduler=sched["name"], max_epochs=max_epochs,
             grace_period=grace, reduction_factor=rf, brackets=brackets, cpus_per_trial=cpus, gpus_per_trial=gpus,
             max_failures=max_failures, health=health, space=space, fixed=dict(fixed),
-            cover=cover, source=self.source, raw=raw,
+            cover=cover, time_budget=budget, refit=export["refit"],
+            refit_epochs=export["epochs"], source=self.source, raw=raw,
         )
+
+    def export(self, doc: dict) -> dict:
+        """`export`: {refit: true|false, epochs: N (a refit's; absent: the chosen trial's
+        peak epoch)}."""
+        block = self.block(doc, "export", EXPORT_KEYS)
+        if not isinstance(block["refit"], bool):
+            raise self.fail("export.refit", f"must be true or false, got {block['refit']!r}")
+        if block["epochs"] is not None:
+            block["epochs"] = self.number("export.epochs", block["epochs"], integer=True,
+                                          minimum=1)
+            if not block["refit"]:
+                raise self.fail("export.epochs", "sets the refit's epochs, but `export.refit` "
+                                                 "is false; set `refit: true` or drop `epochs`")
+        return block
 
     def recheck(self, search: dict) -> tuple[int, int] | None:
         """`search.recheck`: {top: K, seeds: N} (or false/absent: off)."""

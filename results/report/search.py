@@ -268,10 +268,14 @@ def summary_markdown(name: str, meta: dict, rows: list, search_files: list[str],
         t = bundle_metrics["test"]
         key = "r2" if bundle_metrics.get("task") == "regression" else "accuracy"
         naive = (f"; naive last-value forecast R² {t['naive_r2']:.4f}" if key == "r2" else "")
+        refit = bundle_metrics.get("refit")
         lines += [f"**Best trial `{bundle_metrics.get('trial_id', '')}`**: val {key} "
                   f"{bundle_metrics['val'].get(key, float('nan')):.4f}, **test {key} "
                   f"{t[key]:.4f}**{naive} (n={t['n']}, evaluated once at export"
-                  f"{' on the GPU' if t.get('device') == 'cuda' else ''})", ""]
+                  f"{' on the GPU' if t.get('device') == 'cuda' else ''}"
+                  f"{', the refit model' if refit else ''})", ""]
+        if refit:
+            lines += [refit_markdown(bundle_metrics, key), ""]
         if bundle_metrics.get("selection"):
             lines += [bundle_metrics["selection"], ""]
     elif best:
@@ -290,6 +294,22 @@ def summary_markdown(name: str, meta: dict, rows: list, search_files: list[str],
                   f"![{second}]({trial_dir}/{second})"]
     lines += _gradients_markdown(trial, search_files, gradients, search_dir, trial_dir)
     return "\n".join(lines) + "\n"
+
+
+def refit_markdown(m: dict, key: str) -> str:
+    """The paragraph that says the exported model was refit: on what, for how long, and
+    the chosen trial's validation score beside the refit model's test score."""
+    r, val, test = m["refit"], m["val"], m["test"]
+    why = ("the epoch at which the trial's validation peaked" if r["epochs_from"] != "given"
+           else f"as given; the trial peaked at epoch {r['chosen_trial_peak_epoch']}")
+    return (f"**Refit**: the exported model is trial `{r['of_trial']}`'s configuration trained "
+            f"again on the training and validation splits together (n = {r['n']:,}) for "
+            f"{r['epochs']} epoch(s) ({why}), seed {r['seed']}, in {r['seconds']:.0f} s "
+            f"(MLflow run `{r['run_id']}`, tagged `refit`). Chosen trial: val {key} "
+            f"{val.get(key, float('nan')):.4f} (n = {val['n']:,}, epoch {val.get('epoch', '?')}); "
+            f"refit model: test {key} {test[key]:.4f} (n = {test['n']:,}). The validation score "
+            "is the trial's: the refit trained on the validation split, so it has none of its "
+            "own.")
 
 
 def _gradients_markdown(trial, search_files, sentence, search_dir, trial_dir) -> list[str]:
