@@ -153,6 +153,10 @@ def status_text(name: str, storage: Storage) -> str:
     _, rechecks = trial_rows(name, storage, recheck=True)
     if rechecks:
         lines.append("\n" + format_recheck(meta, recheck_summary(meta, rows, rechecks)))
+    _, refits = trial_rows(name, storage, refit=True)
+    for r in refits:  # the chosen configuration trained again on train+val (search/refit.py)
+        lines.append(f"\nrefit [{r.trial_id}] of trial {r.refit_of}: train+val, {r.epochs} "
+                     f"epoch(s), seed {r.seed}; {r.state}, {r.stop_reason} (run {r.run_id})")
     return "\n".join(lines)
 
 
