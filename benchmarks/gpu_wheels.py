@@ -5,7 +5,7 @@ lacks, in groups that each fit one call of the device tool, and Fashion-MNIST gz
 Run on the session's own machine (it reaches PyPI), from the project root, with the
 project's environment (``.venv`` or ``--venv``):
 
-    python benchmarks/gpu_wheels.py [--out .gpu] [--group-mib 40] [--venv /path/to/.venv]
+    python benchmarks/gpu_wheels.py [--out .gpu] [--group-mib 48] [--venv /path/to/.venv]
 
 It writes ``.gpu/wheels/g1 ... gN`` through ``../shared/tools/offline-wheelhouse.sh``
 (each group at most ``--group-mib`` MiB; Ray's ~80 MB wheel is split into parts),
@@ -153,9 +153,9 @@ def calls(groups: list[Path], data: Path) -> list[list[Path]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / ".gpu"), help="folder to fill (default .gpu)")
-    ap.add_argument("--group-mib", type=int, default=40,
-                    help="MiB per wheel group (40: one group fits beside a few MiB of "
-                         "project files in one call)")
+    ap.add_argument("--group-mib", type=int, default=48,
+                    help="MiB per wheel group (48: the last, smaller group fits beside "
+                         "Fashion-MNIST's 29 MiB in one call)")
     ap.add_argument("--venv", default=os.environ.get("VIRTUAL_ENV") or str(Path(sys.prefix)),
                     help="the project's environment, whose installed versions are carried")
     args = ap.parse_args()

@@ -489,6 +489,172 @@ def update_section(path: Path, name: str, rows: list[str], blocks: dict[str, lis
     path.write_text(head + begin + "\n".join(lines) + end + tail)
 
 
+# ---------------------------------------------------------------- Part II: VGG-Deep's gradients
+
+PART_II_SPECS = ("vgg_deep", "vgg16", "resnet18")  # the story's network and its two baselines
+
+
+def ratio_stats(points: list[tuple[int, float]]) -> dict:
+    """A first/last gradient-norm ratio over the epochs: n, median, min-max, last."""
+    values = [v for _, v in points if math.isfinite(v)]
+    if not values:
+        return {"n": 0}
+    import statistics
+
+    return {"n": len(values), "median": statistics.median(values), "min": min(values),
+            "max": max(values), "last": values[-1], "per_epoch": [[s, v] for s, v in points]}
+
+
+def write_part_ii(storage, out: Path, *, smoke: bool = False) -> dict:
+    """Part II from the exported searches in ``storage``: VGG-Deep's per-layer gradient
+    norms over training without and with batch norm (every conv layer; the 2nd, 5th,
+    8th and deepest), the first/last layer ratio per epoch with n and spread, and
+    VGG-Deep's curves beside VGG-16's and ResNet-18's (``hpsearch compare``). Writes
+    part2_gradients.png, part2_all_layers.png, part2.json, part2.md and compare/ into
+    ``out``; returns the numbers. ``smoke``: the searches of ``--smoke`` specs, and every
+    figure and line labelled a CPU smoke rehearsal."""
+    from hpsearch.results.compare import compare
+    from hpsearch.results.report._common import (
+        GRAD_LAYER,
+        GRAD_RATIO,
+        _save,
+        grad_layers,
+        histories,
+        plt,
+    )
+    from hpsearch.results.report.images import _subset
+    from hpsearch.results.report.search import batch_norm_of
+    from hpsearch.results.status import best_row, trial_rows
+    from hpsearch.search.spec import load_spec
+
+    out.mkdir(parents=True, exist_ok=True)
+    label = " (CPU smoke rehearsal, not the GPU result)" if smoke else ""
+    names = {stem: load_spec(ROOT / "spaces" / f"{stem}.yaml", smoke=smoke).name
+             for stem in PART_II_SPECS}
+    meta, rows = trial_rows(names["vgg_deep"], storage)
+    kinds: dict[bool, list] = {}
+    for r in rows:
+        bn = batch_norm_of(meta, r)
+        if r.best is not None and math.isfinite(r.best):
+            kinds.setdefault(bool(bn), []).append(r)
+    facts: dict = {"search": names["vgg_deep"], "smoke": smoke, "kinds": {}}
+    curves = {}
+    for bn, group in sorted(kinds.items()):
+        best = best_row(meta, group)
+        h = histories(meta, best.run_id, prefixes=(GRAD_LAYER, GRAD_RATIO))
+        layers = grad_layers(h)
+        if not layers:
+            continue
+        ratio = h.get(GRAD_RATIO) or []
+        kind = "with batch norm" if bn else "without batch norm"
+        curves[kind] = (h, layers)
+        facts["kinds"][kind] = {
+            "trial": best.trial_id, "val_accuracy": best.best, "epochs": best.epochs,
+            "trials_of_this_kind": len(group), "conv_layers": len(layers),
+            "ratio_first_last": ratio_stats(ratio),
+            "last_epoch_norms": {k.split("/")[1]: h[k][-1][1] for k in layers}}
+    if curves:
+        fig, axes = plt.subplots(1, 3, figsize=(18, 5))
+        for ax, (kind, (h, layers)) in zip(axes, sorted(curves.items(), reverse=True)):
+            cmap = plt.get_cmap("viridis", 4)
+            for i, key in enumerate(_subset(layers)):
+                ax.plot(*zip(*h[key]), "-o", ms=3, color=cmap(i), label=key.split("/")[1])
+            ax.set_yscale("log")
+            ax.set_title(f"VGG-Deep {kind}: conv 2, 5, 8 and the deepest{label}", fontsize=9)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("mean L2 norm of the weight gradient")
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=8)
+        ratios = axes[2]
+        for kind, color in (("without batch norm", "tab:red"), ("with batch norm", "tab:blue")):
+            if kind in curves and curves[kind][0].get(GRAD_RATIO):
+                ratios.plot(*zip(*curves[kind][0][GRAD_RATIO]), "-o", ms=3, color=color,
+                            label=kind)
+        ratios.axhline(1, color="gray", ls=":")
+        ratios.set_yscale("log")
+        ratios.set_title(f"first / deepest conv layer gradient-norm ratio{label}", fontsize=9)
+        ratios.set_xlabel("epoch")
+        ratios.grid(alpha=0.3, which="both")
+        ratios.legend(fontsize=8)
+        _save(fig, out, "part2_gradients", svg=False)
+        fig, axes = plt.subplots(1, len(curves), figsize=(9 * len(curves), 5), squeeze=False)
+        for ax, (kind, (h, layers)) in zip(axes[0], sorted(curves.items(), reverse=True)):
+            cmap = plt.get_cmap("viridis", len(layers))
+            for i, key in enumerate(layers):
+                ax.plot(*zip(*h[key]), "-", color=cmap(i), label=key.split("/")[1])
+            ax.set_yscale("log")
+            ax.set_title(f"VGG-Deep {kind}: every conv layer{label}", fontsize=9)
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=6, ncol=3)
+        _save(fig, out, "part2_all_layers", svg=False)
+    present = []
+    for stem in PART_II_SPECS:
+        try:
+            trial_rows(names[stem], storage)
+            present.append(names[stem])
+        except Exception:  # noqa: BLE001 - a search not run: the comparison says so
+            facts.setdefault("not_compared", []).append(names[stem])
+    if len(present) > 1:
+        compare(present, storage=storage, dest=out / "compare")
+        facts["compared"] = present
+    facts["claim"] = part_ii_claim(facts)
+    (out / "part2.json").write_text(json.dumps(facts, indent=1))
+    (out / "part2.md").write_text(part_ii_markdown(facts, label) + "\n")
+    return facts
+
+
+def part_ii_claim(facts: dict) -> str:
+    """What the numbers say, and only that: whether the plain network's first layers get
+    smaller gradients than its deepest, and whether batch norm brings the ratio to 1."""
+    plain = facts["kinds"].get("without batch norm", {}).get("ratio_first_last", {})
+    bn = facts["kinds"].get("with batch norm", {}).get("ratio_first_last", {})
+    if not plain.get("n"):
+        return "No VGG-Deep trial without batch norm logged gradient norms: no claim."
+    text = (f"Without batch norm the first conv layer's gradient norm is {plain['median']:.3g} "
+            f"times the deepest's (median over {plain['n']} epochs, {plain['min']:.3g}-"
+            f"{plain['max']:.3g})")
+    if plain["max"] < 1:
+        text += ": in every epoch the first layers' gradients are smaller, as vanishing " \
+                "gradients predict"
+    elif plain["min"] > 1:
+        text += ": in every epoch the first layers' gradients are the larger ones, so this " \
+                "run does not show vanishing gradients at the first layer"
+    else:
+        text += ": the ratio crosses 1 over the epochs, so no consistent vanishing"
+    if bn.get("n"):
+        closer = abs(math.log(bn["median"])) < abs(math.log(plain["median"]))
+        text += (f"; with batch norm it is {bn['median']:.3g} (median over {bn['n']} epochs, "
+                 f"{bn['min']:.3g}-{bn['max']:.3g}), "
+                 + ("closer to 1" if closer else "not closer to 1"))
+    return text + "."
+
+
+def part_ii_markdown(facts: dict, label: str) -> str:
+    lines = [f"**Part II: VGG-Deep's gradients{label}** (search `{facts['search']}`)", "",
+             "| kind | best trial | val accuracy | epochs | first/last ratio: median (min-max), "
+             "n epochs | last epoch | conv2 / deepest at the last epoch |",
+             "|---|---|---|---|---|---|---|"]
+    for kind, k in facts["kinds"].items():
+        r = k["ratio_first_last"]
+        norms = k["last_epoch_norms"]
+        deepest = norms[max(norms)]
+        second = norms.get("conv02")
+        ratio = (f"{r['median']:.3g} ({r['min']:.3g}-{r['max']:.3g}), n = {r['n']} | "
+                 f"{r['last']:.3g}" if r.get("n") else "- | -")
+        layers = f"{second / deepest:.3g}" if second and deepest else "-"
+        lines.append(f"| {kind} | `{k['trial']}` | {k['val_accuracy']:.4f} | {k['epochs']} | "
+                     f"{ratio} | {layers} |")
+    lines += ["", facts["claim"], "",
+              "Figures: part2_gradients.png (conv 2, 5, 8, deepest; the ratio per epoch), "
+              "part2_all_layers.png (every conv layer)"
+              + (f", compare/comparison.png ({', '.join(facts['compared'])})"
+                 if facts.get("compared") else "") + "."]
+    if facts.get("not_compared"):
+        lines.append(f"Not in the comparison (not searched): {', '.join(facts['not_compared'])}.")
+    return "\n".join(lines)
+
+
 def main() -> None:
     import torch
 
@@ -508,10 +674,22 @@ def main() -> None:
     ap.add_argument("--update", action="store_true",
                     help="rewrite in MODELS.md only the rows (and Part II tables) of the specs "
                          "searched now, e.g. with --only; keep the other rows as they are")
+    ap.add_argument("--part-ii", action="store_true",
+                    help="run no search: Part II's figure and numbers (VGG-Deep's gradient "
+                         "norms without and with batch norm; its curves beside VGG-16's and "
+                         "ResNet-18's) from the exported searches in --storage, into --out")
+    ap.add_argument("--out", help="with --part-ii: the folder for its files")
     ap.add_argument("--keep-finished", action="store_true",
                     help="reuse searches that already finished and exported in --storage (an "
                          "interrupted run goes on); their wall time is the search's, from MLflow")
     args = ap.parse_args()
+    if args.part_ii:
+        from hpsearch.results.storage import Storage
+
+        facts = write_part_ii(Storage.resolve(args.storage), Path(args.out or "part-ii").resolve(),
+                        smoke=args.smoke)
+        print(part_ii_markdown(facts, " (CPU smoke rehearsal)" if args.smoke else ""))
+        return
     cuda = torch.cuda.is_available()
     device = torch.cuda.get_device_name(0) if cuda else f"CPU, {os.cpu_count()} cores"
     todo, skipped = plan(cuda, set(args.only.split(",")) if args.only else None, args.smoke,

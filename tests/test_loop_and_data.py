@@ -66,6 +66,35 @@ def test_optimizers_and_schedulers(optimizer, scheduler):
         assert rows[1]["lr"] == pytest.approx(rows[0]["lr"] * 0.5)
 
 
+def test_onecycle_warms_up_then_anneals_per_step_and_label_smoothing_raises_the_loss():
+    rows, _ = run({**BASE, "optimizer": "sgd", "lr_scheduler": "onecycle", "lr": 0.05,
+                   "max_epochs": 3})
+    lrs = [r["lr"] for r in rows]  # the learning rate after each epoch's last step
+    assert lrs[0] > 0.05 / 25 and lrs[1] < lrs[0] and lrs[2] < 1e-4
+    plain, _ = run({**BASE, "max_epochs": 1})
+    smoothed, _ = run({**BASE, "max_epochs": 1, "label_smoothing": 0.2})
+    # the same steps (same seed) scored against softer targets: a higher training loss
+    assert smoothed[0]["train_loss"] > plain[0]["train_loss"]
+
+
+def test_a_refit_trains_on_train_and_val_without_scoring_validation():
+    """search/refit.py's trial: train+val as one training split (preprocessing as the
+    trial's), every epoch run, training metrics only, a plateau trial's LRs replayed."""
+    data = data_sources.load(BASE["data"])
+    refit = {"fit_on": "train+val", "lr_by_epoch": [0.02, 0.02, 0.002]}
+    rows, states = run({**BASE, "optimizer": "sgd", "lr_scheduler": "plateau", "max_epochs": 3,
+                        "early_stopping_patience": 1, "refit": refit})
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and rows[-1]["trial_finished"]
+    assert [r["lr"] for r in rows] == pytest.approx([0.02, 0.02, 0.002])
+    assert not [k for r in rows for k in r if k.startswith("val_")]
+    assert all(not k.startswith("val_") for k in states[-1]["metrics"])
+    info = states[-1]["data_info"]
+    assert info["fit_on"] == "train+val"
+    assert info["fit_size"] == len(data.train[1]) + len(data.val[1])
+    assert info["mean"] == data.info["mean"], "normalized as the chosen trial's inputs were"
+    assert rows[0]["samples_per_second"] > 0 and rows[-1]["train_accuracy"] > 0.5
+
+
 def test_gpu_switches_default_on_for_cuda_off_on_cpu_and_are_checked():
     cuda, cpu = torch.device("cuda"), torch.device("cpu")  # a device object needs no GPU
     assert gpu_options({}, cuda) == {"amp": True, "channels_last": True, "data_on_device": True,
