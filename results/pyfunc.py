@@ -24,12 +24,6 @@ import mlflow.pyfunc
 class BundleModel(mlflow.pyfunc.PythonModel):
     """A bundle's program and preprocessing behind MLflow's pyfunc interface."""
 
-    def __getstate__(self) -> dict:
-        # MLflow loads the model once to infer its signature from the input example,
-        # then pickles it: the loaded program (torch's config modules) does not pickle,
-        # and load_context rebuilds all of it from the artifacts anyway
-        return {}
-
     def load_context(self, context) -> None:
         from hpsearch.results.predict import load_bundle_config, load_model
 
