@@ -474,6 +474,20 @@ def test_smoke_run_and_export_of_every_shipped_spec(ray_session, storage, fashio
     assert [r["search"] for r in table] == names
     assert all(r["split"] == "test" and float(r["params"]) > 0 and r["f1"] for r in table)
 
+    # Part II's figure and numbers, as the GPU campaign writes them (labelled a rehearsal)
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.model_quality import write_part_ii
+
+    part2 = storage.root / "part-ii"
+    facts = write_part_ii(storage, part2, smoke=True)
+    assert {"part2_gradients.png", "part2_all_layers.png", "part2.json", "part2.md"} <= \
+        {p.name for p in part2.iterdir()}
+    assert (part2 / "compare" / "comparison.png").is_file()
+    assert set(facts["compared"]) == set(names)
+    for kind in facts["kinds"].values():  # one epoch per smoke trial: n = 1
+        assert kind["conv_layers"] == 17 and kind["ratio_first_last"]["n"] == 1
+    assert "CPU smoke rehearsal" in (part2 / "part2.md").read_text()
+
 
 def _onnx_matches(path, model, x):
     """model.onnx (onnxruntime, no torch) computes what weights.pt computes."""
