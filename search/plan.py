@@ -319,6 +319,16 @@ class Plan:
             times.append(steps * t["step_seconds"] + t["val_samples"] * t["eval_seconds_per_sample"])
         return sum(times) / len(times)
 
+    def refit_seconds(self) -> float | None:
+        """The export's refit (``export: {refit: true}``): its epochs (the spec's, else at
+        most ``max_epochs``) on train+val, one model alone, mean over the batch sizes."""
+        if not self.spec.refit:
+            return None
+        epochs = self.spec.refit_epochs or self.spec.max_epochs
+        times = [(t["train_samples"] + t["val_samples"]) // t["batch_size"] * t["step_seconds"]
+                 for t in self.result["timings"]]
+        return epochs * sum(times) / len(times)
+
     def gpu_busy(self) -> float | None:
         busy = [t["gpu_busy"] for t in self.result["timings"] if t.get("gpu_busy")]
         return sum(busy) / len(busy) if busy else None
@@ -386,6 +396,12 @@ class Plan:
         out.append(f"budget: {s.samples} trials x {per_trial:.1f} expected epochs "
                    f"({s.scheduler.upper()}, max {s.max_epochs}) = {total_epochs:.0f} epochs")
         serial = total_epochs * epoch
+        if s.time_budget:
+            out.append(f"time budget: the search stops its trials after {_duration(s.time_budget)} "
+                       "(search.time_budget), then the export runs")
+        if s.refit:
+            out.append(f"refit: {s.refit_epochs or f'at most {s.max_epochs}'} epochs on train+val, "
+                       f"one model alone: ~{_duration(self.refit_seconds())} (export.refit)")
         if self.cuda:
             helpful = self.helpful_per_gpu()
             busy = self.gpu_busy()

@@ -87,9 +87,14 @@ def test_plan_probes_the_largest_trial_through_the_cli(tmp_path, capsys):
 
     momentum = {"uniform": [0.8, 0.95], "when": {"optimizer": "sgd"}}  # not read by adamw
     spec.write_text(yaml.safe_dump({**SPEC, "space": {**SPEC["space"], "momentum": momentum,
-                                                      "width": {"int": [4, 8]}}}))
+                                                      "width": {"int": [4, 8]}},
+                                    "search": {**SPEC.get("search", {}), "time_budget": 90},
+                                    "export": {"refit": True, "epochs": 7}}))
     assert main(["plan", str(spec), "--steps", "2", "--samples", "6"]) == 0
     out = capsys.readouterr().out
+    # a 5-minute spec is sized with its budget and the export's refit in view
+    assert "the search stops its trials after 90 s" in out
+    assert "refit: 7 epochs on train+val, one model alone: ~" in out
     assert "plan for" in out and "on cpu" in out
     assert "batch   32:" in out and "batch  128:" in out  # every batch size of the space, timed
     assert "(the hungriest of 3 model variants)" in out
