@@ -104,6 +104,18 @@ def build_wheels(venv: Path, out: Path, group_mib: int) -> list[Path]:
                         str(group_mib), str(Path(tmp) / "has.txt")], cwd=tmp, check=True)
     groups = sorted((d for d in out.iterdir() if d.is_dir() and d.name.startswith("g")),
                     key=lambda d: int(d.name[1:]))
+    # the shared script leaves out every torch* name (the box's torch and its CUDA
+    # wheels); a small pure-Python one hpsearch needs (torchinfo) joins the smallest group
+    versions = dict(line.split("==", 1) for line in subprocess.run(
+        [python, "-m", "pip", "freeze", "--exclude-editable"], check=True, capture_output=True,
+        text=True).stdout.splitlines() if "==" in line)
+    smallest = min(groups, key=mib)
+    for name, version in versions.items():
+        if _canon(name).startswith("torch") and _canon(name) in need:
+            subprocess.run([python, "-m", "pip", "download", "-q", "--no-deps",
+                            "--only-binary=:all:", "--python-version", "3.12",
+                            "--implementation", "cp", "--platform", "manylinux2014_x86_64",
+                            "-d", str(smallest), f"{name}=={version}"], check=True)
     manifest = "".join(f"{g.name}/{f.name}\n" for g in groups for f in sorted(g.iterdir()))
     for g in groups:  # every group tells what the whole set is: any order of arrival works
         shutil.copy2(out / "install.sh", g / "install.sh")

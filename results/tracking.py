@@ -203,10 +203,16 @@ class MlflowTracker(tune.Callback):
             return
         self._end(trial.trial_id, "FAILED", f"error: {_error_type(trial)}")
 
+    time_budget = None  # the search's time budget (search.time_budget), or None
+
     def on_experiment_end(self, trials, **info) -> None:
-        if self._interrupted:  # Tune stops in-flight trials without a per-trial event
+        # Tune stops in-flight trials without a per-trial event: after Ctrl-C, and when
+        # the search's time budget is spent (those trials ran until then: FINISHED)
+        ending = (("KILLED", "interrupted") if self._interrupted else
+                  ("FINISHED", "time_budget") if self.time_budget else None)
+        if ending:
             for tid in sorted(self._open, key=lambda t: self._index.get(t, 0)):
-                self._end(tid, "KILLED", "interrupted")
+                self._end(tid, *ending)
         self.close()
 
     # ------------------------------------------------------------ driver side

@@ -289,6 +289,7 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
         param_names=[p.name for p in spec.space], metric=spec.metric, mode=spec.mode,
         max_epochs=spec.max_epochs, samples=spec.samples, echo=echo,
         outbox=outbox, verbose=verbose)
+    tracker.time_budget = spec.time_budget
     callbacks.insert(0, tracker)
     if address:  # locally, connect() already fitted the spec to this machine
         from ray.tune.stopper import CombinedStopper

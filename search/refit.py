@@ -154,8 +154,12 @@ def run_refit(name: str, storage: Storage, *, trial_id: str | None = None,
     t0 = time.perf_counter()
     try:
         grid = tuner.fit()
+    except BaseException:  # Ctrl-C, a lost cluster: its run ends KILLED, not RUNNING
+        tracker.interrupt()
+        raise
     finally:
         tracker.close()
+        _end_open_refits(meta)
     seconds = time.perf_counter() - t0
     result = grid[0]
     if result.error is not None or result.checkpoint is None:
@@ -173,3 +177,15 @@ def run_refit(name: str, storage: Storage, *, trial_id: str | None = None,
                  peak_epoch=peak, seed=int(config["seed"]),
                  fit_size=int(final["data_info"].get("fit_size", 0)), seconds=seconds,
                  state=final)
+
+
+def _end_open_refits(meta: dict) -> None:
+    """A refit's run still RUNNING once its Tune run is over (interrupted, or its trial
+    lost with its node) ends KILLED; the search's other runs ended with the search."""
+    from hpsearch.results.mlflow_runs import _client, child_runs
+
+    client = _client(meta["tracking_uri"])
+    for run in child_runs(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"]):
+        if run.data.tags.get("refit") == "true" and run.info.status == "RUNNING":
+            client.set_tag(run.info.run_id, "stop_reason", "interrupted")
+            client.set_terminated(run.info.run_id, status="KILLED")

@@ -53,7 +53,8 @@ def _plot_rungs(rows, meta, folder: Path) -> list[str]:
 def rungs_figure(rows, meta):
     """Epochs each trial reached, coloured by how it ended, over ASHA's rungs."""
     fig, ax = plt.subplots(figsize=(8, 4))
-    colors = {"completed": "tab:green", "asha_stopped": "tab:orange", "interrupted": "tab:gray"}
+    colors = {"completed": "tab:green", "asha_stopped": "tab:orange", "interrupted": "tab:gray",
+              "time_budget": "tab:purple"}
     ax.bar([str(r.index) for r in rows], [r.epochs for r in rows],
            color=[colors.get(r.stop_reason, "tab:red") for r in rows])
     sched = meta["spec"].get("scheduler", {})
@@ -262,7 +263,9 @@ def summary_markdown(name: str, meta: dict, rows: list, search_files: list[str],
              f"- trials: {len(rows)} ({sum(r.stop_reason == 'completed' for r in rows)} completed, "
              f"{sum(r.stop_reason == 'asha_stopped' for r in rows)} stopped by ASHA, "
              f"{sum(r.stop_reason.startswith('error') for r in rows)} errored, "
-             f"{sum(r.stop_reason == 'interrupted' for r in rows)} interrupted)",
+             f"{sum(r.stop_reason == 'interrupted' for r in rows)} interrupted"
+             + (f", {budget} stopped by the search's time budget" if (budget := sum(
+                 r.stop_reason == "time_budget" for r in rows)) else "") + ")",
              f"- versions: {meta.get('versions', {})}", ""]
     if bundle_metrics:
         t = bundle_metrics["test"]
