@@ -122,9 +122,10 @@ nvidia-smi >> "$OUT/machine.txt" 2>&1 || true
 # before the deadline does not start, so the call returns with what finished
 estimate() {
   case "$1" in
-    resnet18|vgg16) echo 330;;
+    resnet18) echo 340;;   # ~25 s of `hpsearch plan` + the 300 s target
+    vgg16) echo 310;;
     vgg_deep) echo 200;;
-    *) echo 240;;
+    *) echo 150;;          # the other specs' small subsets (per_class 1000)
   esac
 }
 STORAGE=$GPU/runs
@@ -141,6 +142,9 @@ for row in "${rows[@]}"; do
   log "row $row: start"
   flags=()
   [ "$SMOKE" = 1 ] && flags+=(--smoke)
+  # plan's prediction is a target of the ResNet-18 row only (issue 24): the others
+  # keep their device time for the search
+  [ "$row" = resnet18 ] || flags+=(--no-plan)
   if "$PY" benchmarks/gpu_search.py --spec "spaces/$row.yaml" --out "$OUT/$row" \
        --storage "$STORAGE" --run-flags="$RUN_FLAGS" "${flags[@]}" > "$OUT/$row.log" 2>&1; then
     log "row $row: done"; ran+=("$row")
