@@ -106,3 +106,32 @@ def test_the_campaign_rehearses_a_row_on_cpu_and_writes_every_file_to_out(tmp_pa
     assert json.loads((bundle / "metrics.json").read_text())["refit"]["fit_on"] == "train+val"
     assert (bundle / "report" / "best_trial" / "confusion_matrix.png").is_file()
     assert (out / "sections.md").read_text().startswith("`spaces/cluster_digits.yaml`")
+
+
+def test_the_gpu_sampler_reads_nvidia_smi_where_pynvml_is_missing(tmp_path, monkeypatch):
+    """The campaign's machine has nvidia-smi but maybe no pynvml: a stand-in nvidia-smi
+    answering as the real one does (CSV, no header, no units) is sampled and summed."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import gpu_sampler
+
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/usr/bin/env bash\n"
+                    'case "$*" in *compute-apps*) echo "4242, 1500"; echo "4343, 900";;\n'
+                    '  *) echo "37, 2048";; esac\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # as on a machine without it
+    sampler = gpu_sampler.GpuSampler(period=0.05)
+    assert sampler.nvml is None
+    sampler.start()
+    import time
+
+    time.sleep(0.5)
+    sampler.stop_event.set()
+    sampler.join(5)
+    assert len(sampler.samples) >= 3 and {u for _, u, _ in sampler.samples} == {37}
+    assert sampler.busy(0, 1e9) == pytest.approx(0.37)
+    assert sampler.first_kernel(0) is not None
+    assert sampler.process_mib == {4242: 1500.0, 4343: 900.0}
+    gpu_sampler.timeline(sampler, 0.0, {"search_start": 0.1}, tmp_path, "stand-in")
+    assert (tmp_path / "gpu_timeline.png").is_file() and (tmp_path / "gpu_samples.csv").is_file()
