@@ -43,11 +43,22 @@ def environment_defaults() -> None:
     # No usage reports from a tool that also runs offline and on private clusters:
     # MLflow 3's telemetry thread and Ray's usage stats are off unless set otherwise.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # MLflow's per-download progress bars (an export registering its model, a report's
+    # artifacts) are not the product's output
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Tune's boxed tables and snapshot warnings drown the progress view; the legacy
     # reporter at verbose=0 is silent (in a notebook too: no HTML status tables).
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if not os.environ.get("HPSEARCH_DEBUG"):
+        import logging
+        import warnings
+
+        # In a notebook, importing Ray Tune logs that ipywidgets is missing (INFO) and
+        # tqdm warns it cannot draw notebook progress bars: neither is the product's output
+        logging.getLogger("ray.widgets.util").setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore", message="IProgress not found")
 
 
 # ---------------------------------------------------------------- specs

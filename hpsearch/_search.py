@@ -35,8 +35,10 @@ class Search:
     """
 
     def __init__(self, name: str, *, storage=None, result: SpecResult | None = None) -> None:
+        from hpsearch._api import environment_defaults
         from hpsearch.results.storage import Storage
 
+        environment_defaults()
         self.storage = storage if isinstance(storage, Storage) else Storage.resolve(
             str(storage) if storage is not None else None)
         self.meta = self.storage.read_meta(name)  # SearchNotFound names the known ones

@@ -180,6 +180,7 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list, trainable=N
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+    from hpsearch.results.progress import SilentReporter
     from hpsearch.search.adapter import trial
     from hpsearch.search.searcher import SchedulerAwareOptunaSearch
     from hpsearch.search.space import define_by_run
@@ -219,6 +220,9 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list, trainable=N
                 num_to_keep=1,  # the best by the objective; Ray always keeps the latest too
                 checkpoint_score_attribute=spec.metric, checkpoint_score_order=spec.mode),
             verbose=0,  # our tracker prints one line per epoch instead of Tune's tables
+            # in a notebook Tune would pick its Jupyter reporter, which clears the cell's
+            # output (the search's own progress display with it) to redraw an empty table
+            progress_reporter=SilentReporter(),
         ),
     )
 
