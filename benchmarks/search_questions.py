@@ -22,13 +22,17 @@ Results go to benchmarks/RESULTS.md (section "Several objectives and warm starts
 
 from __future__ import annotations
 
-import argparse
-import copy
-import statistics
-import tempfile
+import sys
 from pathlib import Path
 
-from benchmarks.common import spread, write_section
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable as a plain script
+
+import argparse  # noqa: E402
+import copy  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+
+from benchmarks.common import spread, write_section  # noqa: E402
 
 TASK = {
     "trainable": "resnet18",
@@ -158,6 +162,9 @@ def main() -> None:
     args = p.parse_args()
     if args.smoke:
         TASK["search"]["samples"], TASK["scheduler"]["max_epochs"] = 6, 3
+    from hpsearch._api import environment_defaults
+
+    environment_defaults()  # Tune's snapshot warnings and Ray's INFO lines stay quiet
     import ray
 
     from hpsearch.results.storage import Storage
