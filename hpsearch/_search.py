@@ -37,8 +37,10 @@ class Search:
     """
 
     def __init__(self, name: str, *, storage=None, result: SpecResult | None = None) -> None:
+        from hpsearch._api import environment_defaults
         from hpsearch.results.storage import Storage
 
+        environment_defaults()
         self.storage = storage if isinstance(storage, Storage) else Storage.resolve(
             str(storage) if storage is not None else None)
         self.meta = self.storage.read_meta(name)  # SearchNotFound names the known ones
@@ -55,11 +57,16 @@ class Search:
 
     @property
     def metric(self) -> str:
-        return self.meta["spec"]["objective"]["metric"]
+        """The (first) objective's metric."""
+        from hpsearch.results.objective import primary
+
+        return primary(self.meta["spec"]).metric
 
     @property
     def mode(self) -> str:
-        return self.meta["spec"]["objective"]["mode"]
+        from hpsearch.results.objective import primary
+
+        return primary(self.meta["spec"]).mode
 
     @property
     def state(self) -> str:
@@ -155,6 +162,7 @@ class Search:
         return load_trial(self.name, self.storage, trial)[4]
 
     def export(self, trial: str | None = None, to: str | Path | None = None, *,
+               pick: str | None = None, where: str | None = None,
                refit: bool | None = None, epochs: int | None = None,
                address: str | None = None, echo=print) -> Bundle:
         """Evaluate a trial (the best unless ``trial``) ONCE on the held-out test split
@@ -162,7 +170,12 @@ class Search:
         ``model.pt2``, ``model.onnx``, ``report/``, a sha256 manifest) to ``to`` (default
         ``<storage>/exports/<name>``); registered in MLflow's Model Registry.
 
-        ``refit``: first train the trial's configuration again on the training and
+        A search of several objectives (or with constraints) exports a trial of its
+        Pareto front: the best by ``pick`` (default: the first objective) among those
+        meeting ``where`` (e.g. ``"num_params<=1e6, infer_ms<2"``); which one and why is
+        printed and kept in ``metrics.json`` (``selection``).
+
+        ``refit``: first train the chosen trial's configuration again on the training and
         validation splits, with its own seed, for ``epochs`` (default: the spec's
         ``export.epochs``, else the epoch at which the trial peaked), through Ray
         (``address``: the cluster the search ran on; default a local Ray) as an MLflow
@@ -186,7 +199,18 @@ class Search:
             environment_defaults()  # before Ray starts: quiet, private defaults
         return export_and_print(self.name, self.storage, trial, Path(to) if to else None,
                                 refit=refit, epochs=epochs if epochs else spec.refit_epochs,
-                                address=address, echo=echo)
+                                address=address, echo=echo, pick=pick, where=where)
+
+    @property
+    def front(self) -> pd.DataFrame:
+        """The Pareto-optimal trials (feasible, not dominated on every objective), with
+        their objective values; one objective: the best trial."""
+        import pandas as pd
+
+        from hpsearch.results.front import front_table
+
+        meta, rows = self._rows()
+        return pd.DataFrame(front_table(meta, rows))
 
     def report(self, trial: str | None = None, to: str | Path | None = None) -> Path:
         """Plots and tables for a trial (the best unless ``trial``; validation split)

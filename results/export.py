@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpsearch.errors import SpecError
+from hpsearch.results.objective import primary
 from hpsearch.results.report import attach_to_mlflow, write_reports
 from hpsearch.results.status import best_row, recheck_summary, trial_rows
 from hpsearch.results.storage import Storage
@@ -49,8 +50,10 @@ class Bundle:
 
 
 def find_checkpoints(experiment_dir: Path, trial_id: str) -> list[Path]:
-    """Checkpoint folders of one trial (Tune names trial folders after the trial id)."""
-    dirs = [d for d in experiment_dir.iterdir() if d.is_dir() and d.name == f"trial_{trial_id}"]
+    """Checkpoint folders of one trial (Tune names trial folders after the trial id), in
+    the search's experiment or one inside it (an extension's ``extend-N/``)."""
+    dirs = [d for pattern in (f"trial_{trial_id}", f"*/trial_{trial_id}")
+            for d in experiment_dir.glob(pattern) if d.is_dir()]
     return sorted(c for d in dirs for c in d.glob("checkpoint_*") if (c / "state.pt").is_file())
 
 
@@ -70,9 +73,11 @@ def best_checkpoint_state(experiment_dir: Path, trial_id: str, metric: str, mode
     return max(states, key=score)
 
 
-def load_trial(name: str, storage: Storage, trial_id: str | None = None):
-    """(meta, rows, the chosen row, its best checkpoint's state, the rebuilt model)."""
-    meta, rows, row, state = chosen_state(name, storage, trial_id)
+def load_trial(name: str, storage: Storage, trial_id: str | None = None, *,
+               by: str | None = None, where: str | None = None):
+    """(meta, rows, the chosen row, its best checkpoint's state, the rebuilt model).
+    ``by``/``where``: pick from the Pareto front (see :func:`hpsearch.results.front.pick`)."""
+    meta, rows, row, state = chosen_state(name, storage, trial_id, by=by, where=where)
     return meta, rows, row, state, rebuild(state)
 
 
@@ -91,13 +96,18 @@ def rebuild(state: dict):
     return model
 
 
-def chosen_state(name: str, storage: Storage, trial_id: str | None = None):
-    """(meta, rows, the chosen row: the best trial or ``trial_id``, its best checkpoint's
-    state)."""
+def chosen_state(name: str, storage: Storage, trial_id: str | None = None, *,
+                 by: str | None = None, where: str | None = None):
+    """(meta, rows, the chosen row: the best trial, ``trial_id``, or the Pareto front's
+    pick by ``by``/``where``; its best checkpoint's state)."""
     meta, rows = trial_rows(name, storage)
     _, rechecks = trial_rows(name, storage, recheck=True)
-    metric, mode = meta["spec"]["objective"]["metric"], meta["spec"]["objective"]["mode"]
-    if trial_id is None:
+    metric, mode = primary(meta["spec"]).metric, primary(meta["spec"]).mode
+    if trial_id is None and picks_from_front(meta, by, where):
+        from hpsearch.results.front import pick
+
+        row = pick(meta, rows, by=by, where=where)[0]
+    elif trial_id is None:
         row = chosen_row(meta, rows, rechecks)
         if row is None:
             raise ExportError(f"search {name!r} has no trial with a finite {metric}; nothing to export")
@@ -107,12 +117,12 @@ def chosen_state(name: str, storage: Storage, trial_id: str | None = None):
             raise ExportError(f"search {name!r} has no trial {trial_id!r}; trials: "
                               f"{', '.join(r.trial_id for r in rows + rechecks)}")
         row = matches[0]
-    where = storage.search_dir(name)
+    folder = storage.search_dir(name)
     if row.recheck_of:
         from hpsearch.search.recheck import experiment_dir
 
-        where = experiment_dir(storage, name)
-    return meta, rows, row, best_checkpoint_state(where, row.trial_id, metric, mode)
+        folder = experiment_dir(storage, name)
+    return meta, rows, row, best_checkpoint_state(folder, row.trial_id, metric, mode)
 
 
 def chosen_row(meta: dict, rows: list, rechecks: list):
@@ -127,12 +137,26 @@ def chosen_row(meta: dict, rows: list, rechecks: list):
     return best_row(meta, rows)
 
 
-def selection_note(meta: dict, rows: list, rechecks: list, row) -> str | None:
-    """How the exported trial was chosen, when a seed re-check chose it (summary.md)."""
+def picks_from_front(meta: dict, by: str | None, where: str | None) -> bool:
+    """The export chooses from a front: several objectives, constraints, or a rule."""
+    from hpsearch.results.front import picks_front
+
+    return bool(by or where) or picks_front(meta)
+
+
+def selection_note(meta: dict, rows: list, rechecks: list, row, *, by: str | None = None,
+                   where: str | None = None) -> str | None:
+    """How the exported trial was chosen, when a front or a seed re-check chose it."""
+    if picks_from_front(meta, by, where):
+        from hpsearch.results.front import pick
+
+        chosen, why = pick(meta, rows, by=by, where=where)
+        return (f"Chosen from the Pareto front: trial `{chosen.trial_id}`, {why}."
+                if chosen is row else None)
     checked = recheck_summary(meta, rows, rechecks) if rechecks else []
     if not checked or not checked[0].values:
         return None
-    metric = meta["spec"]["objective"]["metric"]
+    metric = primary(meta["spec"]).metric
     win = checked[0]
     text = (f"Chosen by the seed re-check: the configuration of trial `{win.trial_id}` has the "
             f"best mean {metric} over {len(win.values)} new seeds, {win.mean:.4f} ± {win.sd:.4f}")
@@ -145,7 +169,8 @@ def selection_note(meta: dict, rows: list, rechecks: list, row) -> str | None:
 
 def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
                 to: Path | None = None, report: bool = True, register: bool = True,
-                echo=print, refit=None) -> Bundle:
+                echo=print, pick: str | None = None, where: str | None = None,
+                refit=None) -> Bundle:
     """Evaluate the chosen trial (the best, or ``trial_id``) once on the test split and
     write its bundle (see the module's docstring); register it in MLflow's registry.
 
@@ -158,11 +183,18 @@ def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
 
     from hpsearch.trainables.loop import evaluate_split, load_data
 
-    meta, rows, row, state = chosen_state(name, storage, refit.of if refit else trial_id)
-    metric, mode = meta["spec"]["objective"]["metric"], meta["spec"]["objective"]["mode"]
+    meta, rows, row, state = chosen_state(name, storage, trial_id, by=pick, where=where)
+    if refit is not None and refit.of != row.trial_id:
+        raise ExportError(f"the refit given is of trial {refit.of}, but the export chose "
+                          f"trial {row.trial_id}; refit the chosen trial")
+    metric, mode = primary(meta["spec"]).metric, primary(meta["spec"]).mode
     final = refit.state if refit else state  # the state whose weights are exported
     model = rebuild(final)
     config, data_info = final["config"], final["data_info"]
+    selection = selection_note(meta, rows, trial_rows(name, storage, recheck=True)[1], row,
+                               by=pick, where=where) if trial_id is None else None
+    if selection and picks_from_front(meta, pick, where):
+        echo(selection)
     data = load_data(config)
     x_test, y_test = data.test
     # the one look at the test split, on the GPU where there is one: the trials measured
@@ -177,6 +209,9 @@ def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
     sizes = state["data_info"]["sizes"]
     metrics = {
         "objective": {"metric": metric, "mode": mode},
+        **({"objectives": meta["spec"]["objective"]} if isinstance(meta["spec"]["objective"], list)
+           else {}),
+        **({"selection": selection} if selection else {}),
         "task": data_info.get("task", "classification"),
         "model": "refit" if refit else "trial",
         "epoch": final["epoch"],
@@ -221,9 +256,7 @@ def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
                           data=data, config=config, split="test", evaluation=test,
                           facts={"versions": meta.get("versions", {})},
                           bundle_metrics={**metrics, "trial_id": row.trial_id,
-                                          "selection": selection_note(
-                                              meta, rows, trial_rows(name, storage, recheck=True)[1],
-                                              row)})
+                                          "selection": selection})
         write_manifest(tmp)
         if dest.exists():
             shutil.rmtree(dest)

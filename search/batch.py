@@ -193,12 +193,14 @@ def outcome_failure(outcome, storage: Storage) -> str | None:
 
 
 def export_and_print(name: str, storage: Storage, trial: str | None = None,
-                     to: Path | None = None, *, refit: bool = False, epochs: int | None = None,
-                     address: str | None = None, echo=print):
-    """Export a search's best trial (or ``trial``) and print the bundle's headline; with
-    ``refit``, its configuration trained again on train+val first (``search/refit.py``,
-    ``epochs``: the refit's, None for the trial's peak epoch; ``address``: the Ray
-    cluster the search ran on, when this process is not connected to it yet)."""
+                     to: Path | None = None, *, echo=print, pick: str | None = None,
+                     where: str | None = None, refit: bool = False, epochs: int | None = None,
+                     address: str | None = None):
+    """Export a search's best trial (or ``trial``, or the front's pick by ``pick`` and
+    ``where``) and print the bundle's headline; with ``refit``, its configuration trained
+    again on train+val first (``search/refit.py``; ``epochs``: the refit's, None for the
+    trial's peak epoch; ``address``: the Ray cluster the search ran on, when this process
+    is not connected to it yet)."""
     import time
 
     from hpsearch.results.export import export_best, headline
@@ -208,9 +210,10 @@ def export_and_print(name: str, storage: Storage, trial: str | None = None,
         from hpsearch.search.refit import run_refit
 
         done = run_refit(name, storage, trial_id=trial, epochs=epochs, address=address,
-                         echo=echo)
+                         echo=echo, pick=pick, where=where)
     t0 = time.perf_counter()
-    bundle = export_best(name, storage=storage, trial_id=trial, to=to, echo=echo, refit=done)
+    bundle = export_best(name, storage=storage, trial_id=trial, to=to, echo=echo, pick=pick,
+                         where=where, refit=done)
     m = bundle.metrics
     key, value = headline(m)
     extra = (f"  naive forecast test_r2={m['test']['naive_r2']:.4f}"

@@ -99,11 +99,13 @@ def check_epochs(epochs, origin: str = "epochs=") -> int | None:
 
 
 def run_refit(name: str, storage: Storage, *, trial_id: str | None = None,
-              epochs: int | None = None, address: str | None = None, echo=print) -> Refit:
-    """Train the chosen trial's configuration (the best, or ``trial_id``) again on the
-    training and validation splits, for ``epochs`` (None: the epoch at which the chosen
-    trial peaked), through Ray Tune on the search's Ray (``address``: a cluster's);
-    returns the :class:`Refit` with its final state. Raises :class:`RefitFailed`."""
+              epochs: int | None = None, address: str | None = None, echo=print,
+              pick: str | None = None, where: str | None = None) -> Refit:
+    """Train the chosen trial's configuration (the export's choice: the best, ``trial_id``,
+    or the Pareto front's pick by ``pick``/``where``) again on the training and validation
+    splits, for ``epochs`` (None: the epoch at which the chosen trial peaked), through Ray
+    Tune on the search's Ray (``address``: a cluster's); returns the :class:`Refit` with
+    its final state. Raises :class:`RefitFailed`."""
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler
 
@@ -114,7 +116,7 @@ def run_refit(name: str, storage: Storage, *, trial_id: str | None = None,
     from hpsearch.search.engine import connect, trial_dirname
     from hpsearch.search.spec import parse_spec
 
-    meta, rows, row, state = chosen_state(name, storage, trial_id)
+    meta, rows, row, state = chosen_state(name, storage, trial_id, by=pick, where=where)
     peak = int(state["epoch"])
     count = check_epochs(epochs) or peak
     lrs = None
