@@ -80,6 +80,12 @@ install() {
     log "install: ${#missing[@]} file(s) still to come, in group(s): $groups"
     return 3
   fi
+  local want
+  want=$(grep -o 'cp3[0-9]*' "$stash/MANIFEST" | head -1)
+  if [ -n "$want" ] && ! "$PY" -c "import sys; sys.exit(f'cp{sys.version_info[0]}{sys.version_info[1]}' != '$want')"; then
+    log "install: the wheels are for $want, but $PY is $("$PY" -V 2>&1); set PYTHON"
+    return 3
+  fi
   log "install: every group is here; installing into $SITE"
   mkdir -p "$SITE"
   bash "$stash/install.sh" "$stash" "$SITE" 2>&1 | tee -a "$OUT/campaign.log"
