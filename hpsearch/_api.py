@@ -9,6 +9,7 @@ that produced nothing a :class:`~hpsearch.SearchFailed`, an interrupted search a
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -160,10 +161,12 @@ def run(spec: str | Path | dict | SearchSpec, *, name: str | None = None,
     trial reported the objective, ``KeyboardInterrupt`` when interrupted (its MLflow
     runs ended KILLED, ``stop_reason`` interrupted; :func:`resume` finishes it).
     """
+    call = _call("run", spec, locals())
     specs = specs_with([spec], {"name": name, **_spec_overrides(locals())}, smoke=smoke)
-    [search] = run_specs(specs, storage=storage, tracking_uri=tracking_uri, address=address,
-                         resource_wait=resource_wait, overwrite=overwrite, export=export,
-                         verbose=verbose, progress=progress)
+    with _invoked(call):
+        [search] = run_specs(specs, storage=storage, tracking_uri=tracking_uri, address=address,
+                             resource_wait=resource_wait, overwrite=overwrite, export=export,
+                             verbose=verbose, progress=progress)
     if not search.result.ok:
         raise SearchFailed(f"search {search.name!r} {search.result.status}; "
                            f"hpsearch.load({search.name!r}).trials shows its trials")
@@ -184,14 +187,41 @@ def run_many(specs: Sequence[str | Path | dict | SearchSpec], *,
     A search that fails does not stop the ones after it: each returned
     :class:`~hpsearch.Search` says how it ended in ``.result`` (``.result.ok``).
     The options are :func:`run`'s, each applying to every spec."""
+    call = _call("run_many", specs, locals())
     parsed = specs_with(specs, _spec_overrides(locals()), smoke=smoke)
-    return run_specs(parsed, storage=storage, tracking_uri=tracking_uri, address=address,
-                     resource_wait=resource_wait, overwrite=overwrite, export=export,
-                     verbose=verbose, progress=progress)
+    with _invoked(call):
+        return run_specs(parsed, storage=storage, tracking_uri=tracking_uri, address=address,
+                         resource_wait=resource_wait, overwrite=overwrite, export=export,
+                         verbose=verbose, progress=progress)
 
 
 def _spec_overrides(args: dict) -> dict:
     return {k: args[k] for k in OVERRIDES if k != "name" and k in args}
+
+
+def _call(function: str, first: Any, args: dict) -> str:
+    """How a search was asked for in Python (``hpsearch.run('spaces/x.yaml', smoke=True)``),
+    for its hpsearch.json: the keywords given other than their defaults."""
+    import inspect
+
+    defaults = {k: p.default for k, p in inspect.signature(globals()[function]).parameters.items()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    given = [f"{k}={args[k]!r}" for k, default in defaults.items()
+             if k in args and args[k] != default and k != "progress"]
+    shown = first if isinstance(first, (str, Path, list, tuple)) else "<spec>"
+    return f"hpsearch.{function}({', '.join([repr(shown if not isinstance(shown, Path) else str(shown)), *given])})"
+
+
+@contextlib.contextmanager
+def _invoked(call: str):
+    """Record ``call`` as the command of the searches started inside the block."""
+    from hpsearch.results.storage import INVOCATION
+
+    token = INVOCATION.set(call)
+    try:
+        yield
+    finally:
+        INVOCATION.reset(token)
 
 
 def run_specs(specs: list, *, storage=None, tracking_uri: str | None = None,
@@ -311,3 +341,77 @@ def predict(bundle: str | Path, inputs: Any, *, use_weights: bool = False) -> li
     from hpsearch.results.predict import predict as run_predict
 
     return run_predict(Path(bundle), inputs, use_weights=use_weights)
+
+
+# ---------------------------------------------------------------- handing in
+
+
+def notebook(names: str | Sequence[str], *, to: str | Path, storage: str | Path | None = None,
+             execute: bool = True, timeout: int = 600, echo: Callable[[str], None] = print
+             ) -> Path:
+    """Write the hand-in notebook of one search or of several that answer one part of the
+    assignment, run it in a fresh Jupyter kernel and save it with its outputs.
+
+    Its sections follow the searches' data and trainables: the data (what it is, its
+    split, its statistics, figures), each search (spec, space, trials, optimization
+    history, importances, ASHA's rungs, stop reasons), each best model (torchinfo
+    summary, curves, the export's test metrics, confusion matrix or predicted vs
+    actual, misclassified examples, gradient norms, filters), a comparison of several
+    searches, a discussion written from the numbers and the references. Every code
+    cell is a short call of :mod:`hpsearch.results.notebook`; re-run top to bottom, the
+    notebook shows the same and trains nothing.
+
+    Args:
+        names: the search name(s), under one storage root.
+        to: the ``.ipynb`` file to write (its folder is the kernel's working folder).
+        storage: the storage root (default ``$HPSEARCH_STORAGE`` or ``./runs``).
+        execute: run the notebook (False: write it unexecuted, for a quick look).
+        timeout: seconds one cell may run.
+        echo: where progress lines go.
+
+    A search with a best trial but no export is exported first (its test split
+    evaluated once, as ``hpsearch export`` does); a search whose trials all failed gets
+    a notebook that says so. Raises :class:`~hpsearch.SpecError` for bad input (an
+    unknown search, a ``to`` that is not a writable ``.ipynb`` path) and
+    ``NotebookFailed`` when a cell raised (the notebook is saved with the error).
+    Returns the notebook's path.
+    """
+    from hpsearch._search import Search
+    from hpsearch.results.notebook.write import Part, build
+    from hpsearch.results.notebook.write import execute as run_cells
+    from hpsearch.results.storage import Storage, check_writable
+
+    names = [names] if isinstance(names, str) else list(names)
+    if not names:
+        raise SpecError("notebook: name at least one search (hpsearch status lists them)")
+    if len(set(names)) < len(names):
+        raise SpecError(f"notebook: a search is named twice in {names}")
+    path = Path(to).expanduser()
+    if path.suffix != ".ipynb":
+        raise SpecError(f"{to} (to): a notebook file ends in .ipynb, e.g. a1_part_1.ipynb")
+    if path.is_dir():
+        raise SpecError(f"{to} (to): is a folder; give the notebook's file name")
+    check_writable(path.resolve().parent, "to")
+    root = storage if isinstance(storage, Storage) else Storage.resolve(
+        str(storage) if storage is not None else None)
+    searches = [Search(n, storage=root) for n in names]  # an unknown name: SearchNotFound
+    commands = {}
+    for s in searches:
+        commands[s.name] = [s.meta.get("command") or f"hpsearch run {s.meta.get('spec_file')}"]
+        if s.best is not None and not (root.export_dir(s.name) / "metrics.json").is_file():
+            echo(f"exporting {s.name!r} first: its test split is evaluated once")
+            s.export(echo=echo)
+        if (root.export_dir(s.name) / "metrics.json").is_file() and \
+                "export" not in commands[s.name][0]:
+            commands[s.name].append(f"hpsearch export {s.name}")
+    part = Part(searches=searches, to=path.resolve(), commands=commands)
+    nb = build(part)
+    if execute:
+        echo(f"running {len(nb.cells)} cells in a fresh kernel ...")
+        run_cells(nb, to=part.to, timeout=timeout)
+    else:
+        import nbformat
+
+        nbformat.write(nb, str(part.to))
+    echo(f"notebook: {path}")
+    return path
