@@ -31,6 +31,12 @@ class BundleModel(mlflow.pyfunc.PythonModel):
         self.config = load_bundle_config(bundle)
         self.model = load_model(bundle, self.config, use_weights=False)
 
+    def __getstate__(self) -> dict:
+        # MLflow 3 calls load_context and predict on this very instance to infer the
+        # signature from the input example, then pickles it: the loaded program (torch
+        # config objects that do not pickle) is rebuilt from the artifacts where served
+        return {k: v for k, v in self.__dict__.items() if k not in ("config", "model")}
+
     def predict(self, context, model_input, params=None):
         import pandas as pd
 
