@@ -405,6 +405,7 @@ def notebook(names: str | Sequence[str], *, to: str | Path, storage: str | Path 
                 "export" not in commands[s.name][0]:
             commands[s.name].append(f"hpsearch export {s.name}")
     part = Part(searches=searches, to=path.resolve(), commands=commands)
+    part.to.parent.mkdir(parents=True, exist_ok=True)
     nb = build(part)
     if execute:
         echo(f"running {len(nb.cells)} cells in a fresh kernel ...")

@@ -22,15 +22,21 @@ Test numbers and test-split figures are the export's: the test split is evaluate
 once, by ``hpsearch export``, never by a notebook.
 """
 
-from hpsearch.results.notebook.data import (
+import warnings
+
+# tqdm.auto (imported by Optuna and MLflow) warns in every kernel without ipywidgets;
+# the notebook shows no progress bars, so the warning is noise in its outputs
+warnings.filterwarnings("ignore", message="IProgress not found")
+
+from hpsearch.results.notebook.data import (  # noqa: E402
     data_figure,
     data_figures,
     data_kind,
     data_summary,
     describe_data,
 )
-from hpsearch.results.notebook.discuss import discussion
-from hpsearch.results.notebook.search import (
+from hpsearch.results.notebook.discuss import discussion  # noqa: E402
+from hpsearch.results.notebook.search import (  # noqa: E402
     batch_norm_twins,
     choice_table,
     compare_curves,

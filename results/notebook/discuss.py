@@ -103,7 +103,7 @@ def _classification_test(search, m: dict) -> str:
     support = pd.read_csv(_report_file(search, "per_class.csv"))["support"]
     majority = support.max() / max(1, support.sum())
     text += (f". Guessing scores {1 / len(support):.1%} and always answering the most "
-             f"frequent class {majority:.1%}; the model is {_points(test - majority)} "
+             f"frequent class {majority:.1%}; the model is {_points(abs(test - majority))} "
              f"{'above' if test > majority else 'below'} that.")
     ref = REFERENCE_SCORES.get((search.meta["spec"]["trainable"],
                                 search.meta["spec"]["data"]["source"]))

@@ -32,11 +32,17 @@ def _markdown(text: str):
 # ---------------------------------------------------------------- the search
 
 
+SPEC_ORDER = ("name", "trainable", "data", "objective", "search", "scheduler", "resources",
+              "failure", "health", "space", "fixed")
+
+
 def spec_yaml(search):
     """The spec the search ran, as YAML (Markdown), with the file it came from."""
     import yaml
 
-    text = yaml.safe_dump(search.meta["spec"], sort_keys=False, width=100)
+    spec = search.meta["spec"]  # in a spec file's order (hpsearch.json sorts its keys)
+    order = [k for k in SPEC_ORDER if k in spec] + [k for k in spec if k not in SPEC_ORDER]
+    text = yaml.safe_dump({k: spec[k] for k in order}, sort_keys=False, width=100)
     return _markdown(f"Spec `{search.meta.get('spec_file', search.name)}` as it ran:\n\n"
                      f"```yaml\n{text}```")
 
