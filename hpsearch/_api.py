@@ -208,8 +208,11 @@ def _call(function: str, first: Any, args: dict) -> str:
                 if p.kind is inspect.Parameter.KEYWORD_ONLY}
     given = [f"{k}={args[k]!r}" for k, default in defaults.items()
              if k in args and args[k] != default and k != "progress"]
-    shown = first if isinstance(first, (str, Path, list, tuple)) else "<spec>"
-    return f"hpsearch.{function}({', '.join([repr(shown if not isinstance(shown, Path) else str(shown)), *given])})"
+    specs = first if isinstance(first, (list, tuple)) else [first]
+    shown = [str(x) if isinstance(x, (str, Path)) else
+             f"<spec {x.get('name', '?')}>" if isinstance(x, dict) else "<spec>" for x in specs]
+    what = repr(shown[0]) if not isinstance(first, (list, tuple)) else f"[{', '.join(map(repr, shown))}]"
+    return f"hpsearch.{function}({', '.join([what, *given])})"
 
 
 @contextlib.contextmanager

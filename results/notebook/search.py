@@ -156,7 +156,7 @@ def test_metrics(search):
     return pd.DataFrame(rows).dropna(how="all")
 
 
-def confusion(search, *, normalize: bool = False):
+def confusion(search):
     """The exported model's confusion matrix on the test split, drawn from the counts
     the export saved (counts, and row-normalized beside them)."""
     import numpy as np
