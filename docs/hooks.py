@@ -6,7 +6,10 @@
   parameter tables (from the declarations) and the command-line reference (from the
   argparse parser), so neither can drift from the code;
 - ``benchmarks/MODELS.md`` and ``benchmarks/RESULTS.md`` are shown as pages: figures
-  that drift (times, scores) live in ``benchmarks/`` only.
+  that drift (times, scores) live in ``benchmarks/`` only;
+- ``build/api-package/hpsearch`` mirrors the installed package's layout (the top-level
+  folders as subpackages, as setuptools' package-dir maps them) with symbolic links, so
+  mkdocstrings reads every module of the checkout statically, importing nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +24,27 @@ if str(ROOT) not in sys.path:  # the checkout's hpsearch, also without an instal
 GUIDES_FIRST = ("images.md", "series.md", "texts.md", "notebook.md", "export.md", "cluster.md")
 BENCHMARK_PAGES = {"benchmarks/models.md": ROOT / "benchmarks" / "MODELS.md",
                    "benchmarks/results.md": ROOT / "benchmarks" / "RESULTS.md"}
+
+
+PACKAGE_DIRS = ("search", "trainables", "results", "cluster", "spaces")
+
+
+def api_package(dest: Path = ROOT / "build" / "api-package") -> Path:
+    """The checkout as the installed ``hpsearch`` package looks, made of symbolic links
+    (mkdocs.yml's mkdocstrings ``paths``); rebuilt on every build."""
+    import shutil
+
+    package = dest / "hpsearch"
+    shutil.rmtree(dest, ignore_errors=True)
+    package.mkdir(parents=True)
+    for f in (ROOT / "hpsearch").glob("*.py"):
+        (package / f.name).symlink_to(f)
+    for name in PACKAGE_DIRS:
+        (package / name).symlink_to(ROOT / name, target_is_directory=True)
+    return dest
+
+
+api_package()  # when mkdocs loads this hook, before mkdocstrings reads a module
 
 
 def guides(docs_dir: Path) -> list[str]:

@@ -145,8 +145,16 @@ def run(spec: str | Path | dict | SearchSpec, *, name: str | None = None,
     Args:
         spec: a YAML spec file (``"spaces/quickstart.yaml"``), a dict of the same shape,
             or a spec from :func:`load_spec`.
-        name, samples, max_epochs, concurrency, seed, cpus_per_trial, gpus_per_trial,
-            data, recheck, smoke: override the spec's fields, as the command line's flags.
+        name: the search's name (its MLflow experiment), instead of the spec's.
+        samples: trials to run (``--samples``).
+        max_epochs: epochs per trial, ASHA's ``max_t`` (``--max-epochs``).
+        concurrency: trials at once.
+        seed: the seed of the searcher, the splits and the trials.
+        cpus_per_trial: CPUs (and torch threads) per trial.
+        gpus_per_trial: the GPU share per trial (0.25 packs four trials on one GPU).
+        data: another data source (``--data imagefolder:photos``).
+        recheck: ``"KxN"`` or ``{"top": K, "seeds": N}``: retrain the top K with N seeds.
+        smoke: 2 trials, 1 epoch, a tiny data subset (named ``NAME-smoke``).
         storage: the storage root (default ``$HPSEARCH_STORAGE`` or ``./runs``).
         tracking_uri: MLflow's (default ``sqlite:///<storage>/mlflow.db``).
         address: a Ray cluster's address (default: a local Ray, started once per

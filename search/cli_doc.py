@@ -62,7 +62,8 @@ def _row(action: argparse.Action) -> str:
     else:
         name = f"`{action.metavar or action.dest}`"
         if action.choices and not action.metavar:
-            name = f"`{' | '.join(map(str, action.choices))}`"
+            *first, last = [f"`{c}`" for c in action.choices]
+            name = f"{', '.join(first)} or {last}" if first else last
         if action.nargs in ("+", "*"):
             name += " (one or more)" if action.nargs == "+" else " (any number)"
     default = action.default
