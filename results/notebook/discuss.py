@@ -182,9 +182,13 @@ def comparison_paragraph(searches) -> str:
     scored.sort(key=lambda t: -t[2])
     (win, key, top, n), (second, _, runner, _) = scored[0], scored[1]
     gap = top - runner
-    text = (f"**Comparison**: `{win.name}` ({win.meta['spec']['trainable']}) has the best test "
-            f"{key}, {top:.4f}, {gap:.4f} above `{second.name}` "
-            f"({second.meta['spec']['trainable']}, {runner:.4f})")
+    text = f"**Comparison**{_differences([s for s, *_ in scored])}: "
+    if gap == 0:
+        text += f"`{win.name}` and `{second.name}` tie on test {key} at {top:.4f}"
+    else:
+        text += (f"`{win.name}` ({win.meta['spec']['trainable']}) has the best test {key}, "
+                 f"{top:.4f}, {gap:.4f} above `{second.name}` "
+                 f"({second.meta['spec']['trainable']}, {runner:.4f})")
     if key == "accuracy":
         se = standard_error(top, n)
         text += (f": {'more than' if gap > 2 * se else 'within'} twice the test split's "
@@ -195,6 +199,20 @@ def comparison_paragraph(searches) -> str:
         text += ". Their data settings differ, so they were not tested on the same examples"
     order = ", ".join(f"`{s.name}` {v:.4f}" for s, _, v, _ in scored)
     return text + f". All, best first: {order}."
+
+
+def _differences(searches) -> str:
+    """What sets the searches apart: their trainables, or the fixed values they differ in."""
+    specs = [s.meta["spec"] for s in searches]
+    if len({sp["trainable"] for sp in specs}) > 1:
+        return ""  # the trainables are named with each search below
+    keys = sorted({k for sp in specs for k in (sp.get("fixed") or {})})
+    differ = [k for k in keys if len({repr((sp.get("fixed") or {}).get(k)) for sp in specs}) > 1]
+    if not differ:
+        return ""
+    shown = "; ".join(f"`{k}`: " + " vs ".join(
+        str((sp.get("fixed") or {}).get(k, "default")).lower() for sp in specs) for k in differ)
+    return f" (the searches differ in {shown})"
 
 
 def gradient_sentence(searches) -> str | None:

@@ -250,7 +250,9 @@ def optuna_figures(meta, rows, histories) -> dict:
         if stem == "optuna_param_importances" and len(complete) < 3:
             continue
         try:
-            with warnings.catch_warnings():
+            # Optuna's plots switch pyplot to its ggplot style for good: scoped here, so
+            # the figures drawn after them (in a notebook's kernel too) keep the default
+            with warnings.catch_warnings(), plt.rc_context():
                 warnings.simplefilter("ignore")  # Optuna marks its matplotlib API experimental
                 ax = getattr(ov, fn)(study)
             fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
