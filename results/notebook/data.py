@@ -57,8 +57,9 @@ def describe_data(search):
     split = ("split sequentially (never shuffled)" if data_kind(search) == "series"
              else f"split seeded (seed {data.info.get('split_seed', 0)}) and stratified")
     subset = f"; {cfg['per_class']} examples per class kept" if cfg.get("per_class") else ""
+    unit = "rows" if data_kind(search) == "series" else "examples"
     return Markdown(f"**Data**: {what}{subset}. Used here: {sizes['train']:,} training, "
-                    f"{sizes['val']:,} validation and {sizes['test']:,} test examples, {split}. "
+                    f"{sizes['val']:,} validation and {sizes['test']:,} test {unit}, {split}. "
                     "Statistics (normalization, scaler, vocabulary) come from the training "
                     "split only; the test split is evaluated once, at export.")
 
