@@ -17,12 +17,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hpsearch.errors import HpsearchError
 from hpsearch.results.notebook.data import FIGURES, data_kind
 from hpsearch.results.notebook.references import references_markdown
 from hpsearch.results.notebook.search import bundle_path, has_grad_norms, investigated
 
 
-class NotebookFailed(RuntimeError):
+class NotebookFailed(HpsearchError, RuntimeError):
     """A cell of the hand-in notebook raised; the notebook was saved with its error."""
 
 
