@@ -28,7 +28,7 @@ from hpsearch.errors import HpsearchError, SearchFailed, SpecError  # noqa: E402
 _LAZY = {
     "run": "hpsearch._api", "run_many": "hpsearch._api", "resume": "hpsearch._api",
     "load": "hpsearch._api", "searches": "hpsearch._api", "plan": "hpsearch._api",
-    "load_spec": "hpsearch._api", "predict": "hpsearch._api", "notebook": "hpsearch._api",
+    "load_spec": "hpsearch._api", "predict": "hpsearch._api", "notebook": "hpsearch._notebook",
     "Search": "hpsearch._search", "Bundle": "hpsearch.results.export",
     "SearchSpec": "hpsearch.search.spec", "Param": "hpsearch.trainables.constraints",
 }
@@ -40,7 +40,6 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and the API refe
     from hpsearch._api import (  # noqa: F401
         load,
         load_spec,
-        notebook,
         plan,
         predict,
         resume,
@@ -48,6 +47,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and the API refe
         run_many,
         searches,
     )
+    from hpsearch._notebook import notebook  # noqa: F401
     from hpsearch._search import Search  # noqa: F401
     from hpsearch.results.export import Bundle  # noqa: F401
     from hpsearch.search.spec import SearchSpec  # noqa: F401

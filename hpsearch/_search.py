@@ -230,7 +230,7 @@ class Search:
         """The hand-in notebook of this search (and of ``others``, searches or names
         under the same storage root), executed and saved to ``to``; see
         :func:`hpsearch.notebook`."""
-        from hpsearch._api import notebook
+        from hpsearch._notebook import notebook
 
         names = [self.name, *[o.name if isinstance(o, Search) else str(o) for o in others]]
         return notebook(names, to=to, storage=self.storage, execute=execute, timeout=timeout)

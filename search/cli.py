@@ -159,7 +159,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_notebook(args) -> int:
-    from hpsearch._api import notebook
+    from hpsearch._notebook import notebook
 
     names = [_search_name(n, smoke=args.smoke) for n in args.names]
     notebook(names, to=args.to, storage=args.storage, execute=not args.no_execute,

@@ -113,8 +113,12 @@ def _check(nb, storage: Path, names: list[str], data_figures: int) -> str:
 
 
 def test_image_search_notebook(searches, tmp_path):
+    """Through the Python API (``Search.notebook``), as a student's own notebook calls it."""
+    import hpsearch
+
     storage, names = searches
-    nb = _write(storage, [names["resnet18"]], tmp_path / "a1_part_1.ipynb")
+    path = hpsearch.load(names["resnet18"], storage=storage).notebook(tmp_path / "a1_part_1.ipynb")
+    nb = nbformat.read(str(path), as_version=4)
     _check(nb, storage, [names["resnet18"]], data_figures=4)
     model = _sections(nb)["3. The best model"]
     assert _images(model) >= 4  # curves, confusion matrix, misclassified, filters
