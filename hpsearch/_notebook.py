@@ -43,11 +43,13 @@ def notebook(names: str | Sequence[str], *, to: str | Path, storage: str | Path 
     ``NotebookFailed`` when a cell raised (the notebook is saved with the error).
     Returns the notebook's path.
     """
+    from hpsearch._api import environment_defaults
     from hpsearch._search import Search
     from hpsearch.results.notebook.write import Part, build
     from hpsearch.results.notebook.write import execute as run_cells
     from hpsearch.results.storage import Storage, check_writable
 
+    environment_defaults()  # before MLflow loads; the kernel inherits them too
     names = [names] if isinstance(names, str) else list(names)
     if not names:
         raise SpecError("notebook: name at least one search (hpsearch status lists them)")
