@@ -1,12 +1,13 @@
 # The two set-up commands of the README:
 #   make quickstart   environment + data + a real 8-trial search + export
-#   make test         environment + data + the whole test suite (.ci/run calls this)
+#   make test         environment + data + lint + docs + the whole test suite (.ci/run calls this)
+#   make docs         the documentation site in site/ (every warning an error)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: quickstart test env data browser lint readme clean
+.PHONY: quickstart test env data browser lint docs clean
 
 env: $(STAMP)
 
@@ -33,16 +34,19 @@ browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	  || { echo "make test needs Debian's chromium: apt-get install chromium (as root)"; exit 1; }
 
-test: data browser
+test: data browser docs
 	$(BIN)/ruff check hpsearch search trainables results cluster tests benchmarks
 	$(BIN)/python -m pytest -q tests $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check hpsearch search trainables results cluster tests benchmarks
 
-# The README's parameter lists, regenerated from trainables/params.py
-readme: $(STAMP)
-	$(BIN)/python -m hpsearch.trainables.readme README.md
+# The documentation site (mkdocs.yml, docs/): --strict makes every warning an error, so a
+# broken link or anchor, a page missing from the navigation or an API name that does not
+# resolve fails the build. The parameter tables and the command-line reference are
+# generated while it builds (docs/hooks.py). NO_MKDOCS_2_WARNING: Material's banner.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site build/api-package

@@ -28,7 +28,7 @@ from hpsearch.errors import HpsearchError, SearchFailed, SpecError  # noqa: E402
 _LAZY = {
     "run": "hpsearch._api", "run_many": "hpsearch._api", "resume": "hpsearch._api",
     "load": "hpsearch._api", "searches": "hpsearch._api", "plan": "hpsearch._api",
-    "load_spec": "hpsearch._api", "predict": "hpsearch._api",
+    "load_spec": "hpsearch._api", "predict": "hpsearch._api", "notebook": "hpsearch._notebook",
     "Search": "hpsearch._search", "Bundle": "hpsearch.results.export",
     "SearchSpec": "hpsearch.search.spec", "Param": "hpsearch.trainables.constraints",
 }
@@ -37,13 +37,23 @@ __all__ = ["Bundle", "HpsearchError", "Param", "Search", "SearchFailed", "Search
            "__version__", "load", "load_spec", "plan", "predict", "resume", "run", "run_many",
            "searches", "trainables"]
 
-if TYPE_CHECKING:
-    from hpsearch import trainables
-    from hpsearch._api import load, load_spec, plan, predict, resume, run, run_many, searches
-    from hpsearch._search import Search
-    from hpsearch.results.export import Bundle
-    from hpsearch.search.spec import SearchSpec
-    from hpsearch.trainables.constraints import Param
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and the API reference
+    from hpsearch import trainables  # noqa: F401
+    from hpsearch._api import (  # noqa: F401
+        load,
+        load_spec,
+        plan,
+        predict,
+        resume,
+        run,
+        run_many,
+        searches,
+    )
+    from hpsearch._notebook import notebook  # noqa: F401
+    from hpsearch._search import Search  # noqa: F401
+    from hpsearch.results.export import Bundle  # noqa: F401
+    from hpsearch.search.spec import SearchSpec  # noqa: F401
+    from hpsearch.trainables.constraints import Param  # noqa: F401
 
 
 def __getattr__(name: str):

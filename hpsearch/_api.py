@@ -9,6 +9,7 @@ that produced nothing a :class:`~hpsearch.SearchFailed`, an interrupted search a
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -160,8 +161,16 @@ def run(spec: str | Path | dict | SearchSpec, *, name: str | None = None,
     Args:
         spec: a YAML spec file (``"spaces/quickstart.yaml"``), a dict of the same shape,
             or a spec from :func:`load_spec`.
-        name, samples, max_epochs, concurrency, seed, cpus_per_trial, gpus_per_trial,
-            data, recheck, smoke: override the spec's fields, as the command line's flags.
+        name: the search's name (its MLflow experiment), instead of the spec's.
+        samples: trials to run (``--samples``).
+        max_epochs: epochs per trial, ASHA's ``max_t`` (``--max-epochs``).
+        concurrency: trials at once.
+        seed: the seed of the searcher, the splits and the trials.
+        cpus_per_trial: CPUs (and torch threads) per trial.
+        gpus_per_trial: the GPU share per trial (0.25 packs four trials on one GPU).
+        data: another data source (``--data imagefolder:photos``).
+        recheck: ``"KxN"`` or ``{"top": K, "seeds": N}``: retrain the top K with N seeds.
+        smoke: 2 trials, 1 epoch, a tiny data subset (named ``NAME-smoke``).
         storage: the storage root (default ``$HPSEARCH_STORAGE`` or ``./runs``).
         tracking_uri: MLflow's (default ``sqlite:///<storage>/mlflow.db``).
         address: a Ray cluster's address (default: a local Ray, started once per
@@ -183,10 +192,12 @@ def run(spec: str | Path | dict | SearchSpec, *, name: str | None = None,
     runs ended KILLED, ``stop_reason`` interrupted; :func:`resume` finishes it).
     """
     check_refit_wanted(refit, refit_epochs, export)
+    call = _call("run", spec, locals())
     specs = specs_with([spec], {"name": name, **_spec_overrides(locals())}, smoke=smoke)
-    [search] = run_specs(specs, storage=storage, tracking_uri=tracking_uri, address=address,
-                         resource_wait=resource_wait, overwrite=overwrite, export=export,
-                         verbose=verbose, progress=progress)
+    with _invoked(call):
+        [search] = run_specs(specs, storage=storage, tracking_uri=tracking_uri, address=address,
+                             resource_wait=resource_wait, overwrite=overwrite, export=export,
+                             verbose=verbose, progress=progress)
     if not search.result.ok:
         raise SearchFailed(f"search {search.name!r} {search.result.status}; "
                            f"hpsearch.load({search.name!r}).trials shows its trials")
@@ -209,10 +220,12 @@ def run_many(specs: Sequence[str | Path | dict | SearchSpec], *,
     :class:`~hpsearch.Search` says how it ended in ``.result`` (``.result.ok``).
     The options are :func:`run`'s, each applying to every spec."""
     check_refit_wanted(refit, refit_epochs, export)
+    call = _call("run_many", specs, locals())
     parsed = specs_with(specs, _spec_overrides(locals()), smoke=smoke)
-    return run_specs(parsed, storage=storage, tracking_uri=tracking_uri, address=address,
-                     resource_wait=resource_wait, overwrite=overwrite, export=export,
-                     verbose=verbose, progress=progress)
+    with _invoked(call):
+        return run_specs(parsed, storage=storage, tracking_uri=tracking_uri, address=address,
+                         resource_wait=resource_wait, overwrite=overwrite, export=export,
+                         verbose=verbose, progress=progress)
 
 
 def check_refit_wanted(refit: bool | None, refit_epochs: int | None, export: bool,
@@ -229,6 +242,34 @@ def check_refit_wanted(refit: bool | None, refit_epochs: int | None, export: boo
 
 def _spec_overrides(args: dict) -> dict:
     return {k: args[k] for k in OVERRIDES if k != "name" and k in args}
+
+
+def _call(function: str, first: Any, args: dict) -> str:
+    """How a search was asked for in Python (``hpsearch.run('spaces/x.yaml', smoke=True)``),
+    for its hpsearch.json: the keywords given other than their defaults."""
+    import inspect
+
+    defaults = {k: p.default for k, p in inspect.signature(globals()[function]).parameters.items()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    given = [f"{k}={args[k]!r}" for k, default in defaults.items()
+             if k in args and args[k] != default and k != "progress"]
+    specs = first if isinstance(first, (list, tuple)) else [first]
+    shown = [str(x) if isinstance(x, (str, Path)) else
+             f"<spec {x.get('name', '?')}>" if isinstance(x, dict) else "<spec>" for x in specs]
+    what = repr(shown[0]) if not isinstance(first, (list, tuple)) else f"[{', '.join(map(repr, shown))}]"
+    return f"hpsearch.{function}({', '.join([what, *given])})"
+
+
+@contextlib.contextmanager
+def _invoked(call: str):
+    """Record ``call`` as the command of the searches started inside the block."""
+    from hpsearch.results.storage import INVOCATION
+
+    token = INVOCATION.set(call)
+    try:
+        yield
+    finally:
+        INVOCATION.reset(token)
 
 
 def run_specs(specs: list, *, storage=None, tracking_uri: str | None = None,

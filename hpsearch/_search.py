@@ -51,19 +51,21 @@ class Search:
 
     @property
     def spec(self) -> SearchSpec:
+        """The validated spec the search ran (its overrides and ``--smoke`` applied)."""
         from hpsearch.search.spec import parse_spec
 
         return parse_spec(self.meta["spec"], source=self.meta.get("spec_file", self.name))
 
     @property
     def metric(self) -> str:
-        """The (first) objective's metric."""
+        """The (first) objective's metric (``val_accuracy``, ``val_r2``, ...)."""
         from hpsearch.results.objective import primary
 
         return primary(self.meta["spec"]).metric
 
     @property
     def mode(self) -> str:
+        """``max`` or ``min``: which way the (first) objective improves."""
         from hpsearch.results.objective import primary
 
         return primary(self.meta["spec"]).mode
@@ -227,7 +229,7 @@ class Search:
         trial's objective per epoch), ``rungs`` (epochs each trial reached under ASHA)
         and Optuna's ``optuna_history``, ``optuna_parallel_coordinate`` and, from three
         complete trials, ``optuna_param_importances``."""
-        from hpsearch.results.report._common import CURVE_PAIRS, curves_figure, histories
+        from hpsearch.results.report._common import CURVE_PAIRS, curves_figure, histories, plt
         from hpsearch.results.report.search import optuna_figures, overlay_figure, rungs_figure
         from hpsearch.results.report.series import REGRESSION_PAIRS
 
@@ -244,9 +246,12 @@ class Search:
             out["rungs"] = rungs_figure(rows, meta)
             out.update({k: v for k, v in optuna_figures(meta, rows, every).items()
                         if not isinstance(v, str)})
+        for fig in out.values():  # shown where a cell returns one, not all again by pyplot
+            plt.close(fig)
         return out
 
     def spec_metrics(self) -> tuple[str, ...]:
+        """The per-epoch metrics the search's trainable reports."""
         from hpsearch import trainables
 
         return trainables.get(self.meta["spec"]["trainable"]).metrics
@@ -265,6 +270,16 @@ class Search:
         dest = Path(to) if to else self.storage.root / "reports" / ("compare-" + "-vs-".join(names))
         compare(names, storage=self.storage, dest=dest)
         return pd.read_csv(dest / "comparison.csv")
+
+    def notebook(self, to: str | Path, *, others: tuple = (), execute: bool = True,
+                 timeout: int = 600) -> Path:
+        """The hand-in notebook of this search (and of ``others``, searches or names
+        under the same storage root), executed and saved to ``to``; see
+        :func:`hpsearch.notebook`."""
+        from hpsearch._notebook import notebook
+
+        names = [self.name, *[o.name if isinstance(o, Search) else str(o) for o in others]]
+        return notebook(names, to=to, storage=self.storage, execute=execute, timeout=timeout)
 
     # ------------------------------------------------------------ how it shows
 

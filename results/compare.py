@@ -22,7 +22,23 @@ REGRESSION_PANELS = ("train_rmse", "val_rmse", "train_loss", "val_loss")
 
 
 def compare(names: list[str], *, storage: Storage, dest: Path) -> list[str]:
+    """The comparison figure and table (CSV, Markdown) written to ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
+    curves, table, panels = comparison_data(names, storage=storage)
+    files = _save(comparison_figure(curves, panels), dest, "comparison")
+    keys = ["search", "trainable", "trial", "split", "accuracy", "precision", "recall", "f1",
+            "r2", "loss", "params", "macs", "epoch_seconds"]
+    with open(dest / "comparison.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows([{k: r.get(k) for k in keys} for r in table])
+    (dest / "comparison.md").write_text(_markdown(table, keys))
+    return files + ["comparison.csv", "comparison.md"]
+
+
+def comparison_data(names: list[str], *, storage: Storage) -> tuple[dict, list[dict], tuple]:
+    """(each search's best-trial curves, one table row per search, the panels to draw):
+    test metrics from each export where there is one, else the validation score."""
     curves, table = {}, []
     metas = {name: trial_rows(name, storage) for name in names}
     regression = all(primary(m["spec"]).metric in ("val_rmse", "val_mae", "val_r2",
@@ -34,7 +50,8 @@ def compare(names: list[str], *, storage: Storage, dest: Path) -> list[str]:
         best = best_row(meta, rows)
         if best is None:
             raise LookupError(f"search {name!r} has no finished trial to compare")
-        h = histories(meta, best.run_id, [*panels, "val_r2", "epoch_seconds", "num_params"])
+        h = histories(meta, best.run_id, [*panels, "val_r2", "epoch_seconds", "num_params",
+                                          "macs_per_sample"])
         curves[name] = h
         row = {"search": name, "trainable": meta["spec"]["trainable"], "trial": best.trial_id,
                "split": "val", ("r2" if regression else "accuracy"): best.best}
@@ -53,26 +70,25 @@ def compare(names: list[str], *, storage: Storage, dest: Path) -> list[str]:
         if "loss" not in row and h.get("val_loss"):
             row["loss"] = min(v for _, v in h["val_loss"])
         row["params"] = int(h["num_params"][-1][1]) if h.get("num_params") else None
+        row["macs"] = int(h["macs_per_sample"][-1][1]) if h.get("macs_per_sample") else None
         secs = [v for _, v in h.get("epoch_seconds", [])]
         row["epoch_seconds"] = sum(secs) / len(secs) if secs else None
         table.append(row)
+    return curves, table, panels
+
+
+def comparison_figure(curves: dict, panels=PANELS):
+    """One panel per metric (train/val accuracy and loss, or RMSE), a line per search:
+    ``curves`` maps a search name to its best trial's {metric: [(epoch, value)]}."""
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
     colors = plt.get_cmap("tab10")
     for ax, key in zip(axes.ravel(), panels):
-        for i, name in enumerate(names):
-            pts = curves[name].get(key, [])
+        for i, (name, h) in enumerate(curves.items()):
+            pts = h.get(key, [])
             ax.plot([s for s, _ in pts], [v for _, v in pts], "-o", ms=3, color=colors(i % 10),
                     label=name)
         ax.set_title(key.replace("_", " "))
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    files = _save(fig, dest, "comparison")
-    keys = ["search", "trainable", "trial", "split", "accuracy", "precision", "recall", "f1",
-            "r2", "loss", "params", "epoch_seconds"]
-    with open(dest / "comparison.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows([{k: r.get(k) for k in keys} for r in table])
-    (dest / "comparison.md").write_text(_markdown(table, keys))
-    return files + ["comparison.csv", "comparison.md"]
+    return fig

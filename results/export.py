@@ -402,6 +402,31 @@ def _tracing_quietly():
         serde.setLevel(level)
 
 
+@contextlib.contextmanager
+def _mlflow_quietly():
+    """MLflow's notes while it logs the pyfunc (INFO "Inferring model signature", the
+    WARNING about pickling a Python object, its UserWarnings about type hints and
+    integer columns, the artifact download bars) are for MLflow users, not for the
+    product's output: the export prints its own lines. Errors still show."""
+    import warnings
+
+    logger = logging.getLogger("mlflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    old_bar = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+        if old_bar is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = old_bar
+
+
 def register_model(meta: dict, row, bundle: Path, config: dict, name: str, metrics: dict,
                    example) -> str:
     """Log the bundle as an MLflow pyfunc (its program with its preprocessing: raw pixels,
@@ -411,11 +436,12 @@ def register_model(meta: dict, row, bundle: Path, config: dict, name: str, metri
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from hpsearch.results.pyfunc import log_bundle_model
-
     client = MlflowClient(meta["tracking_uri"])
     status = client.get_run(row.run_id).info.status
-    with _scoped_tracking_uri(meta["tracking_uri"]), _tracing_quietly():
+    with _scoped_tracking_uri(meta["tracking_uri"]), _tracing_quietly(), _mlflow_quietly():
+        # imported here: MLflow warns about the class's type hints as it is defined
+        from hpsearch.results.pyfunc import log_bundle_model
+
         with mlflow.start_run(run_id=row.run_id):  # reopens the finished run for the upload
             info = log_bundle_model(bundle, config, example, name=name)
     client.set_terminated(row.run_id, status=status)  # back to what it was

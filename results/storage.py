@@ -14,6 +14,7 @@ exports, a local MLflow store) are plain files read and renamed in place.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import re
@@ -24,6 +25,12 @@ from pathlib import Path
 from hpsearch.errors import SpecError
 
 META_FILE = "hpsearch.json"
+
+# The command line (or Python call) that started the searches of this context: set by
+# the command line and the API, written to each search's hpsearch.json as `command`,
+# so a hand-in notebook can name the command that produced a search.
+INVOCATION: contextvars.ContextVar[str | None] = contextvars.ContextVar("invocation",
+                                                                      default=None)
 
 
 class SearchNotFound(SpecError, LookupError):

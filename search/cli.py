@@ -163,6 +163,15 @@ def cmd_compare(args) -> int:
     return EXIT_OK
 
 
+def cmd_notebook(args) -> int:
+    from hpsearch._notebook import notebook
+
+    names = [_search_name(n, smoke=args.smoke) for n in args.names]
+    notebook(names, to=args.to, storage=args.storage, execute=not args.no_execute,
+             timeout=args.timeout)
+    return EXIT_OK
+
+
 def _search_name(text: str, *, smoke: bool) -> str:
     """A search name as given, or the name in a spec file (.yaml/.yml, or an existing file)."""
     if not (text.endswith((".yaml", ".yml")) or Path(text).is_file()):
@@ -470,6 +479,29 @@ def build_parser() -> argparse.ArgumentParser:
     storage_opts(c)
     c.set_defaults(func=cmd_compare)
 
+    nb = sub.add_parser(
+        "notebook", help="the hand-in notebook of one search or several, executed",
+        description="Write a Jupyter notebook for one search, or several that together answer "
+                    "one part of the assignment: the data, each search (spec, space, trials, "
+                    "optimization history, importances, ASHA's rungs, stop reasons), each best "
+                    "model (torchinfo summary, curves, test metrics, confusion matrix or "
+                    "predicted vs actual, misclassified examples), comparisons, a discussion "
+                    "written from the numbers and references. Its code cells call hpsearch's "
+                    "own functions; it is run in a fresh kernel and saved with its outputs. A "
+                    "search that is not exported yet is exported first (the test split is "
+                    "evaluated once).")
+    nb.add_argument("names", metavar="NAME|SPEC.yaml", nargs="+",
+                    help="search names, or the spec files they were run from")
+    nb.add_argument("--to", metavar="FILE.ipynb", required=True, help="the notebook to write")
+    nb.add_argument("--smoke", action="store_true",
+                    help="spec files name the searches `run --smoke` made of them (NAME-smoke)")
+    nb.add_argument("--no-execute", action="store_true",
+                    help="write the notebook without running it")
+    nb.add_argument("--timeout", type=_positive_int, default=600, metavar="SECONDS",
+                    help="seconds one cell may run (600)")
+    storage_opts(nb)
+    nb.set_defaults(func=cmd_notebook)
+
     pr = sub.add_parser("predict", help="predict with an exported bundle (images, texts, a CSV)",
                         description="Runs the bundle's portable model.pt2 (no project code "
                                     "needed) with the stored preprocessing. Classifiers print "
@@ -556,10 +588,14 @@ def _exit_now(code: int) -> None:
 
 
 def _main(argv: list[str] | None) -> int:
+    import shlex
+
     from hpsearch._api import environment_defaults
     from hpsearch.errors import SearchFailed
+    from hpsearch.results.storage import INVOCATION
 
     environment_defaults()
+    INVOCATION.set(shlex.join(["hpsearch", *(sys.argv[1:] if argv is None else argv)]))
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)

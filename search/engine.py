@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from hpsearch.errors import SearchFailed, SpecError
-from hpsearch.results.storage import Storage
+from hpsearch.results.storage import INVOCATION, Storage
 from hpsearch.search.spec import SearchSpec
 
 
@@ -303,6 +303,7 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
         "name": spec.name, "spec": spec.raw, "spec_file": spec.source,
         "tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent,
         "storage": str(storage.root), "versions": vers, "created": time.time(),
+        "command": INVOCATION.get(),
     })
     outbox = str(outbox_path(exp_dir))
     callbacks = []

@@ -183,16 +183,3 @@ def test_trainables_lists_every_registered_name_without_torch():
     assert r.returncode == 0 and r.stdout.splitlines()[-1] == "False", r.stderr
     for name in trainables.REGISTRY:
         assert re.search(rf"^{name} ", r.stdout, re.M)
-
-
-def test_readme_parameter_lists_are_the_generated_ones():
-    from hpsearch.trainables.readme import BEGIN, END, block
-
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert text.count(BEGIN) == 1 and text.count(END) == 1
-    current = text[text.index(BEGIN):text.index(END) + len(END)]
-    assert current == block(), "README.md's parameter lists are stale: run `make readme`"
-    for name, info in trainables.REGISTRY.items():
-        assert f"<code>{name}</code>" in current
-        for p in info.model_params:
-            assert f"| `{p.name}` |" in current

@@ -39,6 +39,17 @@ def confusion(y_true, y_pred, classes: list[str]):
 
 
 def plot_confusion(cm, classes: list[str], folder: Path, split: str) -> list[str]:
+    """The confusion matrix as PNG and SVG, and its counts as CSV (a notebook redraws
+    it from them without looking at the test split again)."""
+    with open(folder / "confusion_matrix.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([["true / predicted", *classes],
+                                  *[[c, *map(int, row)] for c, row in zip(classes, cm)]])
+    return [*_save(confusion_figure(cm, classes, split), folder, "confusion_matrix"),
+            "confusion_matrix.csv"]
+
+
+def confusion_figure(cm, classes: list[str], split: str):
+    """Counts and row-normalized confusion matrix side by side."""
     import numpy as np
 
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
@@ -56,7 +67,7 @@ def plot_confusion(cm, classes: list[str], folder: Path, split: str) -> list[str
                     ax.text(j, i, format(data[i, j], fmt), ha="center", va="center", fontsize=7,
                             color="white" if data[i, j] > data.max() / 2 else "black")
         fig.colorbar(im, ax=ax, fraction=0.046)
-    return _save(fig, folder, "confusion_matrix")
+    return fig
 
 
 def per_class_table(y_true, y_pred, classes: list[str], folder: Path) -> tuple[list[str], list[dict]]:
@@ -117,19 +128,25 @@ def _show(ax, chw) -> None:
 
 
 def plot_filters(model, folder: Path) -> list[str]:
-    """The first conv layer's filters as an image grid."""
+    """The first conv layer's filters as an image grid (PNG)."""
+    fig = filters_figure(model)
+    return [] if fig is None else _save(fig, folder, "first_layer_filters", svg=False)
+
+
+def filters_figure(model):
+    """The first conv layer's filters (up to 64) as an image grid; None without a conv."""
     import torch
 
     conv = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
     if conv is None:
-        return []
+        return None
     w = conv.weight.detach().float().cpu().numpy()[:64]
     fig, axes = _grid(len(w), cell=(1.1, 1.1))
     for ax, f in zip(axes, w):
         _show(ax, (f - f.min()) / (f.max() - f.min() + 1e-8))
     fig.suptitle(f"first conv layer: {conv.out_channels} filters of "
                  f"{conv.in_channels}x{conv.kernel_size[0]}x{conv.kernel_size[1]}")
-    return _save(fig, folder, "first_layer_filters", svg=False)
+    return fig
 
 
 def plot_grad_norms(history: dict, folder: Path) -> list[str]:
@@ -137,16 +154,23 @@ def plot_grad_norms(history: dict, folder: Path) -> list[str]:
     if not layers:
         return []
     names = []
-    for stem, chosen in (("grad_norms_all", layers),
-                         ("grad_norms_subset", _subset(layers))):
-        fig, ax = plt.subplots(figsize=(8, 5))
-        cmap = plt.get_cmap("viridis", len(chosen))
-        for i, key in enumerate(chosen):
-            _series(ax, history[key], color=cmap(i), label=key.split("/")[1])
-        _grad_axes(ax, "gradient norms per conv layer" + (" (2nd, 5th, 8th, deepest)"
-                                                          if stem.endswith("subset") else ""))
-        names += _save(fig, folder, stem)
+    for stem, subset in (("grad_norms_all", False), ("grad_norms_subset", True)):
+        names += _save(grad_norms_figure(history, subset=subset), folder, stem)
     return names
+
+
+def grad_norms_figure(history: dict, *, subset: bool = False, title: str = ""):
+    """Per-epoch gradient norm of every conv layer (or of the 2nd, 5th, 8th and deepest
+    with ``subset``), log scale; ``history`` holds the ``grad_norm/convNN`` series."""
+    layers = grad_layers(history)
+    chosen = _subset(layers) if subset else layers
+    fig, ax = plt.subplots(figsize=(8, 5))
+    cmap = plt.get_cmap("viridis", max(1, len(chosen)))
+    for i, key in enumerate(chosen):
+        _series(ax, history[key], color=cmap(i), label=key.split("/")[1])
+    _grad_axes(ax, (f"{title}: " if title else "") + "gradient norms per conv layer"
+               + (" (2nd, 5th, 8th, deepest)" if subset else ""))
+    return fig
 
 
 def _subset(layers: list[str]) -> list[str]:

@@ -116,6 +116,28 @@ def batch_norm_of(meta: dict, row) -> bool | None:
     return value if isinstance(value, bool) else str(value).lower() == "true"
 
 
+def batch_norm_kinds(searches: list[tuple[dict, list]]) -> tuple[dict, dict]:
+    """Over the trials of one search or several (``[(meta, rows), ...]``): the best
+    finished trial of each ``batch_norm`` kind that logged gradient norms, as
+    {kind: (meta, row, its gradient-norm history)}, and {kind: finished trials}."""
+    from hpsearch.results.status import best_row
+
+    kinds: dict[bool, list] = {}
+    for meta, rows in searches:
+        for r in rows:
+            bn = batch_norm_of(meta, r)
+            if bn is not None and r.best is not None and math.isfinite(r.best):
+                kinds.setdefault(bn, []).append((meta, r))
+    twins = {}
+    for bn, group in kinds.items():
+        owner = {id(r): m for m, r in group}
+        best = best_row(group[0][0], [r for _, r in group])
+        h = histories(owner[id(best)], best.run_id, prefixes=(GRAD_LAYER, GRAD_RATIO))
+        if grad_layers(h):
+            twins[bn] = (owner[id(best)], best, h)
+    return twins, {bn: len(group) for bn, group in kinds.items()}
+
+
 def batch_norm_twins(folder: Path, *, meta: dict, rows: list) -> tuple[list[str], str | None]:
     """The best trial without batch norm beside the best with it, when the trials tracked
     gradient norms: the first and the deepest conv layer's norm and their ratio per
@@ -124,36 +146,36 @@ def batch_norm_twins(folder: Path, *, meta: dict, rows: list) -> tuple[list[str]
     Returns (files, sentence); ([], None) when the trainable takes no ``batch_norm`` or
     no trial logged gradient norms; no figure, and a sentence saying so, when the
     finished trials are of one kind only."""
-    from hpsearch.results.status import best_row
-
-    kinds: dict[bool, list] = {}
-    for r in rows:
-        bn = batch_norm_of(meta, r)
-        if bn is not None and r.best is not None and math.isfinite(r.best):
-            kinds.setdefault(bn, []).append(r)
-    twins = {}
-    for bn, group in kinds.items():
-        best = best_row(meta, group)
-        h = histories(meta, best.run_id, prefixes=(GRAD_LAYER, GRAD_RATIO))
-        if grad_layers(h):
-            twins[bn] = (best, h)
+    twins, counts = batch_norm_kinds([(meta, rows)])
     if not twins:
         return [], None
-    metric = primary(meta["spec"]).metric
     if len(twins) == 1:
-        bn = next(iter(twins))
-        one = f"`batch_norm: {str(bn).lower()}` ({len(kinds[bn])} trial(s))"
-        if "batch_norm" in (meta["spec"].get("space") or {}):
-            return [], (f"No batch-norm comparison of the gradient norms: `batch_norm` is "
-                        f"searched, but every finished trial that logged them drew {one}; "
-                        "more samples train both kinds.")
-        return [], (f"No batch-norm comparison of the gradient norms: every finished trial "
-                    f"that logged them ran with {one}; search `batch_norm: {{choice: [false, "
-                    "true]}` to train the plain network and its BatchNorm twin in one search.")
+        return [], one_kind_sentence(meta, twins, counts)
+    fig, sentence = twins_figure(twins)
+    return _save(fig, folder, BATCH_NORM_FIGURE), sentence
+
+
+def one_kind_sentence(meta: dict, twins: dict, counts: dict) -> str:
+    """Why there is no batch-norm comparison: every finished trial was of one kind."""
+    bn = next(iter(twins))
+    one = f"`batch_norm: {str(bn).lower()}` ({counts[bn]} trial(s))"
+    if "batch_norm" in (meta["spec"].get("space") or {}):
+        return (f"No batch-norm comparison of the gradient norms: `batch_norm` is "
+                f"searched, but every finished trial that logged them drew {one}; "
+                "more samples train both kinds.")
+    return (f"No batch-norm comparison of the gradient norms: every finished trial "
+            f"that logged them ran with {one}; search `batch_norm: {{choice: [false, "
+            "true]}` to train the plain network and its BatchNorm twin in one search.")
+
+
+def twins_figure(twins: dict):
+    """(figure, sentence) of ``batch_norm_kinds``' two kinds: the first vs the deepest
+    conv layer's gradient norm per epoch, and their ratio, log scale."""
     fig, (norms, ratios) = plt.subplots(1, 2, figsize=(13, 5))
     facts = []
     for bn, color in ((False, "tab:red"), (True, "tab:blue")):
-        row, h = twins[bn]
+        meta, row, h = twins[bn]
+        metric = primary(meta["spec"]).metric
         kind = "with batch norm" if bn else "without batch norm"
         layers = grad_layers(h)
         first, last = h[layers[0]], h[layers[-1]]
@@ -167,10 +189,10 @@ def batch_norm_twins(folder: Path, *, meta: dict, rows: list) -> tuple[list[str]
     _grad_axes(norms, "first (solid) vs deepest (dashed) conv layer")
     ratios.axhline(1, color="gray", lw=1, ls=":")
     _grad_axes(ratios, "first / deepest conv layer", ylabel="gradient-norm ratio")
+    meta = twins[False][0]
     fig.suptitle(f"{meta['spec']['trainable']} without and with batch norm: the best trial of "
-                 f"each kind by {metric}")
-    files = _save(fig, folder, BATCH_NORM_FIGURE)
-    return files, f"Gradient norms: {facts[0]}; {facts[1]}."
+                 f"each kind by {primary(meta['spec']).metric}")
+    return fig, f"Gradient norms: {facts[0]}; {facts[1]}."
 
 
 def rebuild_study(meta: dict, rows: list, histories: dict):
@@ -236,7 +258,9 @@ def optuna_figures(meta, rows, histories) -> dict:
         if stem == "optuna_param_importances" and len(complete) < 3:
             continue
         try:
-            with warnings.catch_warnings():
+            # Optuna's plots switch pyplot to its ggplot style for good: scoped here, so
+            # the figures drawn after them (in a notebook's kernel too) keep the default
+            with warnings.catch_warnings(), plt.rc_context():
                 warnings.simplefilter("ignore")  # Optuna marks its matplotlib API experimental
                 ax = getattr(ov, fn)(study)
             fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
