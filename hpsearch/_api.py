@@ -177,12 +177,12 @@ def run(spec: str | Path | dict | SearchSpec, *, name: str | None = None,
             process and reused by later searches).
         overwrite: replace a search of the same name.
         export: evaluate the best trial once on the test split and bundle it.
-        refit, refit_epochs: with ``export``, train the chosen configuration again on the
-            training and validation splits before its test evaluation, for
-            ``refit_epochs`` (default: the epoch at which the chosen trial peaked); they
-            override the spec's ``export: {refit, epochs}`` (``refit=False`` turns a
-            spec's refit off). The refit runs on the search's Ray, as an MLflow child
-            run tagged ``refit``.
+        refit: with ``export``, train the chosen configuration again on the training
+            and validation splits before its test evaluation (``--refit``), on the
+            search's Ray, as an MLflow child run tagged ``refit``; overrides the spec's
+            ``export.refit`` (``False`` turns a spec's refit off).
+        refit_epochs: the refit's epochs (``--refit-epochs``; default: the spec's
+            ``export.epochs``, else the epoch at which the chosen trial peaked).
         verbose: a line per epoch of every trial.
         progress: one live progress display (in a notebook, updated in place).
 
