@@ -7,8 +7,11 @@
    trial (in the order trials ended) against the epochs trained so far, with one
    reference point per seed for both strategies. Reported: the epochs MO-ASHA + TPE
    needed to reach the hypervolume random search ended with, as a ratio of random's
-   epochs (target: <= 0.5), n, median and spread; a seed where MO-ASHA never reached
-   it counts at its total (the ratio is then a lower bound, said so).
+   epochs (target: <= 0.5), n, median and spread. Where MO-ASHA's search ended below
+   it, the search is given more trials (``resume --samples``, 8 at a time) until it
+   gets there or has trained as many epochs as random search: the ratio is then
+   measured, not bounded by MO-ASHA's own budget (a seed that still misses counts at
+   random's epochs, a ratio of 1).
 2. **Warm start against a cold start**: a search on a 30 % subset of the data, then on
    the full data twice, cold and warm-started from the subset's search. Reported: the
    epochs the warm search needed to reach the best the cold one ended with, as a ratio
@@ -39,7 +42,7 @@ TASK = {
     "data": {"source": "digits", "val_fraction": 0.2, "test_fraction": 0.2},
     "objective": [{"metric": "val_accuracy", "mode": "max"},
                   {"metric": "num_params", "mode": "min"}],
-    "search": {"algorithm": "tpe", "samples": 24, "seed": 0, "concurrency": 2},
+    "search": {"algorithm": "tpe", "samples": 16, "seed": 0, "concurrency": 2},
     "scheduler": {"name": "asha", "max_epochs": 9, "grace_period": 1, "reduction_factor": 3},
     "resources": {"cpus_per_trial": 1},
     "space": {"lr": {"loguniform": [3e-4, 1e-1]}, "base_width": {"choice": [4, 6, 8, 12, 16]},
@@ -48,16 +51,21 @@ TASK = {
 }
 
 
-def search(doc: dict, storage) -> list:
-    """Run one search quietly; its trial rows (from MLflow) in the order they ended."""
+def search(doc: dict, storage, more: int = 0) -> list:
+    """Run one search quietly (or, ``more``, give the search of that name ``more`` trials);
+    its trial rows (from MLflow) in the order they ended."""
     from hpsearch.results.mlflow_runs import child_runs
     from hpsearch.results.status import trial_rows
-    from hpsearch.search.engine import run_search
+    from hpsearch.search.engine import extend_search, run_search
     from hpsearch.search.spec import parse_spec
 
-    spec = parse_spec(doc, source=doc["name"])
-    run_search(spec, storage=storage, echo=lambda *_: None, verbose=False)
-    meta, rows = trial_rows(spec.name, storage)
+    if more:
+        total = len(trial_rows(doc["name"], storage)[1]) + more
+        extend_search(doc["name"], storage=storage, samples=total, echo=lambda *_: None)
+    else:
+        run_search(parse_spec(doc, source=doc["name"]), storage=storage,
+                   echo=lambda *_: None, verbose=False)
+    meta, rows = trial_rows(doc["name"], storage)
     ended = {r.info.run_id: r.info.end_time or 0 for r in child_runs(
         meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"])}
     return meta, sorted(rows, key=lambda r: ended.get(r.run_id, 0))
@@ -105,12 +113,18 @@ def mo_asha_vs_random(seeds: int, storage) -> tuple[list[float], list[str]]:
         points = [p for r in rows_t + rows_r if (p := point(r, objectives))]
         ref = reference_point(points)
         c_t, c_r = curve(meta_t, rows_t, ref), curve(meta_r, rows_r, ref)
-        target = c_r[-1][1]
+        target, own = c_r[-1][1], c_t[-1][0]
         need, reached = epochs_to(c_t, target)
+        while not reached and c_t[-1][0] < c_r[-1][0]:  # more trials, the same study
+            meta_t, rows_t = search(tpe, storage, more=8)
+            c_t = curve(meta_t, rows_t, ref)
+            need, reached = epochs_to(c_t, target)
+        if not reached:
+            need = c_r[-1][0]
         ratios.append(need / c_r[-1][0])
-        lines.append(f"| {seed} | {c_t[-1][0]} | {c_t[-1][1]:.4g} | {c_r[-1][0]} | {target:.4g} "
-                     f"| {need}{'' if reached else ' (not reached)'} | "
-                     f"{'' if reached else '≥'}{ratios[-1]:.2f} |")
+        lines.append(f"| {seed} | {own} | {c_r[-1][0]} | {target:.4g} | {c_t[-1][0]} "
+                     f"| {need}{'' if reached else ' (not reached: counted as random)'} "
+                     f"| {ratios[-1]:.2f} |")
     return ratios, lines
 
 
@@ -182,8 +196,9 @@ def main() -> None:
                 f"{TASK['search']['samples']} trials of up to {TASK['scheduler']['max_epochs']} "
                 "epochs each, concurrency 2. Ratio: epochs MO-ASHA + TPE needed to reach the "
                 "hypervolume random search ended with / random's epochs (target <= 0.5).", "",
-                "| seed | MO-ASHA epochs | its final HV | random epochs | random's final HV "
-                "| MO-ASHA epochs to it | ratio |", "|---|---|---|---|---|---|---|", *lines, "",
+                "| seed | MO-ASHA's own epochs | random's epochs | random's final HV | MO-ASHA "
+                "epochs with extensions | MO-ASHA epochs to random's HV | ratio |",
+                "|---|---|---|---|---|---|---|", *lines, "",
                 f"**Ratio: {spread(ratios, '{:.2f}')}; mean {statistics.fmean(ratios):.2f}; "
                 f"target <= 0.5: {'met' if statistics.median(ratios) <= 0.5 else 'missed'}.**", ""]
         if args.part in ("both", "warm"):

@@ -14,9 +14,11 @@ trials from MLflow (the system of record: a search of another storage root or an
 MLflow experiment of the same store works too) and keeps those whose parameters lie
 in this spec's space: each sampled value within its range or among its options, each
 parameter this space samples present (unless its ``when`` does not hold), each value
-this spec fixes equal to the one the trial had. They join the new study as COMPLETE
-trials with their objective values (``best_<metric>``); the others are counted and
-said, never silently dropped.
+this spec fixes equal to the one the trial had. They join the new study as their own
+study saw them: a trial that completed as COMPLETE with its objective values
+(``best_<metric>``), one that ASHA stopped as PRUNED with its per-epoch values (with
+one objective; TPE ranks it by the rung it reached, not as a finished 1-epoch trial).
+The others are counted and said, never silently dropped.
 """
 
 from __future__ import annotations
@@ -75,19 +77,23 @@ class WarmStart:
 
     def line(self) -> str:
         why = "; ".join(f"{n} {reason}" for reason, n in self.outside.items())
+        pruned = sum(t.state.name == "PRUNED" for t in self.trials)
         return (f"warm start from {self.source!r}: {len(self.trials)} of its {self.finished} "
-                f"finished trial(s) reused" + (f" ({why})" if why else ""))
+                f"finished trial(s) reused ({len(self.trials) - pruned} completed, {pruned} "
+                f"stopped early)" + (f"; left out: {why}" if why else ""))
 
 
 def warm_start(spec: SearchSpec, storage, tracking_uri: str) -> WarmStart:
     """The finished trials of ``spec.warm_start`` that lie in ``spec``'s space."""
     import optuna
 
+    from hpsearch.results.mlflow_runs import _client
     from hpsearch.results.objective import finite
     from hpsearch.search.searcher import constraint_values
     from hpsearch.search.space import distribution
 
-    runs, source = _source_runs(spec.warm_start, storage, tracking_uri, spec.source)
+    runs, source, uri = _source_runs(spec.warm_start, storage, tracking_uri, spec.source)
+    client, many = _client(uri), spec.multi_objective
     dists = {p.name: distribution(p) for p in spec.space}
     params_of = {p.name: p for p in spec.space}
     trials, outside, finished = [], {}, 0
@@ -105,13 +111,24 @@ def warm_start(spec: SearchSpec, storage, tracking_uri: str) -> WarmStart:
         if why:
             outside[why] = outside.get(why, 0) + 1
             continue
+        stopped = tags.get("stop_reason") == "asha_stopped"
+        state = optuna.trial.TrialState.PRUNED if stopped else optuna.trial.TrialState.COMPLETE
+        steps = _epochs(client, run.info.run_id, spec.metric) if stopped and not many else {}
         trials.append(optuna.trial.create_trial(
             params=params, distributions={k: dists[k] for k in params},
-            values=values, state=optuna.trial.TrialState.COMPLETE,
+            values=None if stopped else values, state=state, intermediate_values=steps,
             user_attrs={"warm_start": source, "trial_id": run.data.tags.get("trial_id", "")},
             system_attrs={f"constraints:{k}": v for k, v in
                           constraint_values(spec.constraints, run.data.metrics).items()}))
     return WarmStart(trials, source, finished, outside)
+
+
+def _epochs(client, run_id: str, metric: str) -> dict[int, float]:
+    """A stopped trial's objective per epoch: Optuna ranks PRUNED trials by these."""
+    from hpsearch.results.objective import finite
+
+    return {m.step: m.value for m in client.get_metric_history(run_id, metric)
+            if finite(m.value)}
 
 
 def _in_space(logged: dict, params: dict, fixed: dict) -> tuple[dict, str | None]:
@@ -165,9 +182,10 @@ def check_source(spec: SearchSpec, storage, tracking_uri: str) -> None:
         _source_runs(spec.warm_start, storage, tracking_uri, spec.source)
 
 
-def _source_runs(name: str, storage, tracking_uri: str, where: str = "") -> tuple[list, str]:
-    """The trial runs of a search under the storage root, else of the MLflow experiment
-    of that name in the tracking store."""
+def _source_runs(name: str, storage, tracking_uri: str, where: str = ""
+                 ) -> tuple[list, str, str]:
+    """(trial runs, name, their tracking URI) of a search under the storage root, else of
+    the MLflow experiment of that name in the tracking store."""
     from hpsearch.results.mlflow_runs import _client, child_runs
 
     meta_file = storage.search_dir(name) / "hpsearch.json"
@@ -176,7 +194,7 @@ def _source_runs(name: str, storage, tracking_uri: str, where: str = "") -> tupl
 
         meta = json.loads(meta_file.read_text())
         return list(child_runs(meta["tracking_uri"], meta["experiment_id"],
-                               meta["parent_run_id"])), name
+                               meta["parent_run_id"])), name, meta["tracking_uri"]
     client = _client(tracking_uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
@@ -186,4 +204,4 @@ def _source_runs(name: str, storage, tracking_uri: str, where: str = "") -> tupl
                         "earlier search (`hpsearch status` lists them)")
     runs = client.search_runs([experiment.experiment_id], filter_string="tags.trial_id != ''",
                               max_results=10000)
-    return runs, name
+    return runs, name, tracking_uri

@@ -142,12 +142,17 @@ def test_a_warm_start_reuses_the_trials_that_fit_its_space(searched, capsys):
     warm = hpsearch.run(narrowed, storage=storage, progress=False)
     out = capsys.readouterr().out
     assert f"warm start from 'mo-digits': {fits} of its {finished} finished trial(s) reused" in out
-    assert "with `base_width` outside this space" in out
+    assert "left out: " in out and "with `base_width` outside this space" in out
     parent = MlflowClient(warm.meta["tracking_uri"]).get_run(warm.meta["parent_run_id"])
     assert parent.data.tags["warm_start"] == "mo-digits"
     assert parent.data.tags["warm_start.reused"] == str(fits)
     study = study_of(storage / "warm-digits")
-    assert sum(t.user_attrs.get("warm_start") == "mo-digits" for t in study.trials) == fits
+    reused = [t for t in study.trials if t.user_attrs.get("warm_start") == "mo-digits"]
+    assert len(reused) == fits
+    # as their own study saw them: what ASHA stopped is PRUNED, what completed COMPLETE
+    by_id = {r.trial_id: r for r in rows}
+    assert all((t.state.name == "PRUNED") == (by_id[t.user_attrs["trial_id"]].stop_reason
+                                             == "asha_stopped") for t in reused)
     assert len(warm.trials) == 2  # its own trials only
     with pytest.raises(hpsearch.SpecError, match="`search.warm_start`: no search named 'nope'"):
         hpsearch.run({**narrowed, "name": "cold", "search": {**narrowed["search"],
