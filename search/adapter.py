@@ -29,7 +29,7 @@ def trial(config: dict) -> None:
 
     from hpsearch.trainables import get as get_trainable
     from hpsearch.trainables.health import Unhealthy
-    from hpsearch.trainables.loop import NonFiniteLoss, train
+    from hpsearch.trainables.loop import train
 
     node_id = ray.get_runtime_context().get_node_id()  # recorded as a tag of the trial's run
     restore = None
@@ -48,13 +48,11 @@ def trial(config: dict) -> None:
     failure: dict | None = None
     try:
         train(config, report, restore=restore)
-    except Unhealthy as e:  # a diverged loss (health stops that prune report themselves)
+    except Unhealthy as e:
+        # a diverged loss, NaN and infinity included (health stops that prune report
+        # themselves). Deterministic: a FailureConfig retry from the last checkpoint
+        # would only diverge again; the run ends FAILED, "unhealthy: divergence (...)"
         failure = {"unhealthy": str(e), "diverged": True}
-    except NonFiniteLoss as e:
-        # Deterministic: a FailureConfig retry from the last checkpoint would only
-        # reproduce the NaN; the tracker marks the run FAILED with stop_reason
-        # "error: NonFiniteLoss".
-        failure = {"error": f"NonFiniteLoss: {e}"}
     except torch.cuda.OutOfMemoryError as e:
         # The same config on the same GPU runs out of memory again: no retry either.
         failure = {"error": f"OutOfMemory: {str(e).splitlines()[0] if str(e) else 'CUDA out of memory'}"}

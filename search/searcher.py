@@ -28,7 +28,7 @@ class SchedulerAwareOptunaSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
         if result and not error and not _finite(result.get(self.metric)):
-            # a trial that ended itself with an error (NonFiniteLoss, OutOfMemory) reports
+            # a trial that ended itself (a divergence, OutOfMemory) reports
             # a NaN objective; OptunaSearch would tell it COMPLETE with that value, which
             # Optuna refuses ("The value nan is not acceptable"; Ray only logs it), and the
             # trial would stay RUNNING in the study. Told without a result and with an
