@@ -143,6 +143,7 @@ class Outbox:
         self.failures = 0    # consecutive failed attempts
         self.delivered = 0
         self.rejected = 0    # writes MLflow refused: logged and dropped, as before
+        self.last_error: Exception | None = None  # of the last failed attempt (None: it went)
         self._tail: dict[str, dict] = {}  # trial -> its last pending metrics write, still open
 
     def add(self, write: dict) -> None:
@@ -183,6 +184,7 @@ class Outbox:
                              f"{type(e).__name__}: {_first_line(e)}")
                     continue
                 self.writer.forget()
+                self.last_error = e
                 if self.failures == 0:
                     self.log(f"hpsearch: MLflow at {self.writer.tracking_uri} does not answer "
                              f"({type(e).__name__}: {_first_line(e)[:200]}); results stay "
@@ -192,6 +194,7 @@ class Outbox:
                 return False
             self.pending.popleft()
             self.delivered += 1
+            self.last_error = None
             if self.failures:
                 self.log(f"hpsearch: MLflow at {self.writer.tracking_uri} answers again; "
                          f"delivering {len(self.pending) + 1} queued write(s)")

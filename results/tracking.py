@@ -9,8 +9,10 @@ one trial into one ``log_batch`` call. Only the contract's metrics are logged.
 Runs are ended from the driver side: Tune ends an ASHA-stopped trial from
 inside its report call, so code after a trial's loop never runs. ``close``
 and :func:`end_orphans` make sure no run is left RUNNING after a search ends,
-fails or is interrupted (SIGINT or SIGTERM: the in-flight trials' runs end
-KILLED with stop_reason ``interrupted``, see :meth:`MlflowTracker.interrupt`).
+fails or is interrupted (a stop signal: the in-flight trials' runs end KILLED with
+stop_reason ``interrupted``; the time budget: KILLED, ``time_budget``; see
+:meth:`MlflowTracker.stopping`). When Ray itself is gone, :meth:`MlflowTracker.abandon`
+ends the runs from outside Tune's loop: nothing here needs Ray.
 
 The writer survives a tracking store that stops answering (a restarted
 ``mlflow server``): writes stay queued in order and are retried with backoff
@@ -82,7 +84,9 @@ class MlflowTracker(tune.Callback):
         self._unhealthy: dict[str, tuple[str, bool]] = {}  # health stops: (why, failed)
         self._nodes: dict[str, str] = {}   # trial -> the Ray node it last reported from
         self._open: set[str] = set()       # trials started and not yet ended
-        self._interrupted = False          # the search is being stopped (SIGINT/SIGTERM)
+        self._stopping: tuple[str, str] | None = None  # (status, reason) of a search stop
+        self._abandoned = False            # Ray is gone: later Tune events change nothing
+        self.disk_full: str | None = None  # a write to a full disk failed (the writer saw it)
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
         self._hurry = threading.Event()
@@ -101,7 +105,8 @@ class MlflowTracker(tune.Callback):
     def __setstate__(self, state):  # restored by `hpsearch resume`: print progress again
         self.__dict__.update(state)
         self.echo = print
-        self._interrupted = False  # a stop before the resume is not this run's stop
+        self._stopping = None  # a stop before the resume is not this run's stop
+        self._abandoned, self.disk_full = False, None
         # trials the dead driver numbered after Tune's last save (lost) keep their numbers
         self._index_floor = MlflowTracker.restored_index_floor
         self._hurry = threading.Event()
@@ -109,7 +114,21 @@ class MlflowTracker(tune.Callback):
 
     def interrupt(self) -> None:
         """The search is being stopped: trials that end from now on were interrupted."""
-        self._interrupted = True
+        self.stopping("KILLED", "interrupted")
+
+    def stopping(self, status: str, reason: str) -> None:
+        """The search is being stopped: trials that Tune stops from now on end with
+        ``status`` and stop_reason ``reason`` (the first stop's)."""
+        if self._stopping is None:
+            self._stopping = (status, reason)
+
+    def abandon(self, status: str, reason: str) -> None:
+        """Ray is gone and Tune's loop will not end the trials: end every open trial's
+        run now (from any thread), and ignore what Tune reports after this."""
+        self.stopping(status, reason)
+        for tid in sorted(self._open, key=lambda t: self._index.get(t, 0)):
+            self._end(tid, status, reason)
+        self._abandoned = True
 
     # ------------------------------------------------------------ Tune hooks
 
@@ -147,7 +166,8 @@ class MlflowTracker(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         tid = trial.trial_id
         if isinstance(result.get("error"), str):
-            self._errors[tid] = result["error"].split(":", 1)[0]
+            self._errors[tid] = result.get("stop_reason") or \
+                f"error: {result['error'].split(':', 1)[0]}"
             return
         if isinstance(result.get("unhealthy"), str):
             self._unhealthy[tid] = (result["unhealthy"], bool(result.get("diverged")))
@@ -181,7 +201,7 @@ class MlflowTracker(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         tid = trial.trial_id
         if tid in self._errors:
-            self._end(tid, "FAILED", f"error: {self._errors[tid]}")
+            self._end(tid, "FAILED", self._errors[tid])
             return
         if tid in self._unhealthy:
             why, failed = self._unhealthy[tid]
@@ -197,20 +217,22 @@ class MlflowTracker(tune.Callback):
         self._end(tid, "FINISHED", reason)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        if self._interrupted:  # its worker got the same signal as the driver
-            self._end(trial.trial_id, "KILLED", "interrupted")
+        if self._stopping is not None:  # e.g. its worker got the same signal as the driver
+            self._end(trial.trial_id, *self._stopping)
             return
         self._end(trial.trial_id, "FAILED", f"error: {_error_type(trial)}")
 
     def on_experiment_end(self, trials, **info) -> None:
-        if self._interrupted:  # Tune stops in-flight trials without a per-trial event
+        if self._stopping is not None:  # Tune stops in-flight trials without a per-trial event
             for tid in sorted(self._open, key=lambda t: self._index.get(t, 0)):
-                self._end(tid, "KILLED", "interrupted")
+                self._end(tid, *self._stopping)
         self.close()
 
     # ------------------------------------------------------------ driver side
 
     def _end(self, tid: str, status: str, reason: str) -> None:
+        if self._abandoned:
+            return
         best = self._best.get(tid)
         self._open.discard(tid)
         # epochs None: no result in this session (a resumed trial); the writer reads
@@ -252,6 +274,7 @@ class MlflowTracker(tune.Callback):
 
     def _writer(self) -> None:
         from hpsearch.results.outbox import Outbox, RunWriter, fail_fast_http
+        from hpsearch.results.storage import is_disk_full
 
         fail_fast_http()
         outbox = Outbox(RunWriter(self.tracking_uri, self.experiment_id, self.parent_run_id))
@@ -273,10 +296,13 @@ class MlflowTracker(tune.Callback):
             for item in items:
                 if item is _STOP:
                     closing = time.monotonic()
+                    outbox.next_try = 0.0  # the end of the search: try again at once
                 else:
                     outbox.add(item)
             done = outbox.deliver()
             self.write_errors = outbox.rejected
+            if self.disk_full is None and is_disk_full(outbox.last_error):
+                self.disk_full = self.tracking_uri  # the search stops (stopping.DiskWatch)
             if closing is None:
                 continue
             if done:

@@ -27,6 +27,7 @@ def trial(config: dict) -> None:
     import torch
     from ray import tune
 
+    from hpsearch.results.storage import is_disk_full
     from hpsearch.trainables import get as get_trainable
     from hpsearch.trainables.health import Unhealthy
     from hpsearch.trainables.loop import train
@@ -56,6 +57,14 @@ def trial(config: dict) -> None:
     except torch.cuda.OutOfMemoryError as e:
         # The same config on the same GPU runs out of memory again: no retry either.
         failure = {"error": f"OutOfMemory: {str(e).splitlines()[0] if str(e) else 'CUDA out of memory'}"}
+    except Exception as e:
+        if not is_disk_full(e):
+            raise
+        # A checkpoint that did not fit: a retry would fail the same way, and the search
+        # stops (search/stopping.py, DiskWatch) so the others need not find out one by one
+        where = tune.get_context().get_trial_dir()
+        failure = {"error": f"DiskFull: {str(e).splitlines()[0] if str(e) else e!r}",
+                   "stop_reason": f"error: disk full ({where})", "disk_full": True}
     if failure is None:
         return
     if failure.get("error", "").startswith("OutOfMemory"):

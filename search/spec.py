@@ -28,8 +28,10 @@ TOP_KEYS = {"name", "trainable", "data", "objective", "search", "scheduler", "re
             "fixed", "failure", "health"}
 # startup_trials None: TPE's random start-up is min(10, max(2, samples // 3)) trials
 # cover: choice parameters whose every option is tried first (see cover_points)
+# time_budget: wall time of one run (or resume) of the search, e.g. 30m (None: no limit)
 SEARCH_KEYS = {"algorithm": "tpe", "samples": 8, "seed": 0, "concurrency": 2, "recheck": None,
-               "startup_trials": None, "constant_liar": True, "cover": []}
+               "startup_trials": None, "constant_liar": True, "cover": [], "time_budget": None}
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
 RECHECK_KEYS = {"top": 3, "seeds": 3}
 SCHEDULER_KEYS = {"name": "asha", "max_epochs": 10, "grace_period": 1, "reduction_factor": 3,
                   "brackets": 1}
@@ -82,6 +84,7 @@ class SearchSpec:
     space: tuple[Param, ...]
     fixed: dict
     cover: tuple[str, ...] = ()  # choice parameters whose every option is tried first
+    time_budget: float | None = None  # seconds one run (or resume) may take; None: no limit
     source: str = "<spec>"
     raw: dict = field(default_factory=dict, compare=False)  # the validated document, for logging
 
@@ -352,6 +355,7 @@ class _Validator:
         if not isinstance(liar, bool):
             raise self.fail("search.constant_liar", f"must be true or false, got {liar!r}")
         search["recheck"] = None if recheck is None else dict(zip(("top", "seeds"), recheck))
+        time_budget = self.duration("search.time_budget", search["time_budget"])
 
         sched = self.block(doc, "scheduler", SCHEDULER_KEYS)
         if sched["name"] not in SCHEDULERS:
@@ -401,8 +405,21 @@ class _Validator:
             concurrency=concurrency, scheduler=sched["name"], max_epochs=max_epochs,
             grace_period=grace, reduction_factor=rf, brackets=brackets, cpus_per_trial=cpus, gpus_per_trial=gpus,
             max_failures=max_failures, health=health, space=space, fixed=dict(fixed),
-            cover=cover, source=self.source, raw=raw,
+            cover=cover, time_budget=time_budget, source=self.source, raw=raw,
         )
+
+    def duration(self, key: str, value) -> float | None:
+        """A duration: 30m, 2h, 90s or 1.5h (units s, m, h), or a number of seconds."""
+        if value is None:
+            return None
+        try:
+            seconds = parse_duration(value)
+        except ValueError:
+            raise self.fail(key, f"must be a duration such as 30m, 2h or 90s (units s, m, h; "
+                                 f"a plain number is seconds), got {value!r}") from None
+        if not seconds > 0:
+            raise self.fail(key, f"must be more than 0 seconds, got {value!r}")
+        return seconds
 
     def recheck(self, search: dict) -> tuple[int, int] | None:
         """`search.recheck`: {top: K, seeds: N} (or false/absent: off)."""
@@ -570,6 +587,23 @@ class _Validator:
                                                   f"got {when!r}")
         return tuple((parent, tuple(v) if isinstance(v, list) else (v,))
                      for parent, v in when.items())
+
+
+def parse_duration(value) -> float:
+    """Seconds in ``30m``, ``2h``, ``90s``, ``1.5h`` or a plain number of seconds; raises
+    ValueError for anything else."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*", str(value))
+        if not match:
+            raise ValueError(value)
+        seconds = float(match[1]) * DURATION_UNITS[match[2] or "s"]
+    if not math.isfinite(seconds):
+        raise ValueError(value)
+    return seconds
 
 
 def cover_points(space: tuple[Param, ...], cover: tuple[str, ...]) -> list[dict]:
