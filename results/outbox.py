@@ -27,6 +27,7 @@ from collections import deque
 from pathlib import Path
 
 from hpsearch.results.mlflow_runs import PARENT_TAG, _client, end_orphans
+from hpsearch.results.storage import is_disk_full
 
 OUTBOX_FILE = "mlflow-outbox.jsonl"
 MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
@@ -185,7 +186,10 @@ class Outbox:
                     continue
                 self.writer.forget()
                 self.last_error = e
-                if self.failures == 0:
+                if self.failures == 0 and is_disk_full(e):
+                    self.log(f"hpsearch: MLflow at {self.writer.tracking_uri} cannot write: the "
+                             "disk is full; results stay queued and are retried")
+                elif self.failures == 0:
                     self.log(f"hpsearch: MLflow at {self.writer.tracking_uri} does not answer "
                              f"({type(e).__name__}: {_first_line(e)[:200]}); results stay "
                              "queued and are retried")

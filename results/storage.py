@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import re
 import shutil
@@ -126,12 +127,15 @@ class Storage:
         usage = shutil.disk_usage(folder)
         return usage.free, usage.total
 
-    def full_message(self, name: str) -> str:
-        """The one line a search that ran out of space ends with."""
+    def full_message(self, name: str, reserved: int = 0) -> str:
+        """The one line a search that ran out of space ends with (``reserved``: bytes of
+        its :class:`Reserve` it gave back to end its runs, free now)."""
         free, total = self.free_space()
-        return (f"the storage root {self.root} is full ({size(free)} free of {size(total)}); "
-                f"search {name!r} stopped. Free space there (or move it and give --storage "
-                f"the new folder), then `hpsearch resume {name}` continues it")
+        given = f", {size(reserved)} of it given back by the search" if reserved else ""
+        return (f"the storage root {self.root} is full ({size(free)} free of {size(total)}"
+                f"{given}); search {name!r} stopped, its runs ended. Free space there (or "
+                f"move it and give --storage the new folder), then `hpsearch resume {name}` "
+                "continues it")
 
 
 # ---------------------------------------------------------------- a full disk
@@ -165,6 +169,27 @@ def size(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
+class QuietDiskFull(logging.Filter):
+    """Drops a library's own log record of a write that failed on a full disk (Tune's
+    experiment state, MLflow's SQLAlchemy store, each with its traceback, once per
+    retry); the search ends with one line naming the storage root instead."""
+
+    LOGGERS = ("ray.tune.execution.experiment_state", "mlflow.store.db.utils")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (is_disk_full(error) or any(t in str(record.msg) for t in DISK_FULL_TEXT))
+
+    def __enter__(self) -> QuietDiskFull:
+        for name in self.LOGGERS:
+            logging.getLogger(name).addFilter(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeFilter(self)
+
+
 class Reserve:
     """A few MiB held in a file in the search's folder while it runs and given back
     when a write fails on a full disk, so that the search can still end its MLflow
@@ -174,6 +199,7 @@ class Reserve:
     def __init__(self, folder: Path, nbytes: int = RESERVE_BYTES) -> None:
         self.path = Path(folder) / RESERVE_FILE
         self.nbytes = nbytes
+        self.held = False
 
     def hold(self) -> bool:
         """Take the room now; False where it cannot be had (then nothing is held)."""
@@ -183,6 +209,7 @@ class Reserve:
                 os.posix_fallocate(fd, 0, self.nbytes)
             finally:
                 os.close(fd)
+            self.held = True
             return True
         except OSError:
             self.release()

@@ -87,6 +87,7 @@ class MlflowTracker(tune.Callback):
         self._stopping: tuple[str, str] | None = None  # (status, reason) of a search stop
         self._abandoned = False            # Ray is gone: later Tune events change nothing
         self.disk_full: str | None = None  # a write to a full disk failed (the writer saw it)
+        self.reserve = None  # results.storage.Reserve: room given back when the disk is full
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
         self._hurry = threading.Event()
@@ -126,9 +127,20 @@ class MlflowTracker(tune.Callback):
         """Ray is gone and Tune's loop will not end the trials: end every open trial's
         run now (from any thread), and ignore what Tune reports after this."""
         self.stopping(status, reason)
-        for tid in sorted(self._open, key=lambda t: self._index.get(t, 0)):
-            self._end(tid, status, reason)
+        self._end_open()
         self._abandoned = True
+
+    def _end_open(self) -> None:
+        """End the trials still open with the search's stop, unless a trial ended itself
+        first (its error, or its health stop, arrived before Tune stopped it)."""
+        for tid in sorted(self._open, key=lambda t: self._index.get(t, 0)):
+            if tid in self._errors:
+                self._end(tid, "FAILED", self._errors[tid])
+            elif tid in self._unhealthy:
+                why, failed = self._unhealthy[tid]
+                self._end(tid, "FAILED" if failed else "FINISHED", f"unhealthy: {why}")
+            else:
+                self._end(tid, *self._stopping)
 
     # ------------------------------------------------------------ Tune hooks
 
@@ -224,8 +236,7 @@ class MlflowTracker(tune.Callback):
 
     def on_experiment_end(self, trials, **info) -> None:
         if self._stopping is not None:  # Tune stops in-flight trials without a per-trial event
-            for tid in sorted(self._open, key=lambda t: self._index.get(t, 0)):
-                self._end(tid, *self._stopping)
+            self._end_open()
         self.close()
 
     # ------------------------------------------------------------ driver side
@@ -303,6 +314,9 @@ class MlflowTracker(tune.Callback):
             self.write_errors = outbox.rejected
             if self.disk_full is None and is_disk_full(outbox.last_error):
                 self.disk_full = self.tracking_uri  # the search stops (stopping.DiskWatch)
+                if getattr(self, "reserve", None) is not None:
+                    self.reserve.release()  # room for this write and the runs' ends:
+                    outbox.next_try = 0.0   # taken at once, before anything else takes it
             if closing is None:
                 continue
             if done:
@@ -322,7 +336,13 @@ class MlflowTracker(tune.Callback):
             print(f"hpsearch: MLflow at {self.tracking_uri} did not answer; {writes} write(s) "
                   f"({results} epoch result(s)) were not delivered", file=sys.stderr)
             return
-        outbox.save(Path(self.outbox))
+        try:
+            outbox.save(Path(self.outbox))
+        except OSError as e:  # the search's folder is on a full disk too
+            print(f"hpsearch: MLflow at {self.tracking_uri} did not answer for {grace:g} s and "
+                  f"{self.outbox} cannot be written ({e.strerror}); {results} epoch result(s) "
+                  f"({writes} write(s)) were not delivered", file=sys.stderr, flush=True)
+            return
         print(f"hpsearch: MLflow at {self.tracking_uri} did not answer for {grace:g} s; "
               f"{results} epoch result(s) ({writes} write(s)) saved in {self.outbox}",
               file=sys.stderr, flush=True)

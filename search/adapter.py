@@ -62,7 +62,7 @@ def trial(config: dict) -> None:
             raise
         # A checkpoint that did not fit: a retry would fail the same way, and the search
         # stops (search/stopping.py, DiskWatch) so the others need not find out one by one
-        where = tune.get_context().get_trial_dir()
+        where = _trial_storage()
         failure = {"error": f"DiskFull: {str(e).splitlines()[0] if str(e) else e!r}",
                    "stop_reason": f"error: disk full ({where})", "disk_full": True}
     if failure is None:
@@ -76,6 +76,17 @@ def trial(config: dict) -> None:
     # Optuna is told FAIL (search/searcher.py); trial_finished, so not taken for pruned.
     metrics = dict.fromkeys(get_trainable(config["trainable"]).metrics, float("nan"))
     tune.report({**metrics, "trial_finished": True, **failure})
+
+
+def _trial_storage() -> str:
+    """The trial's folder under the storage root (where its checkpoints go)."""
+    from ray import tune
+
+    context = tune.get_context()
+    try:
+        return context.get_storage().trial_fs_path
+    except Exception:  # noqa: BLE001 - another Ray: its local folder still says which trial
+        return context.get_trial_dir()
 
 
 def release_memory() -> None:

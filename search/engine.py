@@ -552,20 +552,24 @@ class _Fit:
         import signal
 
         from hpsearch.results.heartbeat import period
-        from hpsearch.results.storage import is_disk_full
+        from hpsearch.results.storage import QuietDiskFull, is_disk_full
         from hpsearch.search.stopping import RayGone, ResourceWatch
         from hpsearch.search.watchdog import Watchdog
 
         spec, stop, t0 = self.spec, self.stop, time.time()
         status, orphans, missing, full = "FAILED", ("FAILED", "error: search failed"), None, None
         self.reserve.hold()
+        # its writer gives it back on a full disk (a resumed search's tracker has it from
+        # Tune's saved state: the same file)
+        self.tracker.reserve = self.reserve
         try:
             self.echo(f"search {spec.name!r}: {spec.samples} trials of {spec.trainable}, "
                       f"{spec.algorithm.upper()} + {spec.scheduler.upper()} "
                       f"(max {spec.max_epochs} epochs, concurrency {spec.concurrency}"
                       + (f", time budget {_duration(spec.time_budget)})" if spec.time_budget
                          else ")"))
-            with stop, Watchdog(on_lost=self._on_lost, beat=self._beat, beat_every=period()):
+            with stop, QuietDiskFull(), Watchdog(on_lost=self._on_lost, beat=self._beat,
+                                                 beat_every=period()):
                 grid = make_tuner().fit()
                 if then is not None and not stop.signum and not stop.requested \
                         and _scored(grid, spec.metric):
@@ -596,7 +600,7 @@ class _Fit:
             full = f"error: disk full ({self.storage.root})"
             orphans = ("FAILED", full)
             self.tracker.stopping(*orphans)
-            raise DiskFull(self.storage.full_message(spec.name)) from None
+            raise DiskFull(self.storage.full_message(spec.name, self.reserve.nbytes if self.reserve.held else 0)) from None
         finally:
             ResourceWatch.live.clear()
             if stop.signum is not None:  # an error while stopping comes from the stop
@@ -616,7 +620,7 @@ class _Fit:
         if missing:
             raise ResourcesUnavailable(missing)
         if full:
-            raise DiskFull(self.storage.full_message(spec.name))
+            raise DiskFull(self.storage.full_message(spec.name, self.reserve.nbytes if self.reserve.held else 0))
         errors = sum(1 for r in grid if r.error is not None)
         return SearchOutcome(spec.name, self.storage.search_dir(spec.name), self.uri,
                              self.parent, time.time() - t0, len(grid), errors, scored,

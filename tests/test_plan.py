@@ -90,7 +90,7 @@ def test_plan_probes_the_largest_trial_through_the_cli(tmp_path, capsys):
                                                       "width": {"int": [4, 8]}}}))
     assert main(["plan", str(spec), "--steps", "2", "--samples", "6"]) == 0
     out = capsys.readouterr().out
-    assert "plan for" in out and "on cpu" in out
+    assert "plan for" in out and "on the CPU (no CUDA GPU here; measured within" in out
     assert "batch   32:" in out and "batch  128:" in out  # every batch size of the space, timed
     assert "(the hungriest of 3 model variants)" in out
     assert "optimizer='adamw'" in out and "momentum=" not in out  # its conditions fail
