@@ -31,6 +31,9 @@ from ray import tune
 
 RESOURCE_WAIT_ENV = "HPSEARCH_RESOURCE_WAIT"
 DEFAULT_RESOURCE_WAIT = 300.0  # s: a cloud GPU node boots and runs its setup in minutes
+# `timeout` and systemd send their signal to the driver, then to its group or cgroup
+# (which holds the driver too): a repeat this soon is that one signal, not a second one
+REPEAT_WINDOW = 0.5  # s
 # Tune's own lines about a stop; ours say what stopped the search and how to resume it
 TUNE_STOP_LINES = ("Stop signal received", "Experiment has been interrupted")
 
@@ -42,7 +45,8 @@ class _QuietTuneStop(logging.Filter):
 
 class GracefulStop:
     """Within ``with``: the first SIGINT, SIGTERM or SIGHUP calls ``on_stop(signum, None)``
-    and asks Tune to stop (``signum`` is then set); a second raises KeyboardInterrupt.
+    and asks Tune to stop (``signum`` is then set); a second raises KeyboardInterrupt
+    (the same signal within ``REPEAT_WINDOW`` counts as the first).
     :meth:`request` stops the search the same way for a reason of its own."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -54,6 +58,7 @@ class GracefulStop:
         self.requested: tuple[str, str] | None = None  # (trial status, stop_reason)
         self.fallback = False  # no Tune handler to call: stop_all() ends the search instead
         self.lost: str | None = None  # what of Ray died (see wake)
+        self._since = 0.0  # time.monotonic() of the first signal
         self._saved: dict = {}
         self._filter = _QuietTuneStop()
 
@@ -85,8 +90,10 @@ class GracefulStop:
         if self.lost is not None:  # not a signal: the watchdog woke this thread (wake)
             raise RayGone(self.lost)
         if self.signum is not None:
+            if signum == self.signum and time.monotonic() - self._since < REPEAT_WINDOW:
+                return  # the same signal again at once: one sender reaching us twice
             raise KeyboardInterrupt
-        self.signum = signum
+        self.signum, self._since = signum, time.monotonic()
         self.on_stop(signum, None)
         tune_stop = self._tune_handler()
         if tune_stop is not None:  # calling it is asking Tune to stop the way Ctrl-C does
