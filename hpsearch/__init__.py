@@ -33,7 +33,9 @@ _LAZY = {
     "SearchSpec": "hpsearch.search.spec", "Param": "hpsearch.trainables.constraints",
 }
 
-__all__ = ["HpsearchError", "SearchFailed", "SpecError", "trainables", "__version__", *_LAZY]
+__all__ = ["Bundle", "HpsearchError", "Param", "Search", "SearchFailed", "SearchSpec", "SpecError",
+           "__version__", "load", "load_spec", "plan", "predict", "resume", "run", "run_many",
+           "searches", "trainables"]
 
 if TYPE_CHECKING:
     from hpsearch import trainables

@@ -24,6 +24,9 @@ import mlflow.pyfunc
 class BundleModel(mlflow.pyfunc.PythonModel):
     """A bundle's program and preprocessing behind MLflow's pyfunc interface."""
 
+    def __getstate__(self):  # what load_context loads is not the model's to pickle
+        return {}
+
     def load_context(self, context) -> None:
         from hpsearch.results.predict import load_bundle_config, load_model
 
@@ -83,8 +86,15 @@ def log_bundle_model(bundle: Path, config: dict, example, *, name: str):
     ModelInfo. Only ``config.json`` and ``model.pt2`` travel with it."""
     import shutil
     import tempfile
+    import warnings
 
-    with tempfile.TemporaryDirectory(prefix="hpsearch-pyfunc-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="hpsearch-pyfunc-") as tmp, \
+            warnings.catch_warnings():
+        # MLflow's hint that the reply's integer `index` column could not hold a missing
+        # value: it never holds one
+        warnings.filterwarnings("ignore", message=r"Hint: Inferred schema contains integer")
+        # its advice to type-hint predict(): the signature comes from the input example
+        warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method")
         for f in ("config.json", "model.pt2"):
             shutil.copy2(bundle / f, Path(tmp) / f)
         return mlflow.pyfunc.log_model(

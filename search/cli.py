@@ -144,7 +144,6 @@ def cmd_report(args) -> int:
 
 def cmd_compare(args) -> int:
     from hpsearch._search import Search
-
     from hpsearch.search.preflight import check_destination
 
     storage = _storage(args)

@@ -140,7 +140,9 @@ def _served_model_answers_raw_pixels(storage, name: str, pixels, expected: list[
     uri = f"sqlite:///{storage.root / 'mlflow.db'}"
     version = MlflowClient(uri).search_model_versions(f"name = '{name}'")[0].version
     port = free_ports(1)[0]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    # as from an activated environment: MLflow starts `uvicorn` by name
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}/{version}",
          "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
@@ -160,8 +162,9 @@ def _served_model_answers_raw_pixels(storage, name: str, pixels, expected: list[
                                      headers={"Content-Type": "application/json"})
         answer = json.loads(urllib.request.urlopen(req, timeout=120).read())["predictions"]
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(30)
+        if proc.poll() is None:
+            os.killpg(proc.pid, 15)
+            proc.wait(30)
     assert [a["class"] for a in answer] == [r["class"] for r in expected]
     assert [a["probability"] for a in answer] == pytest.approx(
         [r["probability"] for r in expected], abs=1e-5)

@@ -72,18 +72,19 @@ def test_a_gpu_memory_refusal_of_the_second_spec_stops_both_after_ray_starts(
     here its result is given: what run does with it is what is tested.)"""
     import ray
 
-    from hpsearch.search import cli
+    from hpsearch.search import preflight
 
     checked = []
 
-    def check(spec):
+    def check(spec, log=None):
         checked.append((spec.name, ray.is_initialized()))
         if spec.name == "second":
-            raise cli.BadInput(f"{spec.source}: the largest trial needs 9.0 GiB of GPU memory; "
-                               "0.25 of the GPU gives 2.0 GiB (raise gpus_per_trial)")
+            raise preflight.SpecError(f"{spec.source}: the largest trial needs 9.0 GiB of GPU "
+                                      "memory; 0.25 of the GPU gives 2.0 GiB (raise "
+                                      "gpus_per_trial)")
         return None
 
-    monkeypatch.setattr(cli, "_check_plan", check)
+    monkeypatch.setattr(preflight, "check_plan", check)
     storage = tmp_path / "runs"
     first, second = _spec_file(tmp_path, "first"), _spec_file(tmp_path, "second")
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
