@@ -531,6 +531,10 @@ class _Fit:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
+        if os.environ.get("HPSEARCH_DEBUG"):  # where the main thread was held
+            import faulthandler
+
+            faulthandler.dump_traceback(all_threads=True)
         os.write(2, f"hpsearch: error: {line}\n".encode())
         os._exit(code)
 

@@ -48,8 +48,8 @@ class Watchdog:
 
     def __exit__(self, *exc) -> None:
         self._done.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
+        if self.lost is None and self._thread is not None:  # (after a loss it waits for
+            self._thread.join(timeout=5)                    # this thread to leave Tune)
 
     def _run(self) -> None:
         next_beat = 0.0

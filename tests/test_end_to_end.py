@@ -595,7 +595,8 @@ def test_driver_sigkill_then_resume_finishes_the_search(tmp_path):
         assert finished_before, "the search never reached two finished trials"
         time.sleep(4)  # let Tune snapshot the experiment state with them
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
+        # the driver (the local Ray's daemons, in sessions of their own, die with it)
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     r = subprocess.run([sys.executable, "-m", "hpsearch", "resume", "resume-probe", "--storage",
                         str(storage)], cwd=ROOT, env=env, capture_output=True, text=True,

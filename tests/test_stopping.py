@@ -12,6 +12,7 @@ generous bound and never sleep a fixed time.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -205,11 +206,11 @@ def test_the_time_budget_ends_the_search_normally_and_resume_continues_it(
     same trials (their runs go on from the epochs they had)."""
     storage, name = tmp_path / "runs", "budget"
     spec = spec_file(tmp_path, name)
-    code = main(["run", str(spec), "--storage", str(storage), "--time-budget", "20s",
+    code = main(["run", str(spec), "--storage", str(storage), "--time-budget", "30s",
                  "--export"])
     out = capsys.readouterr().out
     assert code == 0, out[-3000:]
-    assert "time budget 20s)" in out and "time budget spent" in out
+    assert "time budget 30s)" in out and "time budget spent" in out
     assert "best trial (*): " in out and ", time_budget" in out and "exported trial " in out
     meta, client, children = runs(name, storage)
     assert client.get_run(meta["parent_run_id"]).info.status == "FINISHED"
@@ -230,6 +231,43 @@ def test_the_time_budget_ends_the_search_normally_and_resume_continues_it(
 
 
 # ---------------------------------------------------------------- a SIGKILLed driver
+
+
+def test_a_sigkilled_drivers_runs_show_as_lost(tmp_path):
+    """SIGKILL ends nothing: the runs stay RUNNING in MLflow, and `status` tells them
+    from live ones: `lost (driver gone since <the last heartbeat>)`. (`resume` settles
+    them: test_end_to_end's SIGKILL test.)"""
+    storage, name = tmp_path / "runs", "killed"
+    proc = start("run", str(spec_file(tmp_path, name)), "--storage", str(storage),
+                 env={"HPSEARCH_HEARTBEAT": "1"})
+    try:
+        wait_for(logging_epochs(name, storage), 300, "two trials logging epochs", proc)
+        meta, client, _ = runs(name, storage)
+        first = float(client.get_run(meta["parent_run_id"]).data.tags[HEARTBEAT_TAG])
+        wait_for(lambda: float(client.get_run(meta["parent_run_id"]).data.tags[HEARTBEAT_TAG])
+                 > first, 60, "a second heartbeat", proc)
+        status = run_status(name, storage)
+        assert "lost" not in status and status.count(" running ") == 2, status
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver (Ray's daemons die with it)
+        proc.communicate()
+    killed = time.time()
+    status = run_status(name, storage)
+    lost = re.findall(r" RUNNING +lost \(driver gone since ([-0-9]+ [:0-9]+)\)", status)
+    assert len(lost) == 2, status
+    since = time.mktime(time.strptime(lost[0], "%Y-%m-%d %H:%M:%S"))
+    assert killed - 10 < since <= killed, (lost, killed)
+    assert f"`hpsearch resume {name}` continues the search and settles them" in status
+    overview = run_status(None, storage)
+    assert re.search(rf"^{name} .* 2 lost ", overview, re.M), overview
+
+
+def run_status(name: str | None, storage: Path) -> str:
+    r = subprocess.run([sys.executable, "-m", "hpsearch", "status", *([name] if name else []),
+                        "--storage", str(storage)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
 
 
 def test_a_driver_gone_elsewhere_is_known_by_its_heartbeat(tmp_path):
@@ -277,7 +315,7 @@ def test_a_disk_that_fills_up_ends_the_search_with_every_run_ended(ray_session, 
     heavy = spec_file(tmp_path, "heavy", fixed={**PACED["fixed"], "ballast_mb": 64})
     assert main(["run", str(heavy), "--storage", str(storage)]) == 2
     err = capsys.readouterr().err
-    assert f"storage root {storage} has " in err and "but the search's checkpoints take up " \
+    assert f"storage root {storage} (--storage) has " in err and "but the search's checkpoints take up " \
         "to 260.0 MiB (2 trials x 2 kept x 64.0 MiB" in err, err
     assert not (storage / "heavy").exists(), "refused before anything was written"
 
