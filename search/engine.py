@@ -590,7 +590,8 @@ class _Fit:
             orphans = ("KILLED", "interrupted") if stop.signum else stop.requested or orphans
         except BaseException as e:
             if self.lost is not None:  # Ray died (RayGone, or what Tune raised as it did):
-                self.unwound.set()     # the watchdog ended the runs
+                self.unwound.set()     # the watchdog ends the runs (as below, should it not)
+                status, orphans = "FAILED", ("FAILED", LOST_REASON)
                 _forget_ray()
                 raise ClusterLost(self.lost_line()) from None
             if isinstance(e, KeyboardInterrupt):  # a second signal, or one before Tune's loop
@@ -604,7 +605,7 @@ class _Fit:
             full = f"error: disk full ({self.storage.root})"
             orphans = ("FAILED", full)
             self.tracker.stopping(*orphans)
-            raise DiskFull(self.storage.full_message(spec.name, self.reserve.nbytes if self.reserve.held else 0)) from None
+            raise self._disk_full() from None
         finally:
             ResourceWatch.live.clear()
             if stop.signum is not None:  # an error while stopping comes from the stop
@@ -624,11 +625,15 @@ class _Fit:
         if missing:
             raise ResourcesUnavailable(missing)
         if full:
-            raise DiskFull(self.storage.full_message(spec.name, self.reserve.nbytes if self.reserve.held else 0))
+            raise self._disk_full()
         errors = sum(1 for r in grid if r.error is not None)
         return SearchOutcome(spec.name, self.storage.search_dir(spec.name), self.uri,
                              self.parent, time.time() - t0, len(grid), errors, scored,
                              undelivered, self.outbox if undelivered else None)
+
+    def _disk_full(self) -> DiskFull:
+        given = self.reserve.nbytes if self.reserve.held else 0  # free again: say so
+        return DiskFull(self.storage.full_message(self.spec.name, given))
 
     def _end(self, status: str, orphan_status: str, orphan_reason: str) -> None:
         """Deliver the tracker's writes, end the runs left open and the parent run: once,
