@@ -44,11 +44,22 @@ def environment_defaults() -> None:
     # No usage reports from a tool that also runs offline and on private clusters:
     # MLflow 3's telemetry thread and Ray's usage stats are off unless set otherwise.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # MLflow's per-download progress bars (an export registering its model, a report's
+    # artifacts) are not the product's output
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Tune's boxed tables and snapshot warnings drown the progress view; the legacy
     # reporter at verbose=0 is silent (in a notebook too: no HTML status tables).
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if not os.environ.get("HPSEARCH_DEBUG"):
+        import logging
+        import warnings
+
+        # In a notebook, importing Ray Tune logs that ipywidgets is missing (INFO) and
+        # tqdm warns it cannot draw notebook progress bars: neither is the product's output
+        logging.getLogger("ray.widgets.util").setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore", message="IProgress not found")
 
 
 # ---------------------------------------------------------------- specs
@@ -224,7 +235,7 @@ def run_specs(specs: list, *, storage=None, tracking_uri: str | None = None,
 
         use_cluster_token()
     checks = preflight.check_run(specs, storage, overwrite=overwrite, address=address,
-                                 resource_wait=resource_wait)
+                                 resource_wait=resource_wait, tracking_uri=tracking_uri)
     from hpsearch.search.batch import run_specs as run_batch
 
     results = run_batch(specs, storage=storage, tracking_uri=tracking_uri, address=address,
@@ -234,15 +245,22 @@ def run_specs(specs: list, *, storage=None, tracking_uri: str | None = None,
     return [Search(r.name, storage=storage, result=r) for r in results]
 
 
-def resume(name: str, *, storage: str | Path | None = None, address: str | None = None,
-           progress: bool = True) -> Search:
+def resume(name: str, *, samples: int | None = None, storage: str | Path | None = None,
+           address: str | None = None, progress: bool = True) -> Search:
     """Finish a search whose driver died (or that was interrupted): finished trials are
     kept, in-flight ones resume from their last checkpoint, TPE keeps its history and
-    the MLflow runs re-attach to their trials. Returns the :class:`~hpsearch.Search`."""
-    return resume_search(name, storage=storage, address=address, echo=print, tables=False)
+    the MLflow runs re-attach to their trials. Returns the :class:`~hpsearch.Search`.
+
+    ``samples``: continue the search (finished, stopped or just finished here) to this
+    many trials in total, its sampler starting from every earlier trial (pruned ones as
+    PRUNED, so TPE models them at once), the new trials numbered after the old ones and
+    tracked under the same MLflow parent run."""
+    return resume_search(name, storage=storage, address=address, samples=samples,
+                         progress=progress, echo=print, tables=False)
 
 
 def resume_search(name: str, *, storage=None, address: str | None = None,
+                  samples: int | None = None, progress: bool = False,
                   echo: Callable[[str], None] = print, tables: bool = False) -> Search:
     from hpsearch._search import Search
     from hpsearch.results.storage import Storage
@@ -253,14 +271,29 @@ def resume_search(name: str, *, storage=None, address: str | None = None,
         from hpsearch.cluster.local import use_cluster_token
 
         use_cluster_token()
+    from hpsearch.search.engine import extend_search
     from hpsearch.search.engine import resume_search as resume_engine
 
     storage = storage if isinstance(storage, Storage) else Storage.resolve(
         str(storage) if storage is not None else None)
-    storage.read_meta(name)  # an unknown search says so before the storage is checked
+    meta = storage.read_meta(name)  # an unknown search says so before the storage is checked
     storage.check_writable()
-    outcome = resume_engine(name, storage=storage, address=address, echo=echo)
-    print_outcome(outcome, storage, echo=echo, table=tables)
+    state = None
+    if samples is not None:
+        from hpsearch.results.mlflow_runs import _client
+
+        state = _client(meta["tracking_uri"]).get_run(meta["parent_run_id"]).info.status
+        if state == "RUNNING":
+            raise SpecError(f"search {name!r} is still running (or its driver died: "
+                            f"`hpsearch resume {name}` first); more trials can be added to a "
+                            "search that ended")
+    if samples is None or state == "KILLED":  # an interrupted search finishes first
+        outcome = resume_engine(name, storage=storage, address=address, echo=echo)
+        print_outcome(outcome, storage, echo=echo, table=tables and samples is None)
+    if samples is not None:
+        outcome = extend_search(name, storage=storage, samples=samples, address=address,
+                                echo=echo, progress={} if progress else None)
+        print_outcome(outcome, storage, echo=echo, table=tables)
     failure = outcome_failure(outcome, storage)
     if failure:
         raise SearchFailed(failure)

@@ -35,8 +35,10 @@ class Search:
     """
 
     def __init__(self, name: str, *, storage=None, result: SpecResult | None = None) -> None:
+        from hpsearch._api import environment_defaults
         from hpsearch.results.storage import Storage
 
+        environment_defaults()
         self.storage = storage if isinstance(storage, Storage) else Storage.resolve(
             str(storage) if storage is not None else None)
         self.meta = self.storage.read_meta(name)  # SearchNotFound names the known ones
@@ -53,11 +55,16 @@ class Search:
 
     @property
     def metric(self) -> str:
-        return self.meta["spec"]["objective"]["metric"]
+        """The (first) objective's metric."""
+        from hpsearch.results.objective import primary
+
+        return primary(self.meta["spec"]).metric
 
     @property
     def mode(self) -> str:
-        return self.meta["spec"]["objective"]["mode"]
+        from hpsearch.results.objective import primary
+
+        return primary(self.meta["spec"]).mode
 
     @property
     def state(self) -> str:
@@ -153,17 +160,33 @@ class Search:
         return load_trial(self.name, self.storage, trial)[4]
 
     def export(self, trial: str | None = None, to: str | Path | None = None, *,
-               echo=print) -> Bundle:
+               pick: str | None = None, where: str | None = None, echo=print) -> Bundle:
         """Evaluate a trial (the best unless ``trial``) ONCE on the held-out test split
         and write its bundle (``weights.pt``, ``config.json``, ``metrics.json``,
         ``model.pt2``, ``model.onnx``, ``report/``, a sha256 manifest) to ``to`` (default
-        ``<storage>/exports/<name>``); registered in MLflow's Model Registry."""
+        ``<storage>/exports/<name>``); registered in MLflow's Model Registry.
+
+        A search of several objectives (or with constraints) exports a trial of its
+        Pareto front: the best by ``pick`` (default: the first objective) among those
+        meeting ``where`` (e.g. ``"num_params<=1e6, infer_ms<2"``); which one and why is
+        printed and kept in ``metrics.json`` (``selection``)."""
         from hpsearch.search.batch import export_and_print
         from hpsearch.search.preflight import check_destination
 
         check_destination(to, self.storage)
         return export_and_print(self.name, self.storage, trial, Path(to) if to else None,
-                                echo=echo)
+                                echo=echo, pick=pick, where=where)
+
+    @property
+    def front(self) -> pd.DataFrame:
+        """The Pareto-optimal trials (feasible, not dominated on every objective), with
+        their objective values; one objective: the best trial."""
+        import pandas as pd
+
+        from hpsearch.results.front import front_table
+
+        meta, rows = self._rows()
+        return pd.DataFrame(front_table(meta, rows))
 
     def report(self, trial: str | None = None, to: str | Path | None = None) -> Path:
         """Plots and tables for a trial (the best unless ``trial``; validation split)

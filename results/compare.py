@@ -12,6 +12,7 @@ import csv
 import json
 from pathlib import Path
 
+from hpsearch.results.objective import primary
 from hpsearch.results.report._common import _markdown, _save, histories, plt
 from hpsearch.results.status import best_row, trial_rows
 from hpsearch.results.storage import Storage
@@ -24,7 +25,7 @@ def compare(names: list[str], *, storage: Storage, dest: Path) -> list[str]:
     dest.mkdir(parents=True, exist_ok=True)
     curves, table = {}, []
     metas = {name: trial_rows(name, storage) for name in names}
-    regression = all(m["spec"]["objective"]["metric"] in ("val_rmse", "val_mae", "val_r2",
+    regression = all(primary(m["spec"]).metric in ("val_rmse", "val_mae", "val_r2",
                                                           "val_skill", "val_loss")
                      and m["spec"]["trainable"] == "forecaster" for m, _ in metas.values())
     panels = REGRESSION_PANELS if regression else PANELS

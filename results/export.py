@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpsearch.errors import SpecError
+from hpsearch.results.objective import primary
 from hpsearch.results.report import attach_to_mlflow, write_reports
 from hpsearch.results.status import best_row, recheck_summary, trial_rows
 from hpsearch.results.storage import Storage
@@ -48,8 +49,10 @@ class Bundle:
 
 
 def find_checkpoints(experiment_dir: Path, trial_id: str) -> list[Path]:
-    """Checkpoint folders of one trial (Tune names trial folders after the trial id)."""
-    dirs = [d for d in experiment_dir.iterdir() if d.is_dir() and d.name == f"trial_{trial_id}"]
+    """Checkpoint folders of one trial (Tune names trial folders after the trial id), in
+    the search's experiment or one inside it (an extension's ``extend-N/``)."""
+    dirs = [d for pattern in (f"trial_{trial_id}", f"*/trial_{trial_id}")
+            for d in experiment_dir.glob(pattern) if d.is_dir()]
     return sorted(c for d in dirs for c in d.glob("checkpoint_*") if (c / "state.pt").is_file())
 
 
@@ -69,14 +72,20 @@ def best_checkpoint_state(experiment_dir: Path, trial_id: str, metric: str, mode
     return max(states, key=score)
 
 
-def load_trial(name: str, storage: Storage, trial_id: str | None = None):
-    """(meta, rows, the chosen row, its best checkpoint's state, the rebuilt model)."""
+def load_trial(name: str, storage: Storage, trial_id: str | None = None, *,
+               by: str | None = None, where: str | None = None):
+    """(meta, rows, the chosen row, its best checkpoint's state, the rebuilt model).
+    ``by``/``where``: pick from the Pareto front (see :func:`hpsearch.results.front.pick`)."""
     from hpsearch.trainables.loop import build_model
 
     meta, rows = trial_rows(name, storage)
     _, rechecks = trial_rows(name, storage, recheck=True)
-    metric, mode = meta["spec"]["objective"]["metric"], meta["spec"]["objective"]["mode"]
-    if trial_id is None:
+    metric, mode = primary(meta["spec"]).metric, primary(meta["spec"]).mode
+    if trial_id is None and picks_from_front(meta, by, where):
+        from hpsearch.results.front import pick
+
+        row = pick(meta, rows, by=by, where=where)[0]
+    elif trial_id is None:
         row = chosen_row(meta, rows, rechecks)
         if row is None:
             raise ExportError(f"search {name!r} has no trial with a finite {metric}; nothing to export")
@@ -115,12 +124,26 @@ def chosen_row(meta: dict, rows: list, rechecks: list):
     return best_row(meta, rows)
 
 
-def selection_note(meta: dict, rows: list, rechecks: list, row) -> str | None:
-    """How the exported trial was chosen, when a seed re-check chose it (summary.md)."""
+def picks_from_front(meta: dict, by: str | None, where: str | None) -> bool:
+    """The export chooses from a front: several objectives, constraints, or a rule."""
+    from hpsearch.results.front import picks_front
+
+    return bool(by or where) or picks_front(meta)
+
+
+def selection_note(meta: dict, rows: list, rechecks: list, row, *, by: str | None = None,
+                   where: str | None = None) -> str | None:
+    """How the exported trial was chosen, when a front or a seed re-check chose it."""
+    if picks_from_front(meta, by, where):
+        from hpsearch.results.front import pick
+
+        chosen, why = pick(meta, rows, by=by, where=where)
+        return (f"Chosen from the Pareto front: trial `{chosen.trial_id}`, {why}."
+                if chosen is row else None)
     checked = recheck_summary(meta, rows, rechecks) if rechecks else []
     if not checked or not checked[0].values:
         return None
-    metric = meta["spec"]["objective"]["metric"]
+    metric = primary(meta["spec"]).metric
     win = checked[0]
     text = (f"Chosen by the seed re-check: the configuration of trial `{win.trial_id}` has the "
             f"best mean {metric} over {len(win.values)} new seeds, {win.mean:.4f} ± {win.sd:.4f}")
@@ -133,16 +156,20 @@ def selection_note(meta: dict, rows: list, rechecks: list, row) -> str | None:
 
 def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
                 to: Path | None = None, report: bool = True, register: bool = True,
-                echo=print) -> Bundle:
+                echo=print, pick: str | None = None, where: str | None = None) -> Bundle:
     """Evaluate the chosen trial (the best, or ``trial_id``) once on the test split and
     write its bundle (see the module's docstring); register it in MLflow's registry."""
     import torch
 
     from hpsearch.trainables.loop import evaluate_split, load_data
 
-    meta, rows, row, state, model = load_trial(name, storage, trial_id)
-    metric, mode = meta["spec"]["objective"]["metric"], meta["spec"]["objective"]["mode"]
+    meta, rows, row, state, model = load_trial(name, storage, trial_id, by=pick, where=where)
+    metric, mode = primary(meta["spec"]).metric, primary(meta["spec"]).mode
     config, data_info = state["config"], state["data_info"]
+    selection = selection_note(meta, rows, trial_rows(name, storage, recheck=True)[1], row,
+                               by=pick, where=where) if trial_id is None else None
+    if selection and picks_from_front(meta, pick, where):
+        echo(selection)
     data = load_data(config)
     x_test, y_test = data.test
     # the one look at the test split, on the GPU where there is one: the trials measured
@@ -156,6 +183,9 @@ def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
 
     metrics = {
         "objective": {"metric": metric, "mode": mode},
+        **({"objectives": meta["spec"]["objective"]} if isinstance(meta["spec"]["objective"], list)
+           else {}),
+        **({"selection": selection} if selection else {}),
         "task": data_info.get("task", "classification"),
         "epoch": state["epoch"],
         "val": {**_prefixed(state["metrics"], "val_"), "n": data_info["sizes"]["val"]},
@@ -192,9 +222,7 @@ def export_best(name: str, *, storage: Storage, trial_id: str | None = None,
                           data=data, config=config, split="test", evaluation=test,
                           facts={"versions": meta.get("versions", {})},
                           bundle_metrics={**metrics, "trial_id": row.trial_id,
-                                          "selection": selection_note(
-                                              meta, rows, trial_rows(name, storage, recheck=True)[1],
-                                              row)})
+                                          "selection": selection})
         write_manifest(tmp)
         if dest.exists():
             shutil.rmtree(dest)

@@ -112,6 +112,8 @@ class RunWriter:
                 metrics = [Metric("epochs_reached", epochs, ts, 0)]
                 if write["best"] is not None:
                     metrics.append(Metric(write["best_metric"], write["best"], ts, 0))
+                # the other objectives at the first one's best epoch (a Pareto point)
+                metrics += [Metric(k, v, ts, 0) for k, v in write.get("also", {}).items()]
                 c.log_batch(run, metrics=metrics, tags=[RunTag("stop_reason", write["reason"]),
                                                         RunTag("epochs_reached", str(epochs))])
                 c.set_terminated(run, status=write["status"])

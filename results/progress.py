@@ -84,6 +84,19 @@ class GpuMeter:
         return sum(rates) / len(rates)
 
 
+class SilentReporter(tune.ProgressReporter):
+    """Tune's own progress reporter, told never to report: the search's progress is
+    :class:`SearchProgress`. (In a notebook Tune would otherwise pick its Jupyter
+    reporter, which clears the cell's output, the search's progress display with it,
+    to redraw its table.)"""
+
+    def should_report(self, trials, done: bool = False) -> bool:
+        return False
+
+    def report(self, trials, done: bool, *sys_info) -> None:
+        pass
+
+
 class SearchProgress(tune.Callback):
     """Tune callback that keeps the counts and draws the line (driver side only)."""
 
@@ -327,9 +340,8 @@ class NotebookProgress(SearchProgress):
             return
         from IPython.display import Pretty
 
-        text = self.line()
         self._ended = True
-        self._handles()[1].update(Pretty(text))
+        self._handles()[1].update(Pretty(self.line()))
 
 
 def progress_view(**kwargs) -> SearchProgress:

@@ -9,38 +9,44 @@ per input, or ``target``, ``steps_ahead`` and ``forecast`` per step. So
 ``mlflow models serve -m models:/NAME/VERSION`` is usable as it is: a request
 carries pixels or texts, not normalized tensors, and the reply carries labels.
 
-The model's artifacts are the bundle's ``config.json`` and ``model.pt2``; the code
-is this module (``hpsearch`` must be installed where the model is served, as with
-``--env-manager local``).
+The model's artifacts are the bundle's ``config.json`` and ``model.pt2``; its code is
+logged as code (MLflow's "models from code": a two-line file that builds
+:class:`BundleModel`), not as a cloudpickle of an object, so loading the model runs
+no pickled bytes, as the bundle's weights load with ``weights_only=True``.
+``hpsearch`` must be installed where the model is served (``--env-manager local``).
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import mlflow.pyfunc
 
+with warnings.catch_warnings():
+    # MLflow warns, as the class is made, that predict() has no type hint (its own schema
+    # check): the inputs are checked by predict's code, one line saying what is wrong,
+    # and the signature comes from the input example. MLflow re-enables UserWarnings
+    # inside its check ("once"), so only the display can be silenced, for this block.
+    warnings.showwarning = lambda *args, **kwargs: None
 
-class BundleModel(mlflow.pyfunc.PythonModel):
-    """A bundle's program and preprocessing behind MLflow's pyfunc interface."""
+    class BundleModel(mlflow.pyfunc.PythonModel):
+        """A bundle's program and preprocessing behind MLflow's pyfunc interface."""
 
-    def __getstate__(self):  # what load_context loads is not the model's to pickle
-        return {}
+        def load_context(self, context) -> None:
+            from hpsearch.results.predict import load_bundle_config, load_model
 
-    def load_context(self, context) -> None:
-        from hpsearch.results.predict import load_bundle_config, load_model
+            bundle = Path(context.artifacts["bundle"])
+            self.config = load_bundle_config(bundle)
+            self.model = load_model(bundle, self.config, use_weights=False)
 
-        bundle = Path(context.artifacts["bundle"])
-        self.config = load_bundle_config(bundle)
-        self.model = load_model(bundle, self.config, use_weights=False)
+        def predict(self, context, model_input, params=None):
+            import pandas as pd
 
-    def predict(self, context, model_input, params=None):
-        import pandas as pd
+            from hpsearch.results.predict import predict_with
 
-        from hpsearch.results.predict import predict_with
-
-        return pd.DataFrame(predict_with(self.model, self.config, raw_inputs(model_input,
-                                                                             self.config)))
+            return pd.DataFrame(predict_with(self.model, self.config,
+                                             raw_inputs(model_input, self.config)))
 
 
 def raw_inputs(model_input, config: dict):
@@ -81,24 +87,47 @@ def input_example(config: dict, example):
     return pixels[:, 0] if pixels.shape[1] == 1 else pixels.transpose(0, 2, 3, 1)
 
 
+MODEL_CODE = """\
+# The registered model's code: hpsearch's bundle model (see hpsearch.results.pyfunc).
+import mlflow
+
+from hpsearch.results.pyfunc import BundleModel
+
+mlflow.models.set_model(BundleModel())
+"""
+
+
 def log_bundle_model(bundle: Path, config: dict, example, *, name: str):
     """Log the pyfunc on the active run and register it as ``name``; returns MLflow's
     ModelInfo. Only ``config.json`` and ``model.pt2`` travel with it."""
+    import contextlib
+    import io
+    import logging
     import shutil
     import tempfile
     import warnings
 
+    quiet = logging.getLogger("mlflow.pyfunc")  # "Inferring model signature ..." (INFO)
+    level = quiet.level
     with tempfile.TemporaryDirectory(prefix="hpsearch-pyfunc-") as tmp, \
             warnings.catch_warnings():
         # MLflow's hint that the reply's integer `index` column could not hold a missing
         # value: it never holds one
         warnings.filterwarnings("ignore", message=r"Hint: Inferred schema contains integer")
-        # its advice to type-hint predict(): the signature comes from the input example
-        warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method")
+        artifacts = Path(tmp) / "bundle"
+        artifacts.mkdir()
         for f in ("config.json", "model.pt2"):
-            shutil.copy2(bundle / f, Path(tmp) / f)
-        return mlflow.pyfunc.log_model(
-            name="model", python_model=BundleModel(), artifacts={"bundle": tmp},
-            registered_model_name=name, input_example=input_example(config, example),
-            # skip slow requirement inference; hpsearch itself must be installed to serve
-            pip_requirements=["torch", "torchvision", "pandas", "pillow", "hpsearch"])
+            shutil.copy2(bundle / f, artifacts / f)
+        code = Path(tmp) / "hpsearch_model.py"
+        code.write_text(MODEL_CODE)
+        quiet.setLevel(logging.WARNING)
+        try:  # MLflow's "Successfully registered model ..." lines go to stderr: the export
+            # prints its own line about the registration
+            with contextlib.redirect_stderr(io.StringIO()):
+                return mlflow.pyfunc.log_model(
+                    name="model", python_model=str(code), artifacts={"bundle": str(artifacts)},
+                    registered_model_name=name, input_example=input_example(config, example),
+                    # skip slow requirement inference; hpsearch must be installed to serve
+                    pip_requirements=["torch", "torchvision", "pandas", "pillow", "hpsearch"])
+        finally:
+            quiet.setLevel(level)

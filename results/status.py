@@ -6,9 +6,10 @@ import json
 import math
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hpsearch.results.heartbeat import when
+from hpsearch.results.objective import primary
 from hpsearch.results.storage import Storage
 
 
@@ -24,6 +25,8 @@ class TrialRow:
     params: dict
     recheck_of: str | None = None  # a seed re-check run: the trial whose configuration it re-ran
     seed: str | None = None
+    values: dict = field(default_factory=dict)   # best_<metric> of every objective
+    metrics: dict = field(default_factory=dict)  # the run's latest value of each metric
 
 
 def trial_rows(name: str, storage: Storage, *, recheck: bool = False
@@ -33,9 +36,11 @@ def trial_rows(name: str, storage: Storage, *, recheck: bool = False
     RUNNING by a driver that is gone (:mod:`results.heartbeat`) has the stop_reason
     ``lost (driver gone since <its last heartbeat>)``."""
     from hpsearch.results.mlflow_runs import child_runs
+    from hpsearch.results.objective import objectives_of
 
     meta = storage.read_meta(name)
-    metric = meta["spec"]["objective"]["metric"]
+    objectives = objectives_of(meta["spec"])
+    metric = objectives[0].metric
     rows = []
     for run in child_runs(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"]):
         tags, metrics = run.data.tags, run.data.metrics
@@ -47,7 +52,9 @@ def trial_rows(name: str, storage: Storage, *, recheck: bool = False
             stop_reason=tags.get("stop_reason", "running" if run.info.status == "RUNNING" else "-"),
             epochs=int(metrics.get("epochs_reached", 0) or 0),
             best=metrics.get(f"best_{metric}"), params=dict(run.data.params),
-            recheck_of=tags.get("recheck_of"), seed=tags.get("seed")))
+            recheck_of=tags.get("recheck_of"), seed=tags.get("seed"),
+            values={o.metric: metrics.get(f"best_{o.metric}") for o in objectives},
+            metrics=dict(metrics)))
     rows.sort(key=lambda r: r.index)
     gone = driver_gone(meta) if any(r.state == "RUNNING" for r in rows) else None
     if gone is not None:
@@ -95,14 +102,14 @@ def recheck_summary(meta: dict, rows: list[TrialRow], rechecks: list[TrialRow]) 
     out = [Recheck(tid, by_id[tid].best if tid in by_id else None,
                    [r.best for r in runs if r.best is not None and math.isfinite(r.best)], runs)
            for tid, runs in groups.items()]
-    sign = 1 if meta["spec"]["objective"]["mode"] == "max" else -1
+    sign = 1 if primary(meta["spec"]).mode == "max" else -1
     out.sort(key=lambda c: (not c.values, -sign * c.mean if c.values else 0,
                             c.sd if math.isfinite(c.sd) else math.inf))
     return out
 
 
 def format_recheck(meta: dict, checked: list[Recheck]) -> str:
-    metric = meta["spec"]["objective"]["metric"]
+    metric = primary(meta["spec"]).metric
     lines = [f"seed re-check: the top {len(checked)} configurations retrained from scratch "
              f"with new seeds (chosen: *)",
              f"{'trial':<10}  {'search best':>11}  {'re-check mean ± sd':>20}  n  {metric} per seed"]
@@ -117,7 +124,7 @@ def format_recheck(meta: dict, checked: list[Recheck]) -> str:
 
 
 def best_row(meta: dict, rows: list[TrialRow]) -> TrialRow | None:
-    mode = meta["spec"]["objective"]["mode"]
+    mode = primary(meta["spec"]).mode
     scored = [r for r in rows if r.best is not None]
     if not scored:
         return None
@@ -125,7 +132,11 @@ def best_row(meta: dict, rows: list[TrialRow]) -> TrialRow | None:
 
 
 def format_table(meta: dict, rows: list[TrialRow]) -> str:
-    metric = meta["spec"]["objective"]["metric"]
+    from hpsearch.results.front import picks_front
+
+    if picks_front(meta):
+        return format_front_table(meta, rows)
+    metric = primary(meta["spec"]).metric
     best = best_row(meta, rows)
     param_names = sorted({k for r in rows for k in r.params})
     header = ["#", "trial", "state", "stop_reason", "epochs", f"best {metric}", *param_names]
@@ -142,6 +153,34 @@ def format_table(meta: dict, rows: list[TrialRow]) -> str:
     return "\n".join(lines)
 
 
+def format_front_table(meta: dict, rows: list[TrialRow]) -> str:
+    """The trial table of a search of several objectives (or with constraints): each
+    objective's value, the Pareto-optimal trials marked *, infeasible ones said so."""
+    from hpsearch.results.front import constraints_of, feasible, front
+    from hpsearch.results.objective import objectives_of
+
+    objectives, constraints = objectives_of(meta["spec"]), constraints_of(meta["spec"])
+    on_front = {r.trial_id for r in front(meta, rows)}
+    param_names = sorted({k for r in rows for k in r.params})
+    header = ["#", "trial", "state", "stop_reason", "epochs",
+              *[f"{o.mode} {o.metric}" for o in objectives], "front", *param_names]
+    body = []
+    for r in rows:
+        mark = ("*" if r.trial_id in on_front else
+                "infeasible" if constraints and not feasible(r, constraints) else "")
+        body.append([str(r.index), r.trial_id, r.state, r.stop_reason, str(r.epochs),
+                     *[_short(str(r.values[o.metric])) if r.values.get(o.metric) is not None
+                       else "-" for o in objectives], mark,
+                     *[_short(r.params.get(k, "")) for k in param_names]])
+    lines = aligned(header, body)
+    bounds = ", ".join(f"{m} in [{'-inf' if lo is None else f'{lo:g}'}, "
+                       f"{'inf' if hi is None else f'{hi:g}'}]" for m, lo, hi in constraints)
+    lines.append(f"\nPareto front (*): {len(on_front)} trial(s) not dominated on "
+                 f"{', '.join(o.metric for o in objectives)}"
+                 + (f" among those keeping {bounds}" if constraints else ""))
+    return "\n".join(lines)
+
+
 def aligned(header: list[str], body: list[list[str]]) -> list[str]:
     """A plain-text table: columns padded to their widest cell, a dashed rule under the header."""
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
@@ -155,8 +194,10 @@ def aligned(header: list[str], body: list[list[str]]) -> list[str]:
 def status_text(name: str, storage: Storage) -> str:
     """``hpsearch status NAME``: the search's trial table (and its seed re-check)."""
     meta, rows = trial_rows(name, storage)
+    from hpsearch.results.objective import objectives_of
+
     lines = [f"search {name!r}: {len(rows)} trial(s), objective "
-             f"{meta['spec']['objective']['mode']} {meta['spec']['objective']['metric']}",
+             + ", ".join(f"{o.mode} {o.metric}" for o in objectives_of(meta["spec"])),
              format_table(meta, rows)]
     lost = [r for r in rows if r.stop_reason.startswith("lost (driver gone")]
     if lost:
@@ -195,7 +236,7 @@ def overview(storage: Storage) -> tuple[list[str], list[list[str]]]:
     body = []
     for meta in sorted(metas, key=lambda m: m.get("created", 0)):
         name, spec = meta["name"], meta["spec"]
-        metric = spec["objective"]["metric"]
+        metric = primary(spec).metric
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(meta.get("created", 0)))
         try:
             _, rows = trial_rows(name, storage)

@@ -43,8 +43,8 @@ from hpsearch.results.mlflow_runs import (  # noqa: F401  (re-exported: the engi
 
 CONTRACT_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_rmse",
                     "val_mae", "val_r2", "epoch_seconds", "samples_per_second", "lr",
-                    "val_top5_accuracy", "num_params", "macs_per_sample",
-                    "grad_norm_ratio_first_last")
+                    "val_top5_accuracy", "num_params", "macs_per_sample", "infer_ms",
+                    "infer_ms_batched", "grad_norm_ratio_first_last")
 # per-layer gradient norms (grad_norm/conv01 ...), pretraining stages (ae_*), text facts
 # (text_vocab_size ...) and every train_/val_ metric (val_f1, val_naive_rmse ...)
 LOGGED_PREFIXES = ("grad_norm/", "ae_", "text_", "train_", "val_")
@@ -66,7 +66,8 @@ class MlflowTracker(tune.Callback):
     def __init__(self, *, tracking_uri: str, experiment_id: str, parent_run_id: str,
                  param_names: list[str], metric: str, mode: str, max_epochs: int,
                  samples: int, echo: Callable[[str], None] | None = print,
-                 outbox: str | None = None, verbose: bool = True) -> None:
+                 outbox: str | None = None, verbose: bool = True,
+                 objectives: tuple = ()) -> None:
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
@@ -76,7 +77,11 @@ class MlflowTracker(tune.Callback):
         self.echo = echo
         self.verbose = verbose  # a line per epoch of every trial (else only trial ends)
         self.outbox = outbox  # file for the writes a silent store never took (None: drop them)
+        # the other objectives of a search of several (logged as best_<metric> at the
+        # epoch where the first objective was best: the exported checkpoint's point)
+        self.others = [m for m, _ in objectives][1:]
         self._best: dict[str, float] = {}
+        self._also: dict[str, dict] = {}
         self._epochs: dict[str, int] = {}
         self._finished: dict[str, bool] = {}
         self._index: dict[str, int] = {}
@@ -103,8 +108,11 @@ class MlflowTracker(tune.Callback):
         state.update(_queue=None, _thread=None, _hurry=None, echo=None)
         return state
 
+    others: list = []  # (a tracker pickled before several objectives existed)
+
     def __setstate__(self, state):  # restored by `hpsearch resume`: print progress again
         self.__dict__.update(state)
+        self.__dict__.setdefault("_also", {})
         self.echo = print
         self._stopping = None  # a stop before the resume is not this run's stop
         self._abandoned, self.disk_full = False, None
@@ -200,6 +208,9 @@ class MlflowTracker(tune.Callback):
             better = old is None or (value > old if self.mode == "max" else value < old)
             if better:
                 self._best[tid] = float(value)
+                self._also[tid] = {f"best_{m}": float(result[m]) for m in self.others
+                                   if isinstance(result.get(m), (int, float))
+                                   and math.isfinite(result[m])}
         ts = int(time.time() * 1000)  # fixed now: a re-sent batch is the same rows again
         rows = [[k, v, ts, step] for k, v in metrics.items() if math.isfinite(v)]
         if rows:
@@ -250,7 +261,8 @@ class MlflowTracker(tune.Callback):
         # them from the run's history instead of overwriting them with 0
         self._put({"op": "end", "trial": tid, "status": status, "reason": reason,
                    "epochs": self._epochs.get(tid), "best": best,
-                   "best_metric": f"best_{self.metric}", "time": int(time.time() * 1000)})
+                   "best_metric": f"best_{self.metric}", "also": self._also.get(tid, {}),
+                   "time": int(time.time() * 1000)})
         if self.echo:
             epochs = self._epochs.get(tid, "?")
             self.echo(f"  trial {self._index.get(tid, '?'):>2}/{self.samples} [{tid}] {reason} "

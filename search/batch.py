@@ -199,11 +199,14 @@ def outcome_failure(outcome, storage: Storage) -> str | None:
 
 
 def export_and_print(name: str, storage: Storage, trial: str | None = None,
-                     to: Path | None = None, *, echo=print):
-    """Export a search's best trial (or ``trial``) and print the bundle's headline."""
+                     to: Path | None = None, *, echo=print, pick: str | None = None,
+                     where: str | None = None):
+    """Export a search's best trial (or ``trial``, or the front's pick) and print the
+    bundle's headline."""
     from hpsearch.results.export import export_best, headline
 
-    bundle = export_best(name, storage=storage, trial_id=trial, to=to, echo=echo)
+    bundle = export_best(name, storage=storage, trial_id=trial, to=to, echo=echo, pick=pick,
+                         where=where)
     m = bundle.metrics
     key, value = headline(m)
     extra = (f"  naive forecast test_r2={m['test']['naive_r2']:.4f}"

@@ -87,7 +87,8 @@ def cmd_plan(args) -> int:
 def cmd_resume(args) -> int:
     from hpsearch._api import resume_search
 
-    resume_search(args.name, storage=args.storage, address=args.address, tables=True)
+    resume_search(args.name, storage=args.storage, address=args.address, samples=args.samples,
+                  progress=args.samples is not None, tables=True)
     return EXIT_OK
 
 
@@ -130,7 +131,7 @@ def _search(args):
 
 
 def cmd_export(args) -> int:
-    _search(args).export(args.trial, args.to)
+    _search(args).export(args.trial, args.to, pick=args.pick, where=args.where)
     return EXIT_OK
 
 
@@ -385,12 +386,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="timed training steps per batch size (10)")
     pl.set_defaults(func=cmd_plan)
 
-    rs = sub.add_parser("resume", help="finish a search whose driver died",
+    rs = sub.add_parser("resume", help="finish a search whose driver died, or give it more trials",
                         description="Restore the search from its Tune experiment state: "
                                     "finished trials are kept, in-flight ones resume from "
                                     "their last checkpoint, TPE keeps its history, MLflow runs "
                                     "re-attach to their trials.")
     rs.add_argument("name", metavar="NAME")
+    rs.add_argument("--samples", type=_positive_int, metavar="N",
+                    help="continue the search to N trials in total (it ended: finished, "
+                         "stopped or resumed here first); TPE starts from every earlier trial")
     rs.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: local)")
     storage_opts(rs)
     rs.set_defaults(func=cmd_resume)
@@ -415,6 +419,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "sha256 manifest.")
     e.add_argument("name", metavar="NAME")
     e.add_argument("--trial", metavar="ID", help="export this trial instead of the best")
+    e.add_argument("--pick", metavar="METRIC",
+                   help="several objectives: export the front's best trial by this objective "
+                        "(default: the first)")
+    e.add_argument("--where", metavar="COND",
+                   help="several objectives: only front trials meeting these bounds, e.g. "
+                        "'num_params<=1e6, infer_ms<2'")
     e.add_argument("--to", metavar="DIR", help="bundle folder (default <storage>/exports/NAME)")
     storage_opts(e)
     e.set_defaults(func=cmd_export)

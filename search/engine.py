@@ -217,15 +217,22 @@ def fit_resources(spec: SearchSpec, *, local: bool, echo=print) -> SearchSpec:
 
 
 def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list, trainable=None,
-                stopper=None):
+                stopper=None, *, history: list | None = None,
+                experiment: tuple[Path, str] | None = None):
     """The Tuner for a spec. ``trainable`` defaults to the shared loop's adapter;
-    the orchestration benchmark passes a no-op one to time the rest."""
+    the orchestration benchmark passes a no-op one to time the rest. ``history``:
+    Optuna trials the sampler knows before its first suggestion (an extended search's
+    past, a warm start's). ``experiment``: (folder, name) of the Tune experiment,
+    by default the search's own (``<storage>/<name>``)."""
     import optuna
     from optuna.samplers import RandomSampler, TPESampler
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+    from hpsearch.results.objective import Objective
+    from hpsearch.results.progress import SilentReporter
     from hpsearch.search.adapter import trial
+    from hpsearch.search.moasha import MultiObjectiveASHA
     from hpsearch.search.searcher import SchedulerAwareOptunaSearch
     from hpsearch.search.space import define_by_run
 
@@ -233,12 +240,23 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list, trainable=N
     sampler = (TPESampler(seed=spec.seed, n_startup_trials=spec.startup_trials,
                           constant_liar=spec.constant_liar)
                if spec.algorithm == "tpe" else RandomSampler(seed=spec.seed))
+    many = spec.multi_objective  # several objectives: Optuna's multi-objective TPE
     # search.cover: OptunaSearch enqueues each point (study.enqueue_trial), so the first
     # trials take them; the define-by-run space samples what a point leaves out
-    searcher = SchedulerAwareOptunaSearch(space=define_by_run(spec), metric=spec.metric,
-                                          mode=spec.mode, sampler=sampler,
-                                          points_to_evaluate=spec.cover_points() or None)
-    if spec.scheduler == "asha":
+    searcher = SchedulerAwareOptunaSearch(
+        space=define_by_run(spec), metric=spec.metrics if many else spec.metric,
+        mode=spec.modes if many else spec.mode, sampler=sampler,
+        points_to_evaluate=spec.cover_points() or None, history=history,
+        constraints=spec.constraints)
+    if spec.scheduler == "asha" and many:
+        scheduler = MultiObjectiveASHA(
+            objectives=[Objective(m, d) for m, d in spec.objectives],
+            time_attr="training_iteration", max_t=spec.max_epochs,
+            grace_period=spec.grace_period, reduction_factor=spec.reduction_factor,
+            brackets=spec.brackets,
+            log_path=str((experiment[0] if experiment else storage.root / spec.name)
+                         / "moasha.jsonl"))
+    elif spec.scheduler == "asha":
         scheduler = ASHAScheduler(time_attr="training_iteration", metric=spec.metric,
                                   mode=spec.mode, max_t=spec.max_epochs,
                                   grace_period=spec.grace_period,
@@ -246,6 +264,7 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list, trainable=N
                                   brackets=spec.brackets)
     else:
         scheduler = FIFOScheduler()
+    folder, name = experiment or (storage.root, spec.name)
     resources = {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
     return tune.Tuner(
         tune.with_resources(trainable or trial, resources),
@@ -258,12 +277,15 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list, trainable=N
             trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
-            name=spec.name, storage_path=str(storage.root), callbacks=callbacks, stop=stopper,
+            name=name, storage_path=str(folder), callbacks=callbacks, stop=stopper,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=1,  # the best by the objective; Ray always keeps the latest too
                 checkpoint_score_attribute=spec.metric, checkpoint_score_order=spec.mode),
             verbose=0,  # our tracker prints one line per epoch instead of Tune's tables
+            # in a notebook Tune would pick its Jupyter reporter, which clears the cell's
+            # output (the search's own progress display with it) to redraw an empty table
+            progress_reporter=SilentReporter(),
         ),
     )
 
@@ -295,10 +317,15 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
 
     exp_dir = check_name_free(spec, storage, overwrite)
     spec = connect(spec, storage, address, echo)  # before anything is written
+    uri = storage.tracking_uri(tracking_uri)
+    warm = None
+    if spec.warm_start:  # read before anything is written (or replaced)
+        from hpsearch.search.history import warm_start
+
+        warm = warm_start(spec, storage, uri)
     if exp_dir.exists():
         shutil.rmtree(exp_dir)
     storage.root.mkdir(parents=True, exist_ok=True)
-    uri = storage.tracking_uri(tracking_uri)
     artifact_location = None
     if uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri:
         artifact_location = (storage.artifact_root / spec.name).as_uri()
@@ -309,7 +336,11 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
         uri, experiment_id, run_name=f"search-{time.strftime('%Y%m%d-%H%M%S')}",
         params=_flatten(spec.raw), spec_text=spec_text,
         tags={"hpsearch.spec_file": spec.source, "seed": str(spec.seed),
-              **{f"version.{k}": v for k, v in vers.items()}})
+              **{f"version.{k}": v for k, v in vers.items()},
+              **({"warm_start": warm.source, "warm_start.reused": str(len(warm.trials)),
+                  "warm_start.finished": str(warm.finished)} if warm else {})})
+    if warm:
+        echo(warm.line())
     storage.write_meta(spec.name, {
         "name": spec.name, "spec": spec.raw, "spec_file": spec.source,
         "tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent,
@@ -332,7 +363,7 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
         tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent,
         param_names=[p.name for p in spec.space], metric=spec.metric, mode=spec.mode,
         max_epochs=spec.max_epochs, samples=spec.samples, echo=echo,
-        outbox=outbox, verbose=verbose)
+        outbox=outbox, verbose=verbose, objectives=spec.objectives)
     callbacks.insert(0, tracker)
     from ray.tune.stopper import CombinedStopper
 
@@ -353,8 +384,71 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
             tracker.close()  # the search's results are all in MLflow before ranking them
             run_recheck(spec, storage, grid, tracking_uri=uri, experiment_id=experiment_id,
                         parent_run_id=parent, echo=echo, outbox=outbox)
+    history = warm.trials if warm else None
     return _fit(spec, storage, tracker, uri, experiment_id, parent, address,
-                lambda: build_tuner(spec, storage, callbacks, trainable, stopper), echo, then)
+                lambda: build_tuner(spec, storage, callbacks, trainable, stopper,
+                                    history=history), echo, then)
+
+
+def extend_search(name: str, *, storage: Storage, samples: int, address: str | None = None,
+                  echo=print, verbose: bool = False,
+                  progress: dict | None = None) -> SearchOutcome:
+    """More trials for a search that ended: ``samples`` in total. The sampler starts from
+    the study the search's own sampler saved (every earlier trial, pruned ones as PRUNED;
+    see :mod:`hpsearch.search.history`); the new trials run as a Tune experiment in the
+    search's folder (``extend-N``), numbered after the old ones, their MLflow runs under
+    the same parent run, which is re-opened and then ended again."""
+    from mlflow.tracking import MlflowClient
+
+    from hpsearch.results import tracking
+    from hpsearch.results.outbox import outbox_path
+    from hpsearch.results.status import trial_rows
+    from hpsearch.search import stopping
+    from hpsearch.search.history import EXTENSION, experiments, past_trials
+    from hpsearch.search.spec import parse_spec
+
+    meta = storage.read_meta(name)
+    exp_dir = storage.search_dir(name)
+    _, rows = trial_rows(name, storage)
+    if samples <= len(rows):
+        raise SpecError(f"--samples {samples}: search {name!r} has {len(rows)} trials already; "
+                        f"ask for more than {len(rows)} in total")
+    past = past_trials(exp_dir)
+    doc = {**meta["spec"], "search": {**meta["spec"]["search"], "samples": samples - len(rows),
+                                      "cover": [], "warm_start": None}}
+    spec = parse_spec(doc, source=meta.get("spec_file", name))
+    uri, experiment_id, parent = meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"]
+    _deliver_outbox(storage, name, uri, experiment_id, parent, echo)
+    spec = connect(spec, storage, address, echo)
+    folder = EXTENSION.format(len(experiments(exp_dir)))
+    MlflowClient(uri).update_run(parent, status="RUNNING")  # re-opened; _fit ends it again
+    meta["spec"]["search"]["samples"] = samples
+    meta.setdefault("extensions", []).append({"experiment": folder, "from": len(rows),
+                                              "to": samples, "at": time.time()})
+    storage.write_meta(name, meta)
+    echo(f"extending search {name!r} from {len(rows)} to {samples} trials; its sampler starts "
+         f"from the {len(past)} earlier trial(s) ({exp_dir / folder})")
+    callbacks = []
+    if progress is not None:
+        from hpsearch.results.progress import progress_view
+        from hpsearch.search.plan import EpochsLeft
+
+        view = progress_view(name=name, samples=spec.samples, expected_epochs=EpochsLeft.of(spec),
+                             metric=spec.metric, mode=spec.mode, concurrency=spec.concurrency,
+                             **progress)
+        callbacks.append(view)
+        echo = view.above(echo)
+    tracker = tracking.MlflowTracker(
+        tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent,
+        param_names=[p.name for p in spec.space], metric=spec.metric, mode=spec.mode,
+        max_epochs=spec.max_epochs, samples=samples, echo=echo,
+        outbox=str(outbox_path(exp_dir)), verbose=verbose, objectives=spec.objectives)
+    tracker.first_index = max((r.index for r in rows), default=0) + 1
+    callbacks.insert(0, tracker)
+    callbacks.append(stopping.DiskWatch(tracker, str(storage.root)))
+    return _fit(spec, storage, tracker, uri, experiment_id, parent, address,
+                lambda: build_tuner(spec, storage, callbacks, stopping.StopRequests(),
+                                    history=past, experiment=(exp_dir, folder)), echo)
 
 
 class NothingToResume(SpecError):
@@ -626,6 +720,8 @@ class _Fit:
             raise ResourcesUnavailable(missing)
         if full:
             raise self._disk_full()
+        if spec.multi_objective or spec.constraints:  # the front, a table of the parent run
+            _log_front(spec, self.storage, self.echo)
         errors = sum(1 for r in grid if r.error is not None)
         return SearchOutcome(spec.name, self.storage.search_dir(spec.name), self.uri,
                              self.parent, time.time() - t0, len(grid), errors, scored,
@@ -665,12 +761,23 @@ def _duration(seconds: float) -> str:
     return duration(seconds)
 
 
+def _log_front(spec: SearchSpec, storage: Storage, echo) -> None:
+    from hpsearch.results.front import log_front
+    from hpsearch.results.status import trial_rows
+
+    try:
+        meta, rows = trial_rows(spec.name, storage)
+        table = log_front(meta, rows)
+    except Exception as e:  # the search stands without its summary table
+        echo(f"hpsearch: warning: the Pareto front was not logged to MLflow ({e})")
+        return
+    echo(f"Pareto front: {len(table)} trial(s) ({', '.join(t['trial_id'] for t in table)}), "
+         "logged as front.json on the search's run")
+
+
 def _scored(grid, metric: str) -> int:
     """Trials that reported a finite objective at least once."""
-    import math
-
-    def finite(v) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    from hpsearch.results.objective import finite
 
     n = 0
     for r in grid:

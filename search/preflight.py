@@ -224,7 +224,7 @@ def plan_checks_in_background(specs: list[SearchSpec], log: Callable[[str], None
 
 def check_run(specs: list[SearchSpec], storage, *, overwrite: bool = False,
               address: str | None = None, resource_wait: float | None = None,
-              log: Callable[[str], None] = _stderr):
+              tracking_uri: str | None = None, log: Callable[[str], None] = _stderr):
     """Everything ``run`` checks before Ray starts, in the order a user would want to
     hear of problems (the cheap, local ones first): the storage root, the trainables'
     files, the names against each other and the storage root, the data, the resource
@@ -238,6 +238,10 @@ def check_run(specs: list[SearchSpec], storage, *, overwrite: bool = False,
         check_trainable(spec)
     check_batch(specs, storage, overwrite=overwrite)  # names, before any data is fetched
     for spec in specs:
+        if spec.warm_start:  # the earlier search it starts from exists
+            from hpsearch.search.history import check_source
+
+            check_source(spec, storage, storage.tracking_uri(tracking_uri))
         check_data(spec, log)
     if address:
         from hpsearch.search.stopping import resource_wait as checked_wait

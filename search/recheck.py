@@ -78,6 +78,7 @@ def run_recheck(spec: SearchSpec, storage: Storage, grid, *, tracking_uri: str,
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler
 
+    from hpsearch.results.progress import SilentReporter
     from hpsearch.search.adapter import recheck_trial
     from hpsearch.search.engine import trial_dirname
 
@@ -108,7 +109,7 @@ def run_recheck(spec: SearchSpec, storage: Storage, grid, *, tracking_uri: str,
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=1, checkpoint_score_attribute=spec.metric,
                 checkpoint_score_order=spec.mode),
-            verbose=0),
+            verbose=0, progress_reporter=SilentReporter()),
     )
     try:
         tuner.fit()

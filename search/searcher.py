@@ -15,19 +15,42 @@ A trial that diverged reports a non-finite objective. ``OptunaSearch`` hands it
 to ``study.tell`` as COMPLETE, Optuna refuses the value, and Ray only logs the
 refusal ("The value nan is not acceptable"): the trial stays RUNNING in the
 study for the rest of the search. Here it is told FAIL.
+
+Two additions: ``history`` (trials of an earlier study, added before the first
+suggestion: an extended search's own past, or a warm start's reused trials, so
+TPE models them at once instead of sampling its random start-up trials), and
+``constraints`` (each bound's value set on the finished trial with Optuna 5's
+``Trial.set_constraint``: TPE ranks an infeasible trial after every feasible one,
+``_split_trials`` in optuna/samplers/_tpe/sampler.py).
 """
 
 from __future__ import annotations
 
-import math
-
 from ray.tune.search.optuna import OptunaSearch
+
+from hpsearch.results.objective import finite
 
 
 class SchedulerAwareOptunaSearch(OptunaSearch):
+    def __init__(self, *args, history: list | None = None,
+                 constraints: tuple = (), **kwargs) -> None:
+        self._history = list(history or [])
+        self._constraints = tuple(constraints)
+        super().__init__(*args, **kwargs)
+
+    def _setup_study(self, mode) -> None:
+        super()._setup_study(mode)
+        if self._history:  # before any suggestion; numbered before the new trials
+            self._ot_study.add_trials(self._history)
+            self._history = []
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
-        if result and not error and not _finite(result.get(self.metric)):
+        if self._constraints and result and trial_id in self._ot_trials:
+            for key, value in constraint_values(self._constraints, result).items():
+                self._ot_trials[trial_id].set_constraint(key, value)
+        metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+        if result and not error and not all(finite(result.get(m)) for m in metrics):
             # a trial that ended itself (a divergence, OutOfMemory) reports
             # a NaN objective; OptunaSearch would tell it COMPLETE with that value, which
             # Optuna refuses ("The value nan is not acceptable"; Ray only logs it), and the
@@ -41,6 +64,13 @@ class SchedulerAwareOptunaSearch(OptunaSearch):
         super().on_trial_complete(trial_id, result, error)
 
 
-def _finite(value) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
+def constraint_values(constraints: tuple, metrics: dict) -> dict[str, float]:
+    """Optuna's convention, one value per bound (``num_params.max``): <= 0 where the
+    trial keeps it. A metric the trial lacks (or a NaN) counts as broken."""
+    out = {}
+    for metric, low, high in constraints:
+        v = metrics.get(metric)
+        for bound, sign, name in ((high, 1.0, "max"), (low, -1.0, "min")):
+            if bound is not None:
+                out[f"{metric}.{name}"] = sign * (float(v) - bound) if finite(v) else 1.0
+    return out

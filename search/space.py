@@ -44,6 +44,21 @@ def suggest(trial, p: Param):
                                step=None if p.log else p.step)
 
 
+def distribution(p: Param):
+    """The Optuna distribution :func:`suggest` samples ``p`` from (an earlier study's
+    trials are added to a new one with these: they must be the same)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if p.kind == "choice":
+        return CategoricalDistribution(list(p.args))
+    low, high = p.args
+    if p.kind == "int":
+        return IntDistribution(int(low), int(high), step=int(p.step or 1), log=p.log)
+    if p.kind == "qloguniform":
+        return FloatDistribution(float(low), float(high), log=True)
+    return FloatDistribution(float(low), float(high), log=p.log, step=None if p.log else p.step)
+
+
 def define_by_run(spec: SearchSpec) -> DefineByRun:
     return DefineByRun(spec.space, spec.base_config())
 

@@ -25,12 +25,15 @@ from hpsearch.errors import SpecError
 from hpsearch.trainables import data as data_sources
 
 TOP_KEYS = {"name", "trainable", "data", "objective", "search", "scheduler", "resources", "space",
-            "fixed", "failure", "health"}
+            "fixed", "failure", "health", "constraints"}
 # startup_trials None: TPE's random start-up is min(10, max(2, samples // 3)) trials
 # cover: choice parameters whose every option is tried first (see cover_points)
+# warm_start: an earlier search (or MLflow experiment) whose finished trials seed the sampler
 # time_budget: wall time of one run (or resume) of the search, e.g. 30m (None: no limit)
 SEARCH_KEYS = {"algorithm": "tpe", "samples": 8, "seed": 0, "concurrency": 2, "recheck": None,
-               "startup_trials": None, "constant_liar": True, "cover": [], "time_budget": None}
+               "startup_trials": None, "constant_liar": True, "cover": [], "warm_start": None,
+               "time_budget": None}
+CONSTRAINT_KEYS = {"min": None, "max": None}
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
 RECHECK_KEYS = {"top": 3, "seeds": 3}
 SCHEDULER_KEYS = {"name": "asha", "max_epochs": 10, "grace_period": 1, "reduction_factor": 3,
@@ -84,9 +87,29 @@ class SearchSpec:
     space: tuple[Param, ...]
     fixed: dict
     cover: tuple[str, ...] = ()  # choice parameters whose every option is tried first
+    # every objective as (metric, mode), the first being `metric`/`mode`; more than one:
+    # a Pareto front (multi-objective TPE, MO-ASHA)
+    objectives: tuple[tuple[str, str], ...] = ()
+    # (metric, lower, upper) bounds a trial should keep (None: unbounded); one that breaks
+    # one is infeasible: ranked after every feasible trial, never an error
+    constraints: tuple[tuple[str, float | None, float | None], ...] = ()
+    warm_start: str | None = None  # an earlier search whose trials seed the sampler
     time_budget: float | None = None  # seconds one run (or resume) may take; None: no limit
     source: str = "<spec>"
     raw: dict = field(default_factory=dict, compare=False)  # the validated document, for logging
+
+    @property
+    def metrics(self) -> list[str]:
+        """The objectives' metrics, the first first."""
+        return [m for m, _ in self.objectives] or [self.metric]
+
+    @property
+    def modes(self) -> list[str]:
+        return [d for _, d in self.objectives] or [self.mode]
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
 
     def values(self, name: str) -> tuple:
         """The values this search may give parameter ``name``: its fixed value, a choice's
@@ -322,22 +345,8 @@ class _Validator:
         except ValueError as e:
             raise self.fail("data.source" if data_kind == "unknown" else "data", str(e)) from None
 
-        objective = doc["objective"]
-        if not isinstance(objective, dict) or set(objective) != {"metric", "mode"}:
-            raise self.fail("objective", f"must be {{metric: <name>, mode: max|min}}, got {objective!r}")
-        if objective["metric"] not in info.metrics:
-            raise self.fail("objective.metric",
-                            f"{objective['metric']!r} is never reported by trainable "
-                            f"{info.name!r}; it reports {list(info.metrics)}")
-        if objective["mode"] not in ("max", "min"):
-            raise self.fail("objective.mode", f"must be max or min, got {objective['mode']!r}")
-        better = trainables.BETTER.get(objective["metric"])
-        if better is not None and objective["mode"] != better:
-            raise self.fail("objective.mode",
-                            f"{objective['metric']} is better when "
-                            f"{'higher' if better == 'max' else 'lower'}, so mode "
-                            f"{objective['mode']} would search for the worst trials; "
-                            f"use mode: {better}")
+        objectives = self.objectives(doc["objective"], info)
+        constraints = self.constraints(doc.get("constraints"), info)
 
         search = self.block(doc, "search", SEARCH_KEYS)
         if search["algorithm"] not in ALGORITHMS:
@@ -355,6 +364,14 @@ class _Validator:
         if not isinstance(liar, bool):
             raise self.fail("search.constant_liar", f"must be true or false, got {liar!r}")
         search["recheck"] = None if recheck is None else dict(zip(("top", "seeds"), recheck))
+        if recheck is not None and len(objectives) > 1:
+            raise self.fail("search.recheck", "ranks configurations by the mean of one "
+                                              "objective; a search of several objectives has a "
+                                              "front instead: drop `recheck` or keep one objective")
+        warm = search["warm_start"]
+        if warm is not None and (not isinstance(warm, str) or not warm.strip()):
+            raise self.fail("search.warm_start", f"must name an earlier search (or MLflow "
+                                                 f"experiment), got {warm!r}")
         time_budget = self.duration("search.time_budget", search["time_budget"])
 
         sched = self.block(doc, "scheduler", SCHEDULER_KEYS)
@@ -399,13 +416,14 @@ class _Validator:
         raw = {**doc, "search": search, "scheduler": sched, "resources": res, "failure": failure,
                "health": health}
         return SearchSpec(
-            name=name, trainable=info.name, data=dict(data), metric=objective["metric"],
-            mode=objective["mode"], algorithm=search["algorithm"], samples=samples, seed=seed,
+            name=name, trainable=info.name, data=dict(data), metric=objectives[0][0],
+            mode=objectives[0][1], algorithm=search["algorithm"], samples=samples, seed=seed,
             recheck=recheck, startup_trials=startup, constant_liar=liar,
             concurrency=concurrency, scheduler=sched["name"], max_epochs=max_epochs,
             grace_period=grace, reduction_factor=rf, brackets=brackets, cpus_per_trial=cpus, gpus_per_trial=gpus,
             max_failures=max_failures, health=health, space=space, fixed=dict(fixed),
-            cover=cover, time_budget=time_budget, source=self.source, raw=raw,
+            cover=cover, objectives=objectives, constraints=constraints, warm_start=warm,
+            time_budget=time_budget, source=self.source, raw=raw,
         )
 
     def duration(self, key: str, value) -> float | None:
@@ -420,6 +438,63 @@ class _Validator:
         if not seconds > 0:
             raise self.fail(key, f"must be more than 0 seconds, got {value!r}")
         return seconds
+
+    def objectives(self, value, info) -> tuple[tuple[str, str], ...]:
+        """`objective`: {metric, mode}, or a list of them (a Pareto front)."""
+        many = isinstance(value, list)
+        items = value if many else [value]
+        if many and not items:
+            raise self.fail("objective", "is an empty list; give {metric: <name>, mode: max|min} "
+                                         "or a list of them")
+        reported = info.reported
+        out: list[tuple[str, str]] = []
+        for i, objective in enumerate(items):
+            key = f"objective[{i}]" if many else "objective"
+            if not isinstance(objective, dict) or set(objective) != {"metric", "mode"}:
+                raise self.fail(key, f"must be {{metric: <name>, mode: max|min}}, got {objective!r}")
+            metric, mode = objective["metric"], objective["mode"]
+            if metric not in reported:
+                raise self.fail(f"{key}.metric",
+                                f"{metric!r} is never reported by trainable {info.name!r}; it "
+                                f"reports {list(reported)}")
+            if mode not in ("max", "min"):
+                raise self.fail(f"{key}.mode", f"must be max or min, got {mode!r}")
+            better = trainables.BETTER.get(metric)
+            if better is not None and mode != better:
+                raise self.fail(f"{key}.mode",
+                                f"{metric} is better when "
+                                f"{'higher' if better == 'max' else 'lower'}, so mode "
+                                f"{mode} would search for the worst trials; use mode: {better}")
+            if any(m == metric for m, _ in out):
+                raise self.fail(f"{key}.metric", f"{metric!r} is already an objective; each "
+                                                 "metric is one objective")
+            out.append((metric, mode))
+        return tuple(out)
+
+    def constraints(self, value, info) -> tuple[tuple[str, float | None, float | None], ...]:
+        """`constraints`: {metric: {min: x, max: y}} bounds a trial should keep."""
+        if value is None:
+            return ()
+        if not isinstance(value, dict):
+            raise self.fail("constraints", f"must be a mapping like {{num_params: {{max: 2.0e6}}}}, "
+                                           f"got {value!r}")
+        out = []
+        for metric, bounds in value.items():
+            key = f"constraints.{metric}"
+            if metric not in info.reported:
+                raise self.fail(key, f"{metric!r} is never reported by trainable {info.name!r}, "
+                                     f"so no trial could be checked against it; it reports "
+                                     f"{list(info.reported)}")
+            block = self.block({key: bounds}, key, CONSTRAINT_KEYS)
+            low, high = block["min"], block["max"]
+            if low is None and high is None:
+                raise self.fail(key, "needs `min`, `max` or both")
+            low = None if low is None else self.number(f"{key}.min", low)
+            high = None if high is None else self.number(f"{key}.max", high)
+            if low is not None and high is not None and low > high:
+                raise self.fail(key, f"`min <= max` must hold, but got (min={low}, max={high})")
+            out.append((str(metric), low, high))
+        return tuple(out)
 
     def recheck(self, search: dict) -> tuple[int, int] | None:
         """`search.recheck`: {top: K, seeds: N} (or false/absent: off)."""

@@ -27,6 +27,9 @@ METRICS = {
     "regression": ("train_loss", "train_rmse", "val_loss", "val_rmse", "val_mae", "val_r2",
                    "val_naive_rmse", "val_skill", "epoch_seconds", "samples_per_second", "lr"),
 }
+# what a trial knows of its model before it trains (reported with every result, so a
+# scheduler comparing trials at any rung sees them): size, compute, measured latency
+FACTS = ("num_params", "macs_per_sample", "infer_ms", "infer_ms_batched")
 # the direction in which a model-quality metric is better: an objective that names one
 # with the other mode would search for the worst models (a spec error, not a choice)
 BETTER = {**dict.fromkeys(("train_loss", "val_loss", "train_rmse", "val_rmse", "val_mae"), "min"),
@@ -55,6 +58,13 @@ class TrainableInfo:
     @property
     def metrics(self) -> tuple[str, ...]:
         return METRICS[self.task]
+
+    @property
+    def reported(self) -> tuple[str, ...]:
+        """Every metric a trial of this trainable reports (an objective or a constraint
+        may name any): the task's per-epoch metrics, and the model's facts where the
+        shared loop trains it."""
+        return self.metrics + (() if self.fits else FACTS)
 
     @property
     def loop_params(self) -> tuple[Param, ...]:

@@ -277,6 +277,37 @@ def model_facts(model: nn.Module, example: torch.Tensor) -> dict:
 _FACTS: dict = {}
 
 
+@torch.no_grad()
+def inference_ms(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device,
+                 *, amp: bool = True, channels_last: bool = True) -> dict:
+    """Measured inference latency per sample on the trial's device, in milliseconds: one
+    input at a time (``infer_ms``: serving one request) and a training-size batch
+    (``infer_ms_batched``: throughput). Measured once per trial, after its first epoch
+    (the kernels warm), so latency can be an objective or a constraint."""
+    was_training = model.training
+    model.eval()
+    cuda = device.type == "cuda"
+
+    def per_sample(inputs: torch.Tensor, repeats: int) -> float:
+        inputs = to_device(inputs, device, channels_last)
+        with autocast(device, amp):  # as the trial evaluates (bf16 on a GPU)
+            model(inputs)  # warm: first-call allocations and autotuning stay out
+            if cuda:
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                model(inputs)
+        if cuda:
+            torch.cuda.synchronize(device)
+        return (time.perf_counter() - t0) / repeats / len(inputs) * 1000.0
+
+    try:
+        return {"infer_ms": per_sample(x[:1], 10),
+                "infer_ms_batched": per_sample(x[:max(1, batch_size)], 3)}
+    finally:
+        model.train(was_training)
+
+
 class GradNormTracker:
     """L2 norm of each conv weight's gradient every k iterations, averaged per epoch.
 
@@ -448,6 +479,10 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
             scheduler.step(score)
         elif scheduler is not None:
             scheduler.step()
+        if epoch == start_epoch and "infer_ms" not in facts:
+            gpu = gpu_options(config, device)
+            facts.update(inference_ms(model, x_val, int(config.get("batch_size", 64)), device,
+                                      amp=gpu["amp"], channels_last=gpu["channels_last"]))
         improved = score > best
         best, bad_epochs = (score, 0) if improved else (best, bad_epochs + 1)
         stop_early = patience > 0 and bad_epochs >= patience

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hpsearch.results.objective import primary
 from hpsearch.results.report._common import histories
 from hpsearch.results.report.images import trial_report
 from hpsearch.results.report.search import (  # noqa: F401  (BATCH_NORM_FIGURE: re-exported)
@@ -35,7 +36,7 @@ def write_reports(dest: Path, *, name: str, meta: dict, rows: list, row, model, 
     """Trial report (``best_trial/``), search report (``search/``) and summary.md
     under ``dest``. ``evaluation`` is ``evaluate_split``'s result on ``split``.
     Returns {"trial": summary, "search": files}."""
-    metric = meta["spec"]["objective"]["metric"]
+    metric = primary(meta["spec"]).metric
     trial = trial_report(dest / "best_trial", title=f"{name} trial {row.trial_id}",
                          history=histories(meta, row.run_id), model=model, data=data,
                          config=config, split=split, evaluation=evaluation, facts=facts)

@@ -12,6 +12,7 @@ import csv
 import math
 from pathlib import Path
 
+from hpsearch.results.objective import primary
 from hpsearch.results.report._common import (
     GRAD_LAYER,
     GRAD_RATIO,
@@ -29,7 +30,7 @@ def search_report(folder: Path, *, meta: dict, rows: list, histories: dict) -> l
     """Trials table, Optuna plots, ASHA rungs, overlaid curves. ``histories`` maps
     trial_id -> {metric: [(step, value)]}."""
     folder.mkdir(parents=True, exist_ok=True)
-    metric = meta["spec"]["objective"]["metric"]
+    metric = primary(meta["spec"]).metric
     table = [{"trial": r.index, "trial_id": r.trial_id, "state": r.state,
               "stop_reason": r.stop_reason, "epochs": r.epochs, f"best_{metric}": r.best,
               **r.params} for r in rows]
@@ -43,6 +44,12 @@ def search_report(folder: Path, *, meta: dict, rows: list, histories: dict) -> l
     files += _plot_rungs(rows, meta, folder)
     files += _plot_overlay(histories, rows, metric, folder)
     files += _optuna_plots(meta, rows, histories, folder)
+    from hpsearch.results.front import picks_front
+
+    if picks_front(meta):  # several objectives, or constraints: the front and its table
+        from hpsearch.results.report.front import front_report
+
+        files += front_report(folder, meta=meta, rows=rows)
     return files
 
 
@@ -131,7 +138,7 @@ def batch_norm_twins(folder: Path, *, meta: dict, rows: list) -> tuple[list[str]
             twins[bn] = (best, h)
     if not twins:
         return [], None
-    metric = meta["spec"]["objective"]["metric"]
+    metric = primary(meta["spec"]).metric
     if len(twins) == 1:
         bn = next(iter(twins))
         one = f"`batch_norm: {str(bn).lower()}` ({len(kinds[bn])} trial(s))"
@@ -254,11 +261,14 @@ def summary_markdown(name: str, meta: dict, rows: list, search_files: list[str],
                      trial: dict | None, bundle_metrics: dict | None,
                      search_dir: str = "search", trial_dir: str = "best_trial",
                      gradients: str | None = None) -> str:
-    metric = meta["spec"]["objective"]["metric"]
+    from hpsearch.results.objective import objectives_of
+
+    first = primary(meta["spec"])
+    metric = first.metric
     best = [r for r in rows if r.best is not None]
+    goals = ", ".join(f"{o.mode} `{o.metric}`" for o in objectives_of(meta["spec"]))
     lines = [f"# Search `{name}`", "",
-             f"- trainable: `{meta['spec']['trainable']}`; objective: {meta['spec']['objective']['mode']} "
-             f"`{metric}`",
+             f"- trainable: `{meta['spec']['trainable']}`; objective: {goals}",
              f"- trials: {len(rows)} ({sum(r.stop_reason == 'completed' for r in rows)} completed, "
              f"{sum(r.stop_reason == 'asha_stopped' for r in rows)} stopped by ASHA, "
              f"{sum(r.stop_reason.startswith('error') for r in rows)} errored, "
@@ -275,8 +285,15 @@ def summary_markdown(name: str, meta: dict, rows: list, search_files: list[str],
         if bundle_metrics.get("selection"):
             lines += [bundle_metrics["selection"], ""]
     elif best:
-        lines += [f"Best {metric}: {max(r.best for r in best):.4f}", ""]
+        lines += [f"Best {metric}: {first.best(r.best for r in best):.4f}", ""]
     lines += ["## Search", ""] + [f"- [{f}]({search_dir}/{f})" for f in search_files]
+    if "front.md" in search_files:  # several objectives: the trade-offs first
+        from hpsearch.results.front import front_table
+
+        lines += ["", "## Trade-offs: the Pareto front", "",
+                  _markdown(front_table(meta, rows)).rstrip(), "",
+                  f"![front]({search_dir}/front.png)", "",
+                  f"![hypervolume]({search_dir}/hypervolume.png)"]
     for img in ("optuna_history.png", "optuna_param_importances.png",
                 "optuna_parallel_coordinate.png", "asha_rungs.png", "val_curves_all_trials.png"):
         if img in search_files:
