@@ -8,13 +8,14 @@ waits until both trials have logged an epoch, then stops it one way:
 - GCS killed: `kill -9` of the local Ray's GCS server;
 - raylet killed: `kill -9` of the local raylet;
 and reports the seconds from the stop to the process's exit, its exit code, and the
-MLflow runs it left RUNNING. ``--code DIR`` runs another checkout (e.g. the commit
-before a change, unpacked with `git archive`) for comparison; a run that has not
-exited ``--limit`` seconds after the stop is killed and counted as not exiting.
+MLflow runs it left RUNNING. ``--baseline DIR`` first runs another checkout (the
+commit before a change, unpacked with `git archive COMMIT | tar -x -C DIR`) for
+comparison; a run that has not exited ``--limit`` seconds after the stop is killed
+and counted as not exiting.
 Also times `hpsearch plan spaces/resnet18.yaml` (on a machine without a GPU: the
 bounded CPU measurement). Section "Stopping a search" of RESULTS.md.
 
-Run: python benchmarks/stopping.py [--repeats 3] [--code DIR] [--limit 90]
+Run: python benchmarks/stopping.py [--repeats 3] [--baseline DIR] [--limit 90] [--plan]
 """
 
 from __future__ import annotations
@@ -118,33 +119,37 @@ def plan_seconds() -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--code", type=Path, default=ROOT, help="the checkout to run")
+    ap.add_argument("--baseline", type=Path, help="another checkout, run first for comparison")
+    ap.add_argument("--baseline-repeats", type=int, default=1)
     ap.add_argument("--limit", type=float, default=90.0)
     ap.add_argument("--ways", nargs="*", default=list(WAYS))
     ap.add_argument("--plan", action="store_true", help="also time `hpsearch plan`")
     args = ap.parse_args()
+    codes = ([("before", args.baseline.resolve(), args.baseline_repeats)] if args.baseline
+             else []) + [("this checkout", ROOT, args.repeats)]
     rows = []
     for way in args.ways:
-        results = []
-        for _ in range(args.repeats):
-            with tempfile.TemporaryDirectory(prefix="hpsearch-stop-") as tmp:
-                results.append(once(way, args.code.resolve(), Path(tmp), args.limit))
-            print(way, results[-1], flush=True)
-        exited = [r["seconds"] for r in results if r["seconds"] is not None]
-        codes = sorted({str(r["code"]) for r in results})
-        rows.append(f"| {way} | {spread(exited, '{:.1f}') if exited else '-'} | "
-                    f"{len(results) - len(exited)} of {len(results)} | {', '.join(codes)} | "
-                    f"{sum(r['running'] for r in results)} |")
-    body = ["| stopped by | s from the stop to the exit | not exited within "
+        for label, code, repeats in codes:
+            results = []
+            for _ in range(repeats):
+                with tempfile.TemporaryDirectory(prefix="hpsearch-stop-") as tmp:
+                    results.append(once(way, code, Path(tmp), args.limit))
+                print(way, label, results[-1], flush=True)
+            exited = [r["seconds"] for r in results if r["seconds"] is not None]
+            exit_codes = sorted({str(r["code"]) for r in results})
+            rows.append(f"| {way} | {label} | {spread(exited, '{:.1f}') if exited else '-'} | "
+                        f"{len(results) - len(exited)} of {len(results)} | "
+                        f"{', '.join(exit_codes)} | {sum(r['running'] for r in results)} |")
+    body = ["| stopped by | code | s from the stop to the exit | not exited within "
             f"{args.limit:g} s | exit codes | runs left RUNNING (all repeats) |",
-            "|---|---|---|---|---|", *rows]
+            "|---|---|---|---|---|---|", *rows]
     if args.plan:
         times = [plan_seconds() for _ in range(args.repeats)]
         body += ["", f"`hpsearch plan spaces/resnet18.yaml` on this CPU: {spread(times, '{:.0f}')} s"
-                     " (the whole command)."]
-    code = "this checkout" if args.code.resolve() == ROOT else f"the checkout in {args.code}"
-    body += ["", f"Code: {code}. Search: ResNet-18 (width 8) on digits, 2 trials x 300 epochs, "
-                 "stopped once both trials logged an epoch."]
+                     " (the whole command; it measures within 20 s)."]
+    body += ["", "Search: ResNet-18 (width 8) on digits, 2 trials x 300 epochs, stopped once "
+                 "both trials logged an epoch. `before`: " + (str(args.baseline) if args.baseline
+                                                              else "not run") + "."]
     write_section("Stopping a search (benchmarks/stopping.py)", "\n".join(body))
 
 
