@@ -429,13 +429,15 @@ def extend_search(name: str, *, storage: Storage, samples: int, address: str | N
     echo(f"extending search {name!r} from {len(rows)} to {samples} trials; its sampler starts "
          f"from the {len(past)} earlier trial(s) ({exp_dir / folder})")
     callbacks = []
+    # the spec's time budget: an extension is a run of its own, and gets all of it
+    budget = stopping.TimeBudget(spec.time_budget) if spec.time_budget else None
     if progress is not None:
         from hpsearch.results.progress import progress_view
         from hpsearch.search.plan import EpochsLeft
 
         view = progress_view(name=name, samples=spec.samples, expected_epochs=EpochsLeft.of(spec),
                              metric=spec.metric, mode=spec.mode, concurrency=spec.concurrency,
-                             **progress)
+                             time_budget=budget, **progress)
         callbacks.append(view)
         echo = view.above(echo)
     tracker = tracking.MlflowTracker(
@@ -446,6 +448,7 @@ def extend_search(name: str, *, storage: Storage, samples: int, address: str | N
     tracker.first_index = max((r.index for r in rows), default=0) + 1
     callbacks.insert(0, tracker)
     callbacks.append(stopping.DiskWatch(tracker, str(storage.root)))
+    callbacks += [budget] if budget is not None else []
     return _fit(spec, storage, tracker, uri, experiment_id, parent, address,
                 lambda: build_tuner(spec, storage, callbacks, stopping.StopRequests(),
                                     history=past, experiment=(exp_dir, folder)), echo)
