@@ -121,6 +121,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--baseline", type=Path, help="another checkout, run first for comparison")
     ap.add_argument("--baseline-repeats", type=int, default=1)
+    ap.add_argument("--baseline-name", help="what the baseline is (default: its folder)")
     ap.add_argument("--limit", type=float, default=90.0)
     ap.add_argument("--ways", nargs="*", default=list(WAYS))
     ap.add_argument("--plan", action="store_true", help="also time `hpsearch plan`")
@@ -148,8 +149,9 @@ def main() -> None:
         body += ["", f"`hpsearch plan spaces/resnet18.yaml` on this CPU: {spread(times, '{:.0f}')} s"
                      " (the whole command; it measures within 20 s)."]
     body += ["", "Search: ResNet-18 (width 8) on digits, 2 trials x 300 epochs, stopped once "
-                 "both trials logged an epoch. `before`: " + (str(args.baseline) if args.baseline
-                                                              else "not run") + "."]
+                 "both trials logged an epoch. `before`: " + (
+                     (args.baseline_name or str(args.baseline)) if args.baseline else "not run")
+             + "."]
     write_section("Stopping a search (benchmarks/stopping.py)", "\n".join(body))
 
 
