@@ -450,7 +450,7 @@ def extend_search(name: str, *, storage: Storage, samples: int, address: str | N
     callbacks.append(stopping.DiskWatch(tracker, str(storage.root)))
     callbacks += [budget] if budget is not None else []
     return _fit(spec, storage, tracker, uri, experiment_id, parent, address,
-                lambda: build_tuner(spec, storage, callbacks, stopping.StopRequests(),
+                lambda: build_tuner(spec, storage, callbacks, stopper=stopping.StopRequests(),
                                     history=past, experiment=(exp_dir, folder)), echo)
 
 
