@@ -35,6 +35,7 @@ OVERRIDES = {
     "gpus_per_trial": "resources.gpus_per_trial",
     "data": "data.source",
     "recheck": "search.recheck",
+    "time_budget": "search.time_budget",
     "refit": "export.refit",
     "refit_epochs": "export.epochs",
 }
@@ -72,8 +73,8 @@ def load_spec(spec: str | Path | dict | SearchSpec, *, name: str | None = None,
               concurrency: int | None = None, seed: int | None = None,
               cpus_per_trial: float | None = None, gpus_per_trial: float | None = None,
               data: str | None = None, recheck: str | dict | None = None,
-              refit: bool | None = None, refit_epochs: int | None = None,
-              smoke: bool = False) -> SearchSpec:
+              time_budget: str | float | None = None, refit: bool | None = None,
+              refit_epochs: int | None = None, smoke: bool = False) -> SearchSpec:
     """A validated, frozen search spec.
 
     ``spec`` is a YAML file's path, a dict of the same shape, or a spec already loaded
@@ -86,7 +87,7 @@ def load_spec(spec: str | Path | dict | SearchSpec, *, name: str | None = None,
     overrides = {"name": name, "samples": samples, "max_epochs": max_epochs,
                  "concurrency": concurrency, "seed": seed, "cpus_per_trial": cpus_per_trial,
                  "gpus_per_trial": gpus_per_trial, "data": data, "recheck": recheck,
-                 "refit": refit, "refit_epochs": refit_epochs}
+                 "time_budget": time_budget, "refit": refit, "refit_epochs": refit_epochs}
     return spec_with(spec, {k: (v, f"{k}=") for k, v in overrides.items()}, smoke=smoke)
 
 
@@ -150,7 +151,8 @@ def run(spec: str | Path | dict | SearchSpec, *, name: str | None = None,
         samples: int | None = None, max_epochs: int | None = None,
         concurrency: int | None = None, seed: int | None = None,
         cpus_per_trial: float | None = None, gpus_per_trial: float | None = None,
-        data: str | None = None, recheck: str | dict | None = None, smoke: bool = False,
+        data: str | None = None, recheck: str | dict | None = None,
+        time_budget: str | float | None = None, smoke: bool = False,
         storage: str | Path | None = None, tracking_uri: str | None = None,
         address: str | None = None, resource_wait: float | None = None,
         overwrite: bool = False, export: bool = False, refit: bool | None = None,
@@ -171,6 +173,10 @@ def run(spec: str | Path | dict | SearchSpec, *, name: str | None = None,
         data: another data source (``--data imagefolder:photos``).
         recheck: ``"KxN"`` or ``{"top": K, "seeds": N}``: retrain the top K with N seeds.
         smoke: 2 trials, 1 epoch, a tiny data subset (named ``NAME-smoke``).
+        time_budget: the wall time the search may take (``"30m"``, ``"2h"``, ``"90s"``, or
+            seconds), as ``search.time_budget``: when it runs out no trial starts, the
+            running ones end KILLED with stop_reason ``time_budget``, and the search ends
+            as usual (the best trial is the best so far; :func:`resume` continues it).
         storage: the storage root (default ``$HPSEARCH_STORAGE`` or ``./runs``).
         tracking_uri: MLflow's (default ``sqlite:///<storage>/mlflow.db``).
         address: a Ray cluster's address (default: a local Ray, started once per
@@ -188,8 +194,10 @@ def run(spec: str | Path | dict | SearchSpec, *, name: str | None = None,
 
     Every check of ``hpsearch run`` is made before anything starts. Raises
     :class:`~hpsearch.SpecError` for bad input, :class:`~hpsearch.SearchFailed` when no
-    trial reported the objective, ``KeyboardInterrupt`` when interrupted (its MLflow
-    runs ended KILLED, ``stop_reason`` interrupted; :func:`resume` finishes it).
+    trial reported the objective, when Ray's daemons died under the search or its
+    storage root's disk filled up (every MLflow run ended; :func:`resume` continues
+    it), ``KeyboardInterrupt`` when interrupted by a signal (its MLflow runs ended
+    KILLED, ``stop_reason`` interrupted; :func:`resume` finishes it).
     """
     check_refit_wanted(refit, refit_epochs, export)
     call = _call("run", spec, locals())
@@ -208,7 +216,8 @@ def run_many(specs: Sequence[str | Path | dict | SearchSpec], *,
              samples: int | None = None, max_epochs: int | None = None,
              concurrency: int | None = None, seed: int | None = None,
              cpus_per_trial: float | None = None, gpus_per_trial: float | None = None,
-             data: str | None = None, recheck: str | dict | None = None, smoke: bool = False,
+             data: str | None = None, recheck: str | dict | None = None,
+             time_budget: str | float | None = None, smoke: bool = False,
              storage: str | Path | None = None, tracking_uri: str | None = None,
              address: str | None = None, resource_wait: float | None = None,
              overwrite: bool = False, export: bool = False, refit: bool | None = None,
@@ -218,7 +227,8 @@ def run_many(specs: Sequence[str | Path | dict | SearchSpec], *,
     ``export``; all are validated (and their data checked) before the first starts.
     A search that fails does not stop the ones after it: each returned
     :class:`~hpsearch.Search` says how it ended in ``.result`` (``.result.ok``).
-    The options are :func:`run`'s, each applying to every spec."""
+    The options are :func:`run`'s, each applying to every spec (``time_budget`` to each
+    search on its own)."""
     check_refit_wanted(refit, refit_epochs, export)
     call = _call("run_many", specs, locals())
     parsed = specs_with(specs, _spec_overrides(locals()), smoke=smoke)
@@ -380,18 +390,23 @@ def plan(spec: str | Path | dict | SearchSpec, *, steps: int = 10, name: str | N
          samples: int | None = None, max_epochs: int | None = None,
          concurrency: int | None = None, cpus_per_trial: float | None = None,
          gpus_per_trial: float | None = None, data: str | None = None,
-         smoke: bool = False, check: bool = True) -> Plan:
+         time_budget: str | float | None = None, smoke: bool = False,
+         check: bool = True) -> Plan:
     """Measure the spec's largest trial on this machine's device: a few real training
     steps per batch size give its peak memory, step time, how many trials fit on a GPU
     and the search's estimated wall time (``print(plan)`` or ``plan.lines()``).
     With ``check``, a largest trial that does not fit its GPU share raises
-    :class:`~hpsearch.SpecError` (as ``hpsearch plan`` exits 2) after measuring."""
+    :class:`~hpsearch.SpecError` (as ``hpsearch plan`` exits 2) after measuring.
+    On a machine without a CUDA GPU the measurement is bounded (under a minute) and
+    the plan says it was made on the CPU. ``time_budget``: the plan says how much of
+    the estimated search fits in it."""
     from hpsearch.search import preflight
     from hpsearch.search.plan import make_plan
 
     loaded = specs_with([spec], {"name": name, "samples": samples, "max_epochs": max_epochs,
                                  "concurrency": concurrency, "cpus_per_trial": cpus_per_trial,
-                                 "gpus_per_trial": gpus_per_trial, "data": data},
+                                 "gpus_per_trial": gpus_per_trial, "data": data,
+                                 "time_budget": time_budget},
                         smoke=smoke)[0]
     preflight.check_trainable(loaded)
     preflight.check_data(loaded)

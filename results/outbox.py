@@ -27,6 +27,7 @@ from collections import deque
 from pathlib import Path
 
 from hpsearch.results.mlflow_runs import PARENT_TAG, _client, end_orphans
+from hpsearch.results.storage import is_disk_full
 
 OUTBOX_FILE = "mlflow-outbox.jsonl"
 MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
@@ -146,6 +147,7 @@ class Outbox:
         self.failures = 0    # consecutive failed attempts
         self.delivered = 0
         self.rejected = 0    # writes MLflow refused: logged and dropped, as before
+        self.last_error: Exception | None = None  # of the last failed attempt (None: it went)
         self._tail: dict[str, dict] = {}  # trial -> its last pending metrics write, still open
 
     def add(self, write: dict) -> None:
@@ -186,7 +188,11 @@ class Outbox:
                              f"{type(e).__name__}: {_first_line(e)}")
                     continue
                 self.writer.forget()
-                if self.failures == 0:
+                self.last_error = e
+                if self.failures == 0 and is_disk_full(e):
+                    self.log(f"hpsearch: MLflow at {self.writer.tracking_uri} cannot write: the "
+                             "disk is full; results stay queued and are retried")
+                elif self.failures == 0:
                     self.log(f"hpsearch: MLflow at {self.writer.tracking_uri} does not answer "
                              f"({type(e).__name__}: {_first_line(e)[:200]}); results stay "
                              "queued and are retried")
@@ -195,6 +201,7 @@ class Outbox:
                 return False
             self.pending.popleft()
             self.delivered += 1
+            self.last_error = None
             if self.failures:
                 self.log(f"hpsearch: MLflow at {self.writer.tracking_uri} answers again; "
                          f"delivering {len(self.pending) + 1} queued write(s)")

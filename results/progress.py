@@ -25,7 +25,8 @@ time estimate; the live one tracks what the search actually does.
 The time left is the epochs still expected divided by the rate at which the
 search has trained epochs so far; before the first epoch ends it comes from
 ``hpsearch plan``'s measured epoch time when the run measured one (a local
-GPU), and is not shown otherwise.
+GPU), and is not shown otherwise. A search with a time budget counts it down
+(``budget 12m03s left``), and shows the estimate only while it ends first.
 """
 
 from __future__ import annotations
@@ -103,7 +104,8 @@ class SearchProgress(tune.Callback):
                  expected_epochs: float | Callable[[int], float], metric: str,
                  mode: str, stream: TextIO | None = None, tty: bool | None = None,
                  every: float = 30.0, epoch_seconds_hint: float | None = None,
-                 concurrency: int = 1, prefix: str = "", gpu: bool = True) -> None:
+                 concurrency: int = 1, prefix: str = "", gpu: bool = True,
+                 time_budget=None) -> None:
         self.name, self.samples, self.metric, self.mode = name, samples, metric, mode
         if not callable(expected_epochs):  # a flat count: each trial trains that many
             expected_epochs = functools.partial(_flat, float(expected_epochs))
@@ -114,6 +116,7 @@ class SearchProgress(tune.Callback):
         self.every, self.prefix = every, prefix
         self.hint, self.concurrency = epoch_seconds_hint, max(1, concurrency)
         self.gpu = GpuMeter() if gpu else None
+        self.time_budget = time_budget  # search.stopping.TimeBudget (its remaining()), or None
         self.epochs, self.done, self.best = 0, 0, None
         self.running: set[str] = set()
         self.t0 = time.monotonic()
@@ -232,8 +235,14 @@ class SearchProgress(tune.Callback):
         parts.append(f"best {self.metric} "
                      + (f"{self.best:.4g}" if self.best is not None else "-"))
         left = self.seconds_left()
-        if left is not None and not self._ended:
+        budget = getattr(self, "time_budget", None)
+        budget_left = budget.remaining() if budget is not None else None
+        if left is not None and not self._ended and (budget_left is None or left < budget_left):
             parts.append(f"~{duration(left)} left")
+        if budget_left is not None:
+            parts.append("time budget spent" if budget_left <= 0 else
+                         f"budget {duration(budget_left)} left" if not self._ended else
+                         f"time budget {duration(budget.seconds)}")
         util = self.gpu.read() if self.gpu else None
         if util is not None:
             parts.append(f"GPU {util:.0f}%")

@@ -8,6 +8,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
+from hpsearch.results.heartbeat import when
 from hpsearch.results.objective import primary
 from hpsearch.results.storage import Storage
 
@@ -40,7 +41,9 @@ def trial_rows(name: str, storage: Storage, *, recheck: bool = False, refit: boo
                ) -> tuple[dict, list[TrialRow]]:
     """(search metadata, one row per trial in start order); with ``recheck``, the
     rows of the seed re-check runs instead of the search's own trials; with ``refit``,
-    those of its refits (``search/refit.py``)."""
+    those of its refits (``search/refit.py``). A run left RUNNING by a driver that is
+    gone (:mod:`results.heartbeat`) has the stop_reason ``lost (driver gone since <its
+    last heartbeat>)``."""
     from hpsearch.results.mlflow_runs import child_runs
     from hpsearch.results.objective import objectives_of
 
@@ -64,7 +67,23 @@ def trial_rows(name: str, storage: Storage, *, recheck: bool = False, refit: boo
             values={o.metric: metrics.get(f"best_{o.metric}") for o in objectives},
             metrics=dict(metrics)))
     rows.sort(key=lambda r: r.index)
+    gone = driver_gone(meta) if any(r.state == "RUNNING" for r in rows) else None
+    if gone is not None:
+        for r in rows:
+            if r.state == "RUNNING":
+                r.stop_reason = f"lost (driver gone since {when(gone)})"
     return meta, rows
+
+
+def driver_gone(meta: dict) -> float | None:
+    """When the search's driver was last known alive, if it is gone (else None)."""
+    from hpsearch.results.heartbeat import gone_since
+    from hpsearch.results.mlflow_runs import _client
+
+    try:
+        return gone_since(_client(meta["tracking_uri"]).get_run(meta["parent_run_id"]))
+    except Exception:  # noqa: BLE001 - no parent run to read: nothing to tell
+        return None
 
 
 @dataclass
@@ -191,6 +210,11 @@ def status_text(name: str, storage: Storage) -> str:
     lines = [f"search {name!r}: {len(rows)} trial(s), objective "
              + ", ".join(f"{o.mode} {o.metric}" for o in objectives_of(meta["spec"])),
              format_table(meta, rows)]
+    lost = [r for r in rows if r.stop_reason.startswith("lost (driver gone")]
+    if lost:
+        lines.append(f"\n{len(lost)} run(s) {lost[0].stop_reason}: the process that ran the "
+                     f"search ended without ending them; `hpsearch resume {name}` continues "
+                     "the search and settles them")
     _, rechecks = trial_rows(name, storage, recheck=True)
     if rechecks:
         lines.append("\n" + format_recheck(meta, recheck_summary(meta, rows, rechecks)))
@@ -237,9 +261,10 @@ def overview(storage: Storage) -> tuple[list[str], list[list[str]]]:
             continue
         best = best_row(meta, rows)
         ended = sum(r.state != "RUNNING" for r in rows)
+        lost = sum(r.stop_reason.startswith("lost (") for r in rows)
         body.append([name, spec.get("trainable", "?"), started,
                      f"{ended}/{spec.get('search', {}).get('samples', len(rows))}",
-                     str(len(rows) - ended),
+                     f"{len(rows) - ended} lost" if lost else str(len(rows) - ended),
                      f"{metric} {best.best:.4f}" if best is not None else "-",
                      _exported(storage, name)])
     return header, body

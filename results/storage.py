@@ -15,9 +15,12 @@ exports, a local MLflow store) are plain files read and renamed in place.
 from __future__ import annotations
 
 import contextvars
+import errno
 import json
+import logging
 import os
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,3 +124,106 @@ class Storage:
                 f"no search named {name!r} under {self.root}; known searches: "
                 f"{', '.join(known) or 'none'} (use --storage to look elsewhere)")
         return json.loads(path.read_text())
+
+    def free_space(self) -> tuple[int, int]:
+        """(free, total) bytes of the file system holding the root (or its nearest
+        existing parent, before the root is made)."""
+        folder = self.root
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        usage = shutil.disk_usage(folder)
+        return usage.free, usage.total
+
+    def full_message(self, name: str, reserved: int = 0) -> str:
+        """The one line a search that ran out of space ends with (``reserved``: bytes of
+        its :class:`Reserve` it gave back to end its runs, free now)."""
+        free, total = self.free_space()
+        given = f", {size(reserved)} of it given back by the search" if reserved else ""
+        return (f"the storage root {self.root} is full ({size(free)} free of {size(total)}"
+                f"{given}); search {name!r} stopped, its runs ended. Free space there (or "
+                f"move it and give --storage the new folder), then `hpsearch resume {name}` "
+                "continues it")
+
+
+# ---------------------------------------------------------------- a full disk
+
+DISK_FULL_TEXT = ("No space left on device", "database or disk is full", "Disk quota exceeded")
+RESERVE_FILE = ".hpsearch-reserve"
+RESERVE_BYTES = 4 * 2**20  # room for ending a search's MLflow runs once the disk is full
+
+
+def is_disk_full(error: BaseException | None) -> bool:
+    """An error, or one it was raised from, that a full disk caused: ENOSPC or EDQUOT
+    from the OS, SQLite's "database or disk is full", or the same text passed on by
+    a library that wrapped it (pyarrow, SQLAlchemy, Ray's task errors)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(text in str(error) for text in DISK_FULL_TEXT):
+            return True
+        error = (getattr(error, "orig", None) or getattr(error, "cause", None)
+                 or error.__cause__ or error.__context__)
+    return False
+
+
+def size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+class QuietDiskFull(logging.Filter):
+    """Drops a library's own log record of a write that failed on a full disk (Tune's
+    experiment state, MLflow's SQLAlchemy store, each with its traceback, once per
+    retry); the search ends with one line naming the storage root instead."""
+
+    LOGGERS = ("ray.tune.execution.experiment_state", "mlflow.store.db.utils")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (is_disk_full(error) or any(t in str(record.msg) for t in DISK_FULL_TEXT))
+
+    def __enter__(self) -> QuietDiskFull:
+        for name in self.LOGGERS:
+            logging.getLogger(name).addFilter(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeFilter(self)
+
+
+class Reserve:
+    """A few MiB held in a file in the search's folder while it runs and given back
+    when a write fails on a full disk, so that the search can still end its MLflow
+    runs in a SQLite store on the same disk (every write transaction needs room for
+    its journal) and leave none RUNNING."""
+
+    def __init__(self, folder: Path, nbytes: int = RESERVE_BYTES) -> None:
+        self.path = Path(folder) / RESERVE_FILE
+        self.nbytes = nbytes
+        self.held = False
+
+    def hold(self) -> bool:
+        """Take the room now; False where it cannot be had (then nothing is held)."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, self.nbytes)
+            finally:
+                os.close(fd)
+            self.held = True
+            return True
+        except OSError:
+            self.release()
+            return False
+
+    def release(self) -> None:
+        try:
+            self.path.unlink()
+        except OSError:
+            pass

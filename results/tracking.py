@@ -9,8 +9,10 @@ one trial into one ``log_batch`` call. Only the contract's metrics are logged.
 Runs are ended from the driver side: Tune ends an ASHA-stopped trial from
 inside its report call, so code after a trial's loop never runs. ``close``
 and :func:`end_orphans` make sure no run is left RUNNING after a search ends,
-fails or is interrupted (SIGINT or SIGTERM: the in-flight trials' runs end
-KILLED with stop_reason ``interrupted``, see :meth:`MlflowTracker.interrupt`).
+fails or is interrupted (a stop signal: the in-flight trials' runs end KILLED with
+stop_reason ``interrupted``; the time budget: KILLED, ``time_budget``; see
+:meth:`MlflowTracker.stopping`). When Ray itself is gone, :meth:`MlflowTracker.abandon`
+ends the runs from outside Tune's loop: nothing here needs Ray.
 
 The writer survives a tracking store that stops answering (a restarted
 ``mlflow server``): writes stay queued in order and are retried with backoff
@@ -87,7 +89,10 @@ class MlflowTracker(tune.Callback):
         self._unhealthy: dict[str, tuple[str, bool]] = {}  # health stops: (why, failed)
         self._nodes: dict[str, str] = {}   # trial -> the Ray node it last reported from
         self._open: set[str] = set()       # trials started and not yet ended
-        self._interrupted = False          # the search is being stopped (SIGINT/SIGTERM)
+        self._stopping: tuple[str, str] | None = None  # (status, reason) of a search stop
+        self._abandoned = False            # Ray is gone: later Tune events change nothing
+        self.disk_full: str | None = None  # a write to a full disk failed (the writer saw it)
+        self.reserve = None  # results.storage.Reserve: room given back when the disk is full
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
         self._hurry = threading.Event()
@@ -109,7 +114,8 @@ class MlflowTracker(tune.Callback):
         self.__dict__.update(state)
         self.__dict__.setdefault("_also", {})
         self.echo = print
-        self._interrupted = False  # a stop before the resume is not this run's stop
+        self._stopping = None  # a stop before the resume is not this run's stop
+        self._abandoned, self.disk_full = False, None
         # trials the dead driver numbered after Tune's last save (lost) keep their numbers
         self._index_floor = MlflowTracker.restored_index_floor
         self._hurry = threading.Event()
@@ -117,7 +123,32 @@ class MlflowTracker(tune.Callback):
 
     def interrupt(self) -> None:
         """The search is being stopped: trials that end from now on were interrupted."""
-        self._interrupted = True
+        self.stopping("KILLED", "interrupted")
+
+    def stopping(self, status: str, reason: str) -> None:
+        """The search is being stopped: trials that Tune stops from now on end with
+        ``status`` and stop_reason ``reason`` (the first stop's)."""
+        if self._stopping is None:
+            self._stopping = (status, reason)
+
+    def abandon(self, status: str, reason: str) -> None:
+        """Ray is gone and Tune's loop will not end the trials: end every open trial's
+        run now (from any thread), and ignore what Tune reports after this."""
+        self.stopping(status, reason)
+        self._end_open()
+        self._abandoned = True
+
+    def _end_open(self) -> None:
+        """End the trials still open with the search's stop, unless a trial ended itself
+        first (its error, or its health stop, arrived before Tune stopped it)."""
+        for tid in sorted(self._open, key=lambda t: self._index.get(t, 0)):
+            if tid in self._errors:
+                self._end(tid, "FAILED", self._errors[tid])
+            elif tid in self._unhealthy:
+                why, failed = self._unhealthy[tid]
+                self._end(tid, "FAILED" if failed else "FINISHED", f"unhealthy: {why}")
+            else:
+                self._end(tid, *self._stopping)
 
     # ------------------------------------------------------------ Tune hooks
 
@@ -156,7 +187,8 @@ class MlflowTracker(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         tid = trial.trial_id
         if isinstance(result.get("error"), str):
-            self._errors[tid] = result["error"].split(":", 1)[0]
+            self._errors[tid] = result.get("stop_reason") or \
+                f"error: {result['error'].split(':', 1)[0]}"
             return
         if isinstance(result.get("unhealthy"), str):
             self._unhealthy[tid] = (result["unhealthy"], bool(result.get("diverged")))
@@ -193,7 +225,7 @@ class MlflowTracker(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         tid = trial.trial_id
         if tid in self._errors:
-            self._end(tid, "FAILED", f"error: {self._errors[tid]}")
+            self._end(tid, "FAILED", self._errors[tid])
             return
         if tid in self._unhealthy:
             why, failed = self._unhealthy[tid]
@@ -209,26 +241,21 @@ class MlflowTracker(tune.Callback):
         self._end(tid, "FINISHED", reason)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        if self._interrupted:  # its worker got the same signal as the driver
-            self._end(trial.trial_id, "KILLED", "interrupted")
+        if self._stopping is not None:  # e.g. its worker got the same signal as the driver
+            self._end(trial.trial_id, *self._stopping)
             return
         self._end(trial.trial_id, "FAILED", f"error: {_error_type(trial)}")
 
-    time_budget = None  # the search's time budget (search.time_budget), or None
-
     def on_experiment_end(self, trials, **info) -> None:
-        # Tune stops in-flight trials without a per-trial event: after Ctrl-C, and when
-        # the search's time budget is spent (those trials ran until then: FINISHED)
-        ending = (("KILLED", "interrupted") if self._interrupted else
-                  ("FINISHED", "time_budget") if self.time_budget else None)
-        if ending:
-            for tid in sorted(self._open, key=lambda t: self._index.get(t, 0)):
-                self._end(tid, *ending)
+        if self._stopping is not None:  # Tune stops in-flight trials without a per-trial event
+            self._end_open()
         self.close()
 
     # ------------------------------------------------------------ driver side
 
     def _end(self, tid: str, status: str, reason: str) -> None:
+        if self._abandoned:
+            return
         best = self._best.get(tid)
         self._open.discard(tid)
         # epochs None: no result in this session (a resumed trial); the writer reads
@@ -271,6 +298,7 @@ class MlflowTracker(tune.Callback):
 
     def _writer(self) -> None:
         from hpsearch.results.outbox import Outbox, RunWriter, fail_fast_http
+        from hpsearch.results.storage import is_disk_full
 
         fail_fast_http()
         outbox = Outbox(RunWriter(self.tracking_uri, self.experiment_id, self.parent_run_id))
@@ -292,10 +320,16 @@ class MlflowTracker(tune.Callback):
             for item in items:
                 if item is _STOP:
                     closing = time.monotonic()
+                    outbox.next_try = 0.0  # the end of the search: try again at once
                 else:
                     outbox.add(item)
             done = outbox.deliver()
             self.write_errors = outbox.rejected
+            if self.disk_full is None and is_disk_full(outbox.last_error):
+                self.disk_full = self.tracking_uri  # the search stops (stopping.DiskWatch)
+                if getattr(self, "reserve", None) is not None:
+                    self.reserve.release()  # room for this write and the runs' ends:
+                    outbox.next_try = 0.0   # taken at once, before anything else takes it
             if closing is None:
                 continue
             if done:
@@ -315,7 +349,13 @@ class MlflowTracker(tune.Callback):
             print(f"hpsearch: MLflow at {self.tracking_uri} did not answer; {writes} write(s) "
                   f"({results} epoch result(s)) were not delivered", file=sys.stderr)
             return
-        outbox.save(Path(self.outbox))
+        try:
+            outbox.save(Path(self.outbox))
+        except OSError as e:  # the search's folder is on a full disk too
+            print(f"hpsearch: MLflow at {self.tracking_uri} did not answer for {grace:g} s and "
+                  f"{self.outbox} cannot be written ({e.strerror}); {results} epoch result(s) "
+                  f"({writes} write(s)) were not delivered", file=sys.stderr, flush=True)
+            return
         print(f"hpsearch: MLflow at {self.tracking_uri} did not answer for {grace:g} s; "
               f"{results} epoch result(s) ({writes} write(s)) saved in {self.outbox}",
               file=sys.stderr, flush=True)

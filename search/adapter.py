@@ -27,9 +27,10 @@ def trial(config: dict) -> None:
     import torch
     from ray import tune
 
+    from hpsearch.results.storage import is_disk_full
     from hpsearch.trainables import get as get_trainable
     from hpsearch.trainables.health import Unhealthy
-    from hpsearch.trainables.loop import NonFiniteLoss, train
+    from hpsearch.trainables.loop import train
 
     node_id = ray.get_runtime_context().get_node_id()  # recorded as a tag of the trial's run
     restore = None
@@ -48,16 +49,22 @@ def trial(config: dict) -> None:
     failure: dict | None = None
     try:
         train(config, report, restore=restore)
-    except Unhealthy as e:  # a diverged loss (health stops that prune report themselves)
+    except Unhealthy as e:
+        # a diverged loss, NaN and infinity included (health stops that prune report
+        # themselves). Deterministic: a FailureConfig retry from the last checkpoint
+        # would only diverge again; the run ends FAILED, "unhealthy: divergence (...)"
         failure = {"unhealthy": str(e), "diverged": True}
-    except NonFiniteLoss as e:
-        # Deterministic: a FailureConfig retry from the last checkpoint would only
-        # reproduce the NaN; the tracker marks the run FAILED with stop_reason
-        # "error: NonFiniteLoss".
-        failure = {"error": f"NonFiniteLoss: {e}"}
     except torch.cuda.OutOfMemoryError as e:
         # The same config on the same GPU runs out of memory again: no retry either.
         failure = {"error": f"OutOfMemory: {str(e).splitlines()[0] if str(e) else 'CUDA out of memory'}"}
+    except Exception as e:
+        if not is_disk_full(e):
+            raise
+        # A checkpoint that did not fit: a retry would fail the same way, and the search
+        # stops (search/stopping.py, DiskWatch) so the others need not find out one by one
+        where = _trial_storage()
+        failure = {"error": f"DiskFull: {str(e).splitlines()[0] if str(e) else e!r}",
+                   "stop_reason": f"error: disk full ({where})", "disk_full": True}
     if failure is None:
         return
     if failure.get("error", "").startswith("OutOfMemory"):
@@ -69,6 +76,17 @@ def trial(config: dict) -> None:
     # Optuna is told FAIL (search/searcher.py); trial_finished, so not taken for pruned.
     metrics = dict.fromkeys(get_trainable(config["trainable"]).metrics, float("nan"))
     tune.report({**metrics, "trial_finished": True, **failure})
+
+
+def _trial_storage() -> str:
+    """The trial's folder under the storage root (where its checkpoints go)."""
+    from ray import tune
+
+    context = tune.get_context()
+    try:
+        return context.get_storage().trial_fs_path
+    except Exception:  # noqa: BLE001 - another Ray: its local folder still says which trial
+        return context.get_trial_dir()
 
 
 def release_memory() -> None:

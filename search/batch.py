@@ -11,10 +11,12 @@ not stop the ones after it; the exit code says that one did.
 
 A single spec takes the same path, without the ``[i/n]`` prefix and the table.
 
-Ctrl-C (or SIGTERM) stops the whole run: the engine stops the search in
+Ctrl-C (or SIGTERM, SIGHUP) stops the whole run: the engine stops the search in
 progress the way it stops a single one (no new trials, in-flight trials' runs
 KILLED with `interrupted`, the parent run KILLED) and raises SearchInterrupted;
-the table so far is printed, and the run exits 130 (143 for SIGTERM).
+the table so far is printed, and the run exits 130 (143 for SIGTERM). So do
+Ray's daemons dying and a full storage disk (exit 1): the searches after them
+could not run either.
 """
 
 from __future__ import annotations
@@ -125,7 +127,7 @@ def _run_one(spec: SearchSpec, result: SpecResult, *, storage: Storage, tracking
     """One search (and its export) into ``result``; a failure is recorded, not raised."""
     from hpsearch.results.export import headline
     from hpsearch.results.status import best_row, trial_rows
-    from hpsearch.search.engine import run_search
+    from hpsearch.search.engine import ClusterLost, DiskFull, run_search
 
     t0 = time.time()
     result.status = "interrupted"  # until it ends one way or the other
@@ -154,6 +156,11 @@ def _run_one(spec: SearchSpec, result: SpecResult, *, storage: Storage, tracking
                 result.test_key = headline(bundle.metrics)[0]
             result.status = "ok"
     except KeyboardInterrupt:
+        result.seconds = time.time() - t0
+        raise
+    except (ClusterLost, DiskFull) as e:  # no later search could run either
+        result.status = "failed: " + ("ray cluster lost" if isinstance(e, ClusterLost)
+                                      else "disk full")
         result.seconds = time.time() - t0
         raise
     except Exception as e:  # recorded; the next spec still runs

@@ -36,7 +36,7 @@ def _specs_from_args(args) -> list:
     overrides = {"name": args.name, "samples": args.samples, "seed": args.seed,
                  "concurrency": args.concurrency, "max_epochs": args.max_epochs,
                  "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
-                 "data": args.data, "recheck": args.recheck,
+                 "data": args.data, "recheck": args.recheck, "time_budget": args.time_budget,
                  "refit": getattr(args, "refit", None),
                  "refit_epochs": getattr(args, "refit_epochs", None)}
     paths = args.specs if hasattr(args, "specs") else [args.spec]
@@ -353,6 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--recheck", type=_recheck, metavar="KxN",
                         help="after the search, retrain the top K configurations from scratch "
                              "with N new seeds each; export the best mean (e.g. 3x3)")
+        sp.add_argument("--time-budget", metavar="DURATION",
+                        help="wall time the search may take, e.g. 30m, 2h or 90s: then no "
+                             "trial starts, the running ones end (stop_reason time_budget) "
+                             "and the search ends as usual; `resume` continues it")
 
     r = sub.add_parser("run", help="run a search from a spec file (or several, one after another)",
                        description="Run the search a spec file describes; every flag overrides "

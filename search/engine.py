@@ -8,6 +8,7 @@ parent run and any child run still RUNNING.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -36,11 +37,25 @@ class ResourcesUnavailable(SearchFailed):
 
 
 class SearchInterrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM stopped the search; its in-flight trials' runs ended KILLED."""
+    """SIGINT, SIGTERM or SIGHUP stopped the search; its in-flight trials' runs ended KILLED."""
 
     def __init__(self, name: str, signum: int, undelivered: int = 0) -> None:
         super().__init__(name)
         self.name, self.signum, self.undelivered = name, signum, undelivered
+
+
+class ClusterLost(SearchFailed):
+    """Ray's daemons died under the search: every run ended FAILED (error: ray cluster
+    lost), the finished trials kept; ``hpsearch resume`` continues it once Ray is back."""
+
+
+class DiskFull(SearchFailed):
+    """A write under the storage root failed on a full disk; every run ended, the
+    finished trials kept; ``hpsearch resume`` continues it once there is room."""
+
+
+LOST_REASON = "error: ray cluster lost"
+UNWIND_WAIT = 5.0  # s the main thread gets to leave Tune's loop once Ray is gone
 
 
 @dataclass
@@ -86,9 +101,39 @@ def init_ray(address: str | None, spec: SearchSpec) -> None:
         return
     # A local cluster sized to this machine. Ray 2.60 generates an auth token
     # for a local cluster on its own; the dashboard stays on 127.0.0.1.
-    ray.init(num_cpus=os.cpu_count(), num_gpus=None, include_dashboard=False,
-             dashboard_host="127.0.0.1", log_to_driver=False, logging_level=level,
-             runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}})
+    with daemons_in_own_session():
+        ray.init(num_cpus=os.cpu_count(), num_gpus=None, include_dashboard=False,
+                 dashboard_host="127.0.0.1", log_to_driver=False, logging_level=level,
+                 runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}})
+
+
+@contextlib.contextmanager
+def daemons_in_own_session():
+    """Start the local Ray instance's daemons (GCS, raylet, their agents) in a session
+    of their own. Ray 2.60 starts them with ``subprocess.Popen`` in the driver's process
+    group, blocking only SIGINT in them (``ray/_private/services.py``,
+    ``start_ray_process``), so the SIGTERM or SIGHUP that ``timeout``, ``kill -- -PGID``
+    or a closing terminal sends to the group killed the GCS under the driver, and the
+    driver's graceful stop then waited 60 s for it before Ray's core aborted. Outside
+    the group, they outlive the signal and the search stops the way Ctrl-C stops it;
+    they still die with the driver (Ray sets PR_SET_PDEATHSIG in them)."""
+    from ray._private import services
+
+    popen = getattr(services, "ConsolePopen", None)
+    if popen is None:  # another Ray: start it as it is
+        yield
+        return
+
+    class SessionPopen(popen):
+        def __init__(self, *args, **kwargs):
+            kwargs["start_new_session"] = True
+            super().__init__(*args, **kwargs)
+
+    services.ConsolePopen = SessionPopen
+    try:
+        yield
+    finally:
+        services.ConsolePopen = popen
 
 
 class StorageUnreachable(SpecError):
@@ -226,9 +271,6 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list, trainable=N
         tune_config=tune.TuneConfig(
             search_alg=searcher, scheduler=scheduler, num_samples=spec.samples,
             max_concurrent_trials=spec.concurrency,
-            # search.time_budget: Tune stops every trial at this wall time, then the
-            # export runs (the budget a spec is sized for, e.g. 5 minutes on one GPU)
-            time_budget_s=spec.time_budget,
             # one worker process serves many trials: no ~1 s actor start per trial,
             # and the dataset stays loaded in the worker between trials
             reuse_actors=True,
@@ -307,13 +349,15 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
     })
     outbox = str(outbox_path(exp_dir))
     callbacks = []
+    budget = stopping.TimeBudget(spec.time_budget) if spec.time_budget else None
     if progress is not None:
         from hpsearch.results.progress import progress_view
         from hpsearch.search.plan import EpochsLeft
 
         view = progress_view(name=spec.name, samples=spec.samples,
                               expected_epochs=EpochsLeft.of(spec), metric=spec.metric,
-                              mode=spec.mode, concurrency=spec.concurrency, **progress)
+                              mode=spec.mode, concurrency=spec.concurrency,
+                              time_budget=budget, **progress)
         callbacks.append(view)
         echo = view.above(echo)
     tracker = (tracker_class or tracking.MlflowTracker)(
@@ -321,14 +365,18 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
         param_names=[p.name for p in spec.space], metric=spec.metric, mode=spec.mode,
         max_epochs=spec.max_epochs, samples=spec.samples, echo=echo,
         outbox=outbox, verbose=verbose, objectives=spec.objectives)
-    tracker.time_budget = spec.time_budget
     callbacks.insert(0, tracker)
-    if address:  # locally, connect() already fitted the spec to this machine
-        from ray.tune.stopper import CombinedStopper
+    from ray.tune.stopper import CombinedStopper
 
+    stoppers = [s for s in (stopper, stopping.StopRequests()) if s is not None]
+    if address:  # locally, connect() already fitted the spec to this machine
         watch = stopping.ResourceWatch(stopping.resource_wait(resource_wait))
         callbacks.append(watch)
-        stopper = CombinedStopper(stopper, watch) if stopper else watch
+        stoppers.append(watch)
+    callbacks.append(stopping.DiskWatch(tracker, str(storage.root)))
+    if budget is not None:
+        callbacks.append(budget)
+    stopper = CombinedStopper(*stoppers)
     then = None
     if spec.recheck:
         def then(grid) -> None:  # inside the search: the parent run stays open until it ends
@@ -356,6 +404,7 @@ def extend_search(name: str, *, storage: Storage, samples: int, address: str | N
     from hpsearch.results import tracking
     from hpsearch.results.outbox import outbox_path
     from hpsearch.results.status import trial_rows
+    from hpsearch.search import stopping
     from hpsearch.search.history import EXTENSION, experiments, past_trials
     from hpsearch.search.spec import parse_spec
 
@@ -381,13 +430,15 @@ def extend_search(name: str, *, storage: Storage, samples: int, address: str | N
     echo(f"extending search {name!r} from {len(rows)} to {samples} trials; its sampler starts "
          f"from the {len(past)} earlier trial(s) ({exp_dir / folder})")
     callbacks = []
+    # the spec's time budget: an extension is a run of its own, and gets all of it
+    budget = stopping.TimeBudget(spec.time_budget) if spec.time_budget else None
     if progress is not None:
         from hpsearch.results.progress import progress_view
         from hpsearch.search.plan import EpochsLeft
 
         view = progress_view(name=name, samples=spec.samples, expected_epochs=EpochsLeft.of(spec),
                              metric=spec.metric, mode=spec.mode, concurrency=spec.concurrency,
-                             **progress)
+                             time_budget=budget, **progress)
         callbacks.append(view)
         echo = view.above(echo)
     tracker = tracking.MlflowTracker(
@@ -397,9 +448,11 @@ def extend_search(name: str, *, storage: Storage, samples: int, address: str | N
         outbox=str(outbox_path(exp_dir)), verbose=verbose, objectives=spec.objectives)
     tracker.first_index = max((r.index for r in rows), default=0) + 1
     callbacks.insert(0, tracker)
+    callbacks.append(stopping.DiskWatch(tracker, str(storage.root)))
+    callbacks += [budget] if budget is not None else []
     return _fit(spec, storage, tracker, uri, experiment_id, parent, address,
-                lambda: build_tuner(spec, storage, callbacks, history=past,
-                                    experiment=(exp_dir, folder)), echo)
+                lambda: build_tuner(spec, storage, callbacks, stopper=stopping.StopRequests(),
+                                    history=past, experiment=(exp_dir, folder)), echo)
 
 
 class NothingToResume(SpecError):
@@ -484,10 +537,19 @@ class _RestoredTracker:
         self.echo = echo
 
     def interrupt(self) -> None:
+        self.stopping("KILLED", "interrupted")
+
+    def stopping(self, status: str, reason: str) -> None:
         from hpsearch.results.tracking import MlflowTracker
 
         for tracker in MlflowTracker.live:
-            tracker.interrupt()
+            tracker.stopping(status, reason)
+
+    def abandon(self, status: str, reason: str) -> None:
+        from hpsearch.results.tracking import MlflowTracker
+
+        for tracker in list(MlflowTracker.live):
+            tracker.abandon(status, reason)
 
     def close(self) -> int:
         from hpsearch.results.tracking import MlflowTracker
@@ -501,66 +563,206 @@ class _RestoredTracker:
 def _fit(spec, storage, tracker, uri, experiment_id, parent, address, make_tuner, echo,
          then=None):
     """Fit the search's Tuner (then ``then(grid)``, e.g. the seed re-check, inside the
-    same signal handling and before the parent run ends)."""
-    import signal
+    same signal handling and before the parent run ends), and end its MLflow runs
+    however it ends (see :class:`_Fit`)."""
+    return _Fit(spec, storage, tracker, uri, experiment_id, parent, echo).fit(make_tuner, then)
 
-    from hpsearch.results.outbox import finish_search, outbox_path
-    from hpsearch.search.stopping import GracefulStop, ResourceWatch
 
-    t0 = time.time()
-    status = "FAILED"
-    outbox = outbox_path(storage.search_dir(spec.name))
+class _Fit:
+    """One fit of a search and the end of its MLflow runs, whatever ends it:
 
-    def stopping(signum: int) -> None:  # in a signal handler: no buffered I/O here
-        tracker.interrupt()
+    - its trials (the parent run ends FINISHED, or FAILED when no trial scored);
+    - its time budget or a full disk (:class:`~search.stopping.GracefulStop` requests:
+      Tune saves its state, the trials still running end KILLED ``time_budget``, or
+      FAILED ``error: disk full (<storage root>)`` and :class:`DiskFull` is raised);
+    - a signal (KILLED ``interrupted``, :class:`SearchInterrupted`; a second one at once);
+    - Ray's daemons dying (:class:`ClusterLost`): the watchdog's thread ends the runs,
+      since Tune's loop cannot, then wakes the main thread; if that is stuck in Ray's
+      core, the process exits with the closing line rather than wait for Ray to abort.
+    """
+
+    def __init__(self, spec, storage, tracker, uri, experiment_id, parent, echo) -> None:
+        import threading
+
+        from hpsearch.results.outbox import outbox_path
+        from hpsearch.results.storage import Reserve
+        from hpsearch.search.stopping import GracefulStop
+
+        self.spec, self.storage, self.tracker, self.echo = spec, storage, tracker, echo
+        self.uri, self.experiment_id, self.parent = uri, experiment_id, parent
+        self.outbox = outbox_path(storage.search_dir(spec.name))
+        self.stop = GracefulStop(self._on_stop)
+        self.reserve = Reserve(storage.search_dir(spec.name))
+        self.lost: str | None = None      # what of Ray died (the watchdog's line)
+        self.unwound = threading.Event()  # the main thread left Tune after Ray died
+        self._lock = threading.Lock()
+        self._ended: tuple[int, int] | None = None  # (runs ended, writes kept) once ended
+
+    # ------------------------------------------------------------ events
+
+    def _on_stop(self, signum: int | None, requested: tuple | None) -> None:
+        """A signal (in its handler: no buffered I/O here) or a request of the search's."""
+        import signal
+
+        if signum is None:
+            self.tracker.stopping(*requested)
+            return
+        self.tracker.interrupt()
         os.write(2, f"hpsearch: {signal.Signals(signum).name}: stopping the search; in-flight "
                     "trials end as interrupted (send it again to stop at once)\n".encode())
 
-    stop = GracefulStop(stopping)
-    missing = None
-    try:
-        echo(f"search {spec.name!r}: {spec.samples} trials of {spec.trainable}, "
-             f"{spec.algorithm.upper()} + {spec.scheduler.upper()} "
-             f"(max {spec.max_epochs} epochs, concurrency {spec.concurrency})")
-        with stop:
-            grid = make_tuner().fit()
-            if then is not None and not stop.signum and _scored(grid, spec.metric):
-                then(grid)
-        # a watch that stopped the search (a restored one on resume)
-        missing = next((w.missing for w in ResourceWatch.live if w.missing), None)
-        scored = _scored(grid, spec.metric)
-        status = ("KILLED" if stop.signum else
-                  "FAILED" if missing or scored == 0 else "FINISHED")
-    except KeyboardInterrupt:  # a second signal, or one before Tune's loop started
-        status = "KILLED"
-        tracker.interrupt()
-        stop.signum = stop.signum or signal.SIGINT
-        raise
-    finally:
-        ResourceWatch.live.clear()
-        if stop.signum is not None:  # an error while stopping comes from the stop
-            status = "KILLED"
-        undelivered = tracker.close()
-        orphan_reason = "error: search failed" if status == "FAILED" else "interrupted"
-        ended, spooled = finish_search(
-            uri, experiment_id, parent, status=status, path=outbox,
-            orphan_status="FAILED" if status == "FAILED" else "KILLED", orphan_reason=orphan_reason)
-        undelivered += spooled
-        if ended:
-            echo(f"ended {ended} trial run(s) left open ({orphan_reason})")
-        if undelivered:
-            echo(f"{undelivered} MLflow write(s) wait in {outbox}: `hpsearch status "
-                 f"{spec.name} --sync` delivers them once {uri} answers")
-        if stop.signum is not None:
-            raise SearchInterrupted(spec.name, stop.signum, undelivered)
-    if missing:
-        raise ResourcesUnavailable(missing)
-    if spec.multi_objective or spec.constraints:  # the front, a table of the parent run
-        _log_front(spec, storage, echo)
-    errors = sum(1 for r in grid if r.error is not None)
-    return SearchOutcome(spec.name, storage.search_dir(spec.name), uri, parent,
-                         time.time() - t0, len(grid), errors, scored, undelivered,
-                         outbox if undelivered else None)
+    def _on_lost(self, message: str) -> None:
+        """The watchdog's thread: Ray died. End the runs from here, then wake the main thread."""
+        self.lost = message
+        status, reason = ("KILLED", "interrupted") if self.stop.signum else ("FAILED", LOST_REASON)
+        self.tracker.abandon(status, reason)
+        self._end(status, status, reason)
+        self.stop.wake(message)
+        if self.unwound.wait(UNWIND_WAIT):
+            return
+        # the main thread is blocked in Ray's core, which aborts the process after 60 s
+        import signal
+
+        code = 128 + self.stop.signum if self.stop.signum else 1
+        line = (f"interrupted ({signal.Signals(self.stop.signum).name}) and {self.lost_line()}"
+                if self.stop.signum else self.lost_line())
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        if os.environ.get("HPSEARCH_DEBUG"):  # where the main thread was held
+            import faulthandler
+
+            faulthandler.dump_traceback(all_threads=True)
+        os.write(2, f"hpsearch: error: {line}\n".encode())
+        os._exit(code)
+
+    def lost_line(self) -> str:
+        name = self.spec.name
+        return (f"{self.lost} during search {name!r}: its runs ended ({LOST_REASON}), the "
+                f"finished trials are kept; `hpsearch resume {name}` continues it once Ray "
+                "is back")
+
+    def _beat(self, first: bool) -> None:
+        from hpsearch.results.heartbeat import beat
+        from hpsearch.results.mlflow_runs import _client
+
+        beat(_client(self.uri), self.parent, first=first)
+
+    # ------------------------------------------------------------ the fit
+
+    def fit(self, make_tuner, then):
+        import signal
+
+        from hpsearch.results.heartbeat import period
+        from hpsearch.results.storage import QuietDiskFull, is_disk_full
+        from hpsearch.search.stopping import RayGone, ResourceWatch
+        from hpsearch.search.watchdog import Watchdog
+
+        spec, stop, t0 = self.spec, self.stop, time.time()
+        status, orphans, missing, full = "FAILED", ("FAILED", "error: search failed"), None, None
+        self.reserve.hold()
+        # its writer gives it back on a full disk (a resumed search's tracker has it from
+        # Tune's saved state: the same file)
+        self.tracker.reserve = self.reserve
+        try:
+            self.echo(f"search {spec.name!r}: {spec.samples} trials of {spec.trainable}, "
+                      f"{spec.algorithm.upper()} + {spec.scheduler.upper()} "
+                      f"(max {spec.max_epochs} epochs, concurrency {spec.concurrency}"
+                      + (f", time budget {_duration(spec.time_budget)})" if spec.time_budget
+                         else ")"))
+            with stop, QuietDiskFull(), Watchdog(on_lost=self._on_lost, beat=self._beat,
+                                                 beat_every=period()):
+                grid = make_tuner().fit()
+                if then is not None and not stop.signum and not stop.requested \
+                        and _scored(grid, spec.metric):
+                    then(grid)
+            if self.lost is not None:  # Tune's loop ended as Ray died under it
+                raise RayGone(self.lost)
+            # a watch that stopped the search (a restored one on resume)
+            missing = next((w.missing for w in ResourceWatch.live if w.missing), None)
+            scored = _scored(grid, spec.metric)
+            requested = stop.requested or ("", "")
+            full = requested[1] if requested[1].startswith("error: disk full") else None
+            status = ("KILLED" if stop.signum else
+                      "FAILED" if missing or scored == 0 or full else "FINISHED")
+            orphans = ("KILLED", "interrupted") if stop.signum else stop.requested or orphans
+        except BaseException as e:
+            if self.lost is not None:  # Ray died (RayGone, or what Tune raised as it did):
+                self.unwound.set()     # the watchdog ends the runs (as below, should it not)
+                status, orphans = "FAILED", ("FAILED", LOST_REASON)
+                _forget_ray()
+                raise ClusterLost(self.lost_line()) from None
+            if isinstance(e, KeyboardInterrupt):  # a second signal, or one before Tune's loop
+                status, orphans = "KILLED", ("KILLED", "interrupted")
+                self.tracker.interrupt()
+                stop.signum = stop.signum or signal.SIGINT
+                raise
+            if not (isinstance(e, Exception) and is_disk_full(e)):
+                raise
+            # a write of Tune's own into a full disk (a result logger, its state)
+            full = f"error: disk full ({self.storage.root})"
+            orphans = ("FAILED", full)
+            self.tracker.stopping(*orphans)
+            raise self._disk_full() from None
+        finally:
+            ResourceWatch.live.clear()
+            if stop.signum is not None:  # an error while stopping comes from the stop
+                status, orphans = "KILLED", ("KILLED", "interrupted")
+            if full:
+                status = "FAILED"
+            self.reserve.release()  # room for the last MLflow writes on a full disk
+            self._end(status, *orphans)  # (done already when the watchdog ended them)
+            ended, undelivered = self._ended or (0, 0)
+            if ended:
+                self.echo(f"ended {ended} trial run(s) left open ({orphans[1]})")
+            if undelivered:
+                self.echo(f"{undelivered} MLflow write(s) wait in {self.outbox}: `hpsearch "
+                          f"status {spec.name} --sync` delivers them once {self.uri} answers")
+            if stop.signum is not None:
+                raise SearchInterrupted(spec.name, stop.signum, undelivered)
+        if missing:
+            raise ResourcesUnavailable(missing)
+        if full:
+            raise self._disk_full()
+        if spec.multi_objective or spec.constraints:  # the front, a table of the parent run
+            _log_front(spec, self.storage, self.echo)
+        errors = sum(1 for r in grid if r.error is not None)
+        return SearchOutcome(spec.name, self.storage.search_dir(spec.name), self.uri,
+                             self.parent, time.time() - t0, len(grid), errors, scored,
+                             undelivered, self.outbox if undelivered else None)
+
+    def _disk_full(self) -> DiskFull:
+        given = self.reserve.nbytes if self.reserve.held else 0  # free again: say so
+        return DiskFull(self.storage.full_message(self.spec.name, given))
+
+    def _end(self, status: str, orphan_status: str, orphan_reason: str) -> None:
+        """Deliver the tracker's writes, end the runs left open and the parent run: once,
+        from whichever thread gets here first (the main one, or the watchdog's)."""
+        from hpsearch.results.outbox import finish_search
+
+        with self._lock:
+            if self._ended is not None:
+                return
+            undelivered = self.tracker.close()
+            ended, spooled = finish_search(
+                self.uri, self.experiment_id, self.parent, status=status, path=self.outbox,
+                orphan_status=orphan_status, orphan_reason=orphan_reason)
+            self._ended = (ended, undelivered + spooled)
+
+
+def _forget_ray() -> None:
+    """After Ray died under a search: disconnect this process from it, so that a later
+    search in the same process (a notebook) starts a new local instance."""
+    import ray
+
+    with contextlib.suppress(Exception):
+        ray.shutdown()
+
+
+def _duration(seconds: float) -> str:
+    from hpsearch.results.progress import duration
+
+    return duration(seconds)
 
 
 def _log_front(spec: SearchSpec, storage: Storage, echo) -> None:

@@ -10,7 +10,15 @@ offers, how busy one trial keeps the GPU, and so how many trials fit on one
 GPU and how many help; with ASHA's expected epochs per trial, an estimate of
 the search's wall time. ``hpsearch run`` uses the same measurement of the
 largest trial to refuse, before anything starts, a spec whose largest trial
-does not fit its GPU fraction.
+does not fit its GPU fraction, and its checkpoint size (model and optimizer
+state) to refuse a search whose checkpoints the storage root has no room for.
+
+Without a CUDA GPU the measurement is bounded (``CPU_BUDGET`` seconds): a
+ResNet-18 step at batch 512 takes seconds on a CPU, and the full measurement
+(every model variant, ten steps per batch size) took over five minutes. On the
+CPU each variant gets one step, each batch size the steps that fit its share of
+the budget (at least one), and a batch size the budget did not reach is
+estimated from the measured time per sample; the plan says so.
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ NO_MEMORY_EFFECT = {"init", "lr_scheduler", "loss", "nesterov"}
 OPTIMIZER_STATE = {"adam": 2, "adamw": 2, "rmsprop": 2, "sgd": 1}  # state tensors per parameter
 CONTEXT_GUESS = 0.5 * GIB  # a CUDA context's own memory where NVML cannot tell
 USABLE = 0.95  # of a GPU's memory: the rest is fragmentation and the driver's margin
+CPU_BUDGET = 20.0  # s of measuring on a CPU, after the probe's imports and data loading
+CHECKPOINTS_KEPT = 2  # per trial: Tune keeps its best one (num_to_keep=1) and its latest
 
 
 class PlanError(RuntimeError):
@@ -154,10 +164,11 @@ def _process_gpu_bytes() -> int | None:
 
 
 def measure(config: dict, sizes: list[int], *, steps: int = 10, warmup: int = 3,
-            variants: list[dict] | None = None) -> dict:
+            variants: list[dict] | None = None, cpu_budget: float = CPU_BUDGET) -> dict:
     """Build and train the trial ``config`` (and each of ``variants``, partial configs
     layered on it) for a few steps at its batch size; then time every batch size in
-    ``sizes`` on the hungriest. Runs in the probe's own process."""
+    ``sizes`` on the hungriest (none: only its checkpoint's size). Runs in the probe's
+    own process; on a CPU within ``cpu_budget`` seconds (see the module's docstring)."""
     import gc
     import time
 
@@ -171,12 +182,19 @@ def measure(config: dict, sizes: list[int], *, steps: int = 10, warmup: int = 3,
     cuda = device.type == "cuda"
     if not cuda:
         torch.set_num_threads(max(1, int(config.get("cpus_per_trial", 1))))
+        warmup = min(warmup, 1)
     data = load_data(config)
     module = get_trainable(config["trainable"]).load()
     if hasattr(module, "fit"):
         return {"device": "cpu", "fit_only": True}
+    deadline = None if cuda else time.monotonic() + cpu_budget
 
-    def run(cfg: dict, n_steps: int, profile: bool = False) -> dict:
+    def share(left: int) -> float | None:
+        """Seconds of the CPU budget for this measurement, ``left`` of them still to make."""
+        return None if deadline is None else max(0.0, deadline - time.monotonic()) / left
+
+    def run(cfg: dict, n_steps: int, profile: bool = False, seconds: float | None = None
+            ) -> dict:
         seed_everything(0)
         if cuda:
             gc.collect()
@@ -192,21 +210,25 @@ def measure(config: dict, sizes: list[int], *, steps: int = 10, warmup: int = 3,
             trial.step(trial.x_train[idx], trial.y_train[idx])
         _sync(cuda)
 
-        def timed_steps() -> None:
-            for idx in batches[warmup:]:
+        def timed_steps() -> int:
+            t0 = time.perf_counter()
+            for i, idx in enumerate(batches[warmup:], 1):
                 trial.step(trial.x_train[idx], trial.y_train[idx])
+                if seconds is not None and time.perf_counter() - t0 >= seconds:
+                    return i  # the CPU budget's share is spent: time what ran
+            return n_steps
 
         rounds = []  # the median of 3 rounds: one round can catch a stray stall
         for _ in range(3 if cuda else 1):
             t0 = time.perf_counter()
-            timed_steps()
+            done = timed_steps()
             _sync(cuda)
-            rounds.append((time.perf_counter() - t0) / n_steps)
+            rounds.append((time.perf_counter() - t0) / done)
         step_seconds = sorted(rounds)[len(rounds) // 2]
         # the same steps again under the profiler (it slows launches, so not timed)
         kernel_seconds = _kernel_seconds(timed_steps) if profile and cuda else None
         t0 = time.perf_counter()
-        val_n = min(len(trial.data.val[0]), 2048)
+        val_n = min(len(trial.data.val[0]), 2048 if cuda else 256)
         evaluate_split(cfg, trial.model, trial.data,
                        (trial.data.val[0][:val_n], trial.data.val[1][:val_n]), device=device)
         _sync(cuda)
@@ -216,7 +238,8 @@ def measure(config: dict, sizes: list[int], *, steps: int = 10, warmup: int = 3,
                "capture_error": trial.step.capture_error,
                "eval_seconds_per_sample": eval_seconds_per_sample,
                "train_samples": len(trial.x_train), "val_samples": len(trial.data.val[0]),
-               "loss": trial.step.totals()["loss"]}
+               "loss": trial.step.totals()["loss"], "steps": done,
+               "state_bytes": _state_bytes(trial)}
         if kernel_seconds is not None:
             out["gpu_busy"] = min(1.0, kernel_seconds / (step_seconds * n_steps))
         if cuda:
@@ -232,14 +255,58 @@ def measure(config: dict, sizes: list[int], *, steps: int = 10, warmup: int = 3,
         free, total = torch.cuda.mem_get_info(device)
         result.update(total_bytes=total, free_bytes=free)
     candidates = [dict(config)] + [{**config, **v} for v in (variants or [])]
-    probes = [run(c, max(2, steps // 3)) for c in candidates]
+    if not sizes:  # the checkpoint's size only: the first candidate, one step
+        candidates = candidates[:1]
+    probes = []
+    for c in candidates:  # on a CPU: one step each, while the budget lasts
+        if not cuda and len(candidates) == 1 and sizes:
+            break  # nothing to choose between: the timings below measure it
+        probes.append(run(c, max(2, steps // 3) if cuda else 1))
+        if deadline is not None and time.monotonic() > deadline - cpu_budget / 2:
+            break
     key = "peak_reserved" if cuda else "step_seconds"
-    worst = max(range(len(probes)), key=lambda i: probes[i].get(key, 0))
-    result["largest"] = {**probes[worst], "config": _plain(candidates[worst])}
-    result["candidates"] = len(candidates)
-    result["timings"] = [run({**candidates[worst], "batch_size": bs}, steps, profile=True)
-                         for bs in sizes]
+    worst = max(range(len(probes)), key=lambda i: probes[i].get(key, 0)) if probes else 0
+    result["candidates"], result["probed"] = len(candidates), max(1, len(probes))
+    timings: list[dict] = []
+    for i, bs in enumerate(sizes):
+        seconds = share(len(sizes) - i)
+        if seconds is not None and seconds <= 0 and timings:
+            timings.append(_scaled(timings, bs))  # the budget is spent: per-sample time
+            continue
+        timings.append(run({**candidates[worst], "batch_size": bs}, steps, profile=True,
+                           seconds=seconds))
+    result["timings"] = timings
+    largest = probes[worst] if probes else next(
+        (t for t in timings if t["batch_size"] == int(config.get("batch_size", 0))), timings[-1])
+    result["largest"] = {**largest, "config": _plain(candidates[worst])}
+    if deadline is not None:
+        result["cpu_budget"] = cpu_budget
     return result
+
+
+def _state_bytes(trial) -> int:
+    """Bytes of what a checkpoint holds: the model's state and the optimizer's."""
+    import torch
+
+    def nbytes(obj) -> int:
+        if torch.is_tensor(obj):
+            return obj.numel() * obj.element_size()
+        if isinstance(obj, dict):
+            return sum(nbytes(v) for v in obj.values())
+        if isinstance(obj, (list, tuple)):
+            return sum(nbytes(v) for v in obj)
+        return 0
+
+    return nbytes(trial.model.state_dict()) + nbytes(trial.optimizer.state_dict())
+
+
+def _scaled(timings: list[dict], batch_size: int) -> dict:
+    """A batch size the CPU budget did not reach: the measured time per sample of the
+    nearest measured one, times this batch size."""
+    near = min(timings, key=lambda t: abs(t["batch_size"] - batch_size))
+    per_sample = near["step_seconds"] / near["batch_size"]
+    return {**near, "batch_size": batch_size, "step_seconds": per_sample * batch_size,
+            "steps": 0, "estimated": True, "gpu_busy": None}
 
 
 def _cycle(trial):
@@ -273,13 +340,13 @@ def _plain(config: dict) -> dict:
 
 
 def probe(config: dict, sizes: list[int], *, variants: list[dict] | None = None,
-          steps: int = 10, timeout: float = 600) -> dict:
+          steps: int = 10, timeout: float = 600, cpu_budget: float = CPU_BUDGET) -> dict:
     """``measure`` in a child process (the caller never holds a CUDA context)."""
     with tempfile.TemporaryDirectory(prefix="hpsearch-plan-") as tmp:
         request, answer = os.path.join(tmp, "in.json"), os.path.join(tmp, "out.json")
         with open(request, "w") as fh:
             json.dump({"config": config, "sizes": sizes, "variants": variants or [],
-                       "steps": steps}, fh)
+                       "steps": steps, "cpu_budget": cpu_budget}, fh)
         proc = subprocess.run([sys.executable, "-m", "hpsearch.search.plan", request, answer],
                               capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0 or not os.path.exists(answer):
@@ -306,6 +373,16 @@ class Plan:
         largest = self.result["largest"]
         context = largest.get("context_bytes") or CONTEXT_GUESS
         return int(largest["peak_reserved"] + context)
+
+    @property
+    def state_bytes(self) -> int:
+        """One checkpoint of the largest trial: its model's and optimizer's state."""
+        return int(self.result["largest"].get("state_bytes", 0))
+
+    def checkpoint_bytes(self) -> int:
+        """What the search's checkpoints take under the storage root at most: every trial
+        keeps ``CHECKPOINTS_KEPT``, each the size of the largest trial's."""
+        return self.spec.samples * CHECKPOINTS_KEPT * self.state_bytes
 
     @property
     def fits_per_gpu(self) -> int:
@@ -363,13 +440,19 @@ class Plan:
             return [f"plan for {s.source}: {s.trainable} fits a classical model (no epochs, no "
                     "GPU): nothing to measure"]
         largest = r["largest"]
-        out = [f"plan for {s.source} ({s.trainable}) on {r['device']}"]
+        where = (r["device"] if self.cuda else
+                 f"the CPU (no CUDA GPU here; measured within {r['cpu_budget']:g} s)"
+                 if "cpu_budget" in r else r["device"])
+        out = [f"plan for {s.source} ({s.trainable}) on {where}"]
         config = largest["config"]  # its parameters whose conditions hold: those it reads
         shown = {p.name: config.get(p.name) for p in s.space
                  if all(config.get(parent) in allowed for parent, allowed in p.when)}
         out.append("largest trial: " + ", ".join(f"{k}={v!r}" for k, v in shown.items())
                    + (f" (the hungriest of {r['candidates']} model variants)"
-                      if r["candidates"] > 1 else ""))
+                      if r["candidates"] > 1 and r.get("probed", r["candidates"]) ==
+                      r["candidates"] else
+                      f" (the slowest of the first {r['probed']} of {r['candidates']} model "
+                      "variants: the CPU budget ran out)" if r["candidates"] > 1 else ""))
         if largest.get("capture_error"):
             out.append(f"  CUDA graphs: not capturable, trains eagerly ({largest['capture_error']})")
         if self.cuda:
@@ -385,9 +468,16 @@ class Plan:
         for t in r["timings"]:
             busy = f", GPU busy {t['gpu_busy']:.0%}" if t.get("gpu_busy") else ""
             graphs = "CUDA graphs" if t.get("graphed") else "eager"
+            how = ("estimated from the time per sample measured above" if t.get("estimated")
+                   else f"{t['steps']} timed step(s)" if "cpu_budget" in r
+                   else f"setup {t['setup_seconds']:.2f} s")
             out.append(f"  batch {t['batch_size']:>4}: {t['step_seconds'] * 1e3:7.2f} ms "
                        f"({t['batch_size'] / t['step_seconds']:,.0f} samples/s, {graphs}{busy}); "
-                       f"setup {t['setup_seconds']:.2f} s")
+                       f"{how}")
+        if self.state_bytes:
+            out.append(f"checkpoints: {self.state_bytes / 2**20:,.1f} MiB each (model and "
+                       f"optimizer state), up to {self.checkpoint_bytes() / 2**20:,.0f} MiB "
+                       f"for the search ({s.samples} trials x {CHECKPOINTS_KEPT} kept)")
         epoch = self.epoch_seconds()
         per_trial = asha_epochs(s)
         total_epochs = per_trial * s.samples
@@ -396,9 +486,6 @@ class Plan:
         out.append(f"budget: {s.samples} trials x {per_trial:.1f} expected epochs "
                    f"({s.scheduler.upper()}, max {s.max_epochs}) = {total_epochs:.0f} epochs")
         serial = total_epochs * epoch
-        if s.time_budget:
-            out.append(f"time budget: the search stops its trials after {_duration(s.time_budget)} "
-                       "(search.time_budget), then the export runs")
         if s.refit:
             out.append(f"refit: {s.refit_epochs or f'at most {s.max_epochs}'} epochs on train+val, "
                        f"one model alone: ~{_duration(self.refit_seconds())} (export.refit)")
@@ -422,6 +509,13 @@ class Plan:
         else:
             out.append(f"estimated wall time on this CPU: {_duration(serial / s.concurrency)} at "
                        f"concurrency {s.concurrency} (no CUDA device: GPU memory not measured)")
+        if s.time_budget:
+            wall = serial / (min(s.concurrency, self.helpful_per_gpu()) if self.cuda
+                             else s.concurrency)
+            out.append(f"time budget: {_duration(s.time_budget)}" + (
+                f", about {min(1.0, s.time_budget / wall):.0%} of the estimated search: it "
+                "stops the rest (`hpsearch resume` continues it)" if wall > s.time_budget
+                else ", more than the estimated search needs"))
         return out
 
 
@@ -445,6 +539,11 @@ def make_plan(spec: SearchSpec, *, steps: int = 10, full: bool = True) -> Plan:
     return Plan(spec, probe(config, sizes, variants=variants(spec), steps=steps))
 
 
+def checkpoint_plan(spec: SearchSpec) -> Plan:
+    """The largest trial built and trained one step, for its checkpoint's size only."""
+    return Plan(spec, probe(largest_config(spec), [], steps=1))
+
+
 def check_before_run(spec: SearchSpec) -> Plan | None:
     """On a machine with a CUDA GPU and a spec that asks for a GPU share: measure the
     largest trial and raise DoesNotFit if it cannot fit its share. Elsewhere: None."""
@@ -462,6 +561,7 @@ def check_before_run(spec: SearchSpec) -> Plan | None:
 if __name__ == "__main__":  # the probe's child process: python -m search.plan IN.json OUT.json
     with open(sys.argv[1]) as fh:
         req = json.load(fh)
-    res = measure(req["config"], req["sizes"], steps=req["steps"], variants=req["variants"])
+    res = measure(req["config"], req["sizes"], steps=req["steps"], variants=req["variants"],
+                  cpu_budget=req.get("cpu_budget", CPU_BUDGET))
     with open(sys.argv[2], "w") as fh:
         json.dump(res, fh)

@@ -3,7 +3,8 @@
 A spec that parses can still describe a search that cannot run: the trainable's own
 files (pretrained weights) missing, a data set not on disk, a user's table no trial
 could train on, named vectors to fetch, a largest trial too big for its GPU share, an
-output folder that cannot be written. Each is bad input (:class:`SpecError`, one
+output folder that cannot be written, a storage root without room for the search's
+checkpoints. Each is bad input (:class:`SpecError`, one
 line, exit code 2 on the command line) raised here, before Ray starts or anything is
 written; ``hpsearch run``, ``plan``, ``export`` and ``hpsearch.run(...)`` call the
 same functions. What the checks print (a data set being fetched once) goes to
@@ -145,21 +146,67 @@ def check_plan(spec: SearchSpec, log: Callable[[str], None] = _stderr):
     return plan
 
 
-def plan_checks_in_background(specs: list[SearchSpec], log: Callable[[str], None] = _stderr
-                              ) -> Callable[[], dict[str, float]]:
-    """Start :func:`check_plan` for each spec in a thread while Ray starts; the returned
-    function waits for them and gives plan's epoch time per search name (the progress
-    line's first estimate), or raises DoesNotFit for a spec whose largest trial does not
-    fit. The engine calls it once Ray is up, before any search writes anything. Each
-    check is a child process on the GPU: ~10 s that no longer come before Ray's start."""
+# no checkpoint of a model of this course weighs more (VGG-16 with Adam's state: 1.6 GiB):
+# a storage root with room for this many per kept checkpoint needs no measurement
+CHECKPOINT_CEILING = 2 * 2**30
+
+
+class NoRoom(SpecError):
+    """The storage root has less free space than the search's checkpoints take."""
+
+
+def check_space(spec: SearchSpec, storage, plan=None, *, taken: int = 0,
+                log: Callable[[str], None] = _stderr) -> int:
+    """The storage root must have room for the search's checkpoints: every trial keeps
+    two, each the size of the largest trial's model and optimizer state, as `plan`
+    measures it (``plan``'s measurement, else a probe of one step in a child process;
+    not made where even the heaviest model of the course would fit). ``taken``: bytes
+    the searches before this one in the same run will take. Raises :class:`NoRoom`;
+    returns the bytes this search takes (0 where not measured)."""
+    from hpsearch.results.storage import RESERVE_BYTES, size
+    from hpsearch.search.plan import CHECKPOINTS_KEPT, PlanError, checkpoint_plan
+
+    free = storage.free_space()[0] - taken
+    if free >= spec.samples * CHECKPOINTS_KEPT * CHECKPOINT_CEILING:
+        return 0
+    if plan is None or not plan.state_bytes:
+        try:
+            plan = checkpoint_plan(spec)
+        except PlanError as e:
+            log(f"hpsearch: warning: {e}; starting the search without the disk space check")
+            return 0
+    need = plan.checkpoint_bytes() + RESERVE_BYTES
+    if plan.result.get("fit_only") or need <= free:
+        return need
+    origin = "" if storage.origin == "storage root" else f" ({storage.origin})"
+    raise NoRoom(
+        f"{spec.source}: storage root {storage.root}{origin} has {size(free)} free"
+        + (" after the searches before it" if taken else "") + f", but the search's "
+        f"checkpoints take up to {size(need)} ({spec.samples} trials x {CHECKPOINTS_KEPT} "
+        f"kept x {size(plan.state_bytes)}, the largest trial's model and optimizer state); "
+        "free space there, give --storage a folder with room, or lower --samples")
+
+
+def plan_checks_in_background(specs: list[SearchSpec], log: Callable[[str], None] = _stderr,
+                              storage=None) -> Callable[[], dict[str, float]]:
+    """Start :func:`check_plan` (and, with ``storage``, :func:`check_space`) for each
+    spec in a thread while Ray starts; the returned function waits for them and gives
+    plan's epoch time per search name (the progress line's first estimate), or raises
+    DoesNotFit for a spec whose largest trial does not fit, NoRoom for one whose
+    checkpoints the storage root cannot hold. The engine calls it once Ray is up,
+    before any search writes anything. Each check is a child process (on the GPU):
+    ~10 s that no longer come before Ray's start."""
     out: dict = {}
 
     def work() -> None:
         try:
+            taken = 0
             for spec in specs:
                 plan = check_plan(spec, log)
                 if plan is not None:
                     out[spec.name] = plan.epoch_seconds()
+                if storage is not None:
+                    taken += check_space(spec, storage, plan, taken=taken, log=log)
         except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
             out["error"] = e
 
@@ -181,8 +228,9 @@ def check_run(specs: list[SearchSpec], storage, *, overwrite: bool = False,
     """Everything ``run`` checks before Ray starts, in the order a user would want to
     hear of problems (the cheap, local ones first): the storage root, the trainables'
     files, the names against each other and the storage root, the data, the resource
-    wait on a cluster. Returns the GPU memory checks started in the background (see
-    :func:`plan_checks_in_background`), or None on a cluster."""
+    wait on a cluster. Returns the GPU memory and disk space checks started in the
+    background (see :func:`plan_checks_in_background`), or None on a cluster (whose
+    nodes' disks are not this machine's)."""
     from hpsearch.search.batch import check_batch
 
     storage.check_writable()
@@ -203,7 +251,8 @@ def check_run(specs: list[SearchSpec], storage, *, overwrite: bool = False,
         except ValueError as e:
             raise SpecError(str(e)) from None
         return None
-    return plan_checks_in_background(specs, log)  # a local GPU: the largest trial must fit
+    # a local GPU: the largest trial must fit; the storage root: the checkpoints
+    return plan_checks_in_background(specs, log, storage)
 
 
 def check_dry_run(specs: list[SearchSpec], storage, n: int = 3) -> list[list[dict]]:

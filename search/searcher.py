@@ -51,7 +51,7 @@ class SchedulerAwareOptunaSearch(OptunaSearch):
                 self._ot_trials[trial_id].set_constraint(key, value)
         metrics = self.metric if isinstance(self.metric, list) else [self.metric]
         if result and not error and not all(finite(result.get(m)) for m in metrics):
-            # a trial that ended itself with an error (NonFiniteLoss, OutOfMemory) reports
+            # a trial that ended itself (a divergence, OutOfMemory) reports
             # a NaN objective; OptunaSearch would tell it COMPLETE with that value, which
             # Optuna refuses ("The value nan is not acceptable"; Ray only logs it), and the
             # trial would stay RUNNING in the study. Told without a result and with an

@@ -29,11 +29,12 @@ TOP_KEYS = {"name", "trainable", "data", "objective", "search", "scheduler", "re
 # startup_trials None: TPE's random start-up is min(10, max(2, samples // 3)) trials
 # cover: choice parameters whose every option is tried first (see cover_points)
 # warm_start: an earlier search (or MLflow experiment) whose finished trials seed the sampler
-# time_budget: seconds after which the search stops its trials (None: no limit)
+# time_budget: wall time of one run (or resume) of the search, e.g. 30m (None: no limit)
 SEARCH_KEYS = {"algorithm": "tpe", "samples": 8, "seed": 0, "concurrency": 2, "recheck": None,
                "startup_trials": None, "constant_liar": True, "cover": [], "warm_start": None,
                "time_budget": None}
 CONSTRAINT_KEYS = {"min": None, "max": None}
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
 RECHECK_KEYS = {"top": 3, "seeds": 3}
 SCHEDULER_KEYS = {"name": "asha", "max_epochs": 10, "grace_period": 1, "reduction_factor": 3,
                   "brackets": 1}
@@ -89,7 +90,6 @@ class SearchSpec:
     space: tuple[Param, ...]
     fixed: dict
     cover: tuple[str, ...] = ()  # choice parameters whose every option is tried first
-    time_budget: float | None = None  # seconds after which the search stops (None: no limit)
     refit: bool = False  # the export refits the chosen configuration on train+val first
     refit_epochs: int | None = None  # the refit's epochs (None: the chosen trial's peak)
     # every objective as (metric, mode), the first being `metric`/`mode`; more than one:
@@ -99,6 +99,7 @@ class SearchSpec:
     # one is infeasible: ranked after every feasible trial, never an error
     constraints: tuple[tuple[str, float | None, float | None], ...] = ()
     warm_start: str | None = None  # an earlier search whose trials seed the sampler
+    time_budget: float | None = None  # seconds one run (or resume) may take; None: no limit
     source: str = "<spec>"
     raw: dict = field(default_factory=dict, compare=False)  # the validated document, for logging
 
@@ -370,9 +371,6 @@ class _Validator:
         if not isinstance(liar, bool):
             raise self.fail("search.constant_liar", f"must be true or false, got {liar!r}")
         search["recheck"] = None if recheck is None else dict(zip(("top", "seeds"), recheck))
-        budget = search["time_budget"]
-        if budget is not None:
-            budget = self.number("search.time_budget", budget, minimum=0, exclusive=True)
         if recheck is not None and len(objectives) > 1:
             raise self.fail("search.recheck", "ranks configurations by the mean of one "
                                               "objective; a search of several objectives has a "
@@ -381,6 +379,7 @@ class _Validator:
         if warm is not None and (not isinstance(warm, str) or not warm.strip()):
             raise self.fail("search.warm_start", f"must name an earlier search (or MLflow "
                                                  f"experiment), got {warm!r}")
+        time_budget = self.duration("search.time_budget", search["time_budget"])
 
         sched = self.block(doc, "scheduler", SCHEDULER_KEYS)
         if sched["name"] not in SCHEDULERS:
@@ -432,7 +431,7 @@ class _Validator:
             grace_period=grace, reduction_factor=rf, brackets=brackets, cpus_per_trial=cpus, gpus_per_trial=gpus,
             max_failures=max_failures, health=health, space=space, fixed=dict(fixed),
             cover=cover, objectives=objectives, constraints=constraints, warm_start=warm,
-            time_budget=budget, refit=export["refit"], refit_epochs=export["epochs"],
+            time_budget=time_budget, refit=export["refit"], refit_epochs=export["epochs"],
             source=self.source, raw=raw,
         )
 
@@ -449,6 +448,19 @@ class _Validator:
                 raise self.fail("export.epochs", "sets the refit's epochs, but `export.refit` "
                                                  "is false; set `refit: true` or drop `epochs`")
         return block
+
+    def duration(self, key: str, value) -> float | None:
+        """A duration: 30m, 2h, 90s or 1.5h (units s, m, h), or a number of seconds."""
+        if value is None:
+            return None
+        try:
+            seconds = parse_duration(value)
+        except ValueError:
+            raise self.fail(key, f"must be a duration such as 30m, 2h or 90s (units s, m, h; "
+                                 f"a plain number is seconds), got {value!r}") from None
+        if not seconds > 0:
+            raise self.fail(key, f"must be more than 0 seconds, got {value!r}")
+        return seconds
 
     def objectives(self, value, info) -> tuple[tuple[str, str], ...]:
         """`objective`: {metric, mode}, or a list of them (a Pareto front)."""
@@ -673,6 +685,23 @@ class _Validator:
                                                   f"got {when!r}")
         return tuple((parent, tuple(v) if isinstance(v, list) else (v,))
                      for parent, v in when.items())
+
+
+def parse_duration(value) -> float:
+    """Seconds in ``30m``, ``2h``, ``90s``, ``1.5h`` or a plain number of seconds; raises
+    ValueError for anything else."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*", str(value))
+        if not match:
+            raise ValueError(value)
+        seconds = float(match[1]) * DURATION_UNITS[match[2] or "s"]
+    if not math.isfinite(seconds):
+        raise ValueError(value)
+    return seconds
 
 
 def cover_points(space: tuple[Param, ...], cover: tuple[str, ...]) -> list[dict]:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hpsearch.trainables import data as data_sources
-from hpsearch.trainables.loop import NonFiniteLoss, augment_batch, gpu_options, train
+from hpsearch.trainables.loop import augment_batch, gpu_options, train
 
 BASE = {"trainable": "resnet18", "base_width": 8, "stem": "cifar",
         "data": {"source": "digits", "seed": 0}, "optimizer": "adam", "lr": 3e-3,
@@ -52,9 +52,18 @@ def test_early_stopping_ends_the_trial():
     assert rows[-1]["early_stopped"] and rows[-1]["trial_finished"]
 
 
-def test_nonfinite_loss_raises():
-    with pytest.raises(NonFiniteLoss, match="training loss became nan"):
-        run({**BASE, "trainable": "plugins.nan_probe", "poison": True, "max_epochs": 2})
+def test_a_nonfinite_loss_is_a_divergence_stop():
+    """NaN from the first step: seen at the end of epoch 1 when no check ran (an epoch
+    shorter than check_every, or health off), at the first check when one runs."""
+    from hpsearch.trainables.health import Unhealthy
+
+    poisoned = {**BASE, "trainable": "plugins.nan_probe", "poison": True, "max_epochs": 2}
+    for health in (False, True):
+        with pytest.raises(Unhealthy, match=r"^divergence \(loss nan at step \d+\)$") as e:
+            run({**poisoned, "health": health})
+        assert e.value.failed and e.value.check == "divergence"
+    with pytest.raises(Unhealthy, match=r"^divergence \(loss nan at step 10\)$"):
+        run({**poisoned, "batch_size": 8, "health": {**PROBE["health"]}})
 
 
 @pytest.mark.parametrize("optimizer,scheduler", [("sgd", "plateau"), ("rmsprop", "step"),
@@ -238,7 +247,7 @@ def test_a_diverging_trial_is_stopped_within_its_first_epoch():
     from hpsearch.trainables.health import Unhealthy
 
     rows = []
-    with pytest.raises(Unhealthy, match=r"loss diverged: .* at epoch 1, step \d+, above 10 x") as e:
+    with pytest.raises(Unhealthy, match=r"divergence \(loss .* at epoch 1, step \d+, above 10 x") as e:
         train({**PROBE, "mode": "diverge"}, lambda m, s: rows.append(m))
     assert e.value.failed and rows == [], "stopped inside epoch 1, before any report"
 
@@ -246,7 +255,7 @@ def test_a_diverging_trial_is_stopped_within_its_first_epoch():
 def test_a_trial_stuck_at_chance_is_pruned_after_half_its_first_epoch():
     rows, _ = run({**PROBE, "mode": "chance"})
     assert len(rows) == 1 and rows[0]["epoch"] == 1
-    assert rows[0]["unhealthy"].startswith("accuracy at chance: ")
+    assert rows[0]["unhealthy"].startswith("accuracy at chance (")
     assert "(chance 0.100) at epoch 1, step 100 of 157" in rows[0]["unhealthy"]
     assert rows[0]["trial_finished"] is False, "pruned, so Optuna is told PRUNED"
     assert 0 <= rows[0]["val_accuracy"] < 0.2, "its validation metrics, measured at the stop"

@@ -93,9 +93,9 @@ def test_plan_probes_the_largest_trial_through_the_cli(tmp_path, capsys):
     assert main(["plan", str(spec), "--steps", "2", "--samples", "6"]) == 0
     out = capsys.readouterr().out
     # a 5-minute spec is sized with its budget and the export's refit in view
-    assert "the search stops its trials after 90 s" in out
+    assert "time budget: 90 s" in out
     assert "refit: 7 epochs on train+val, one model alone: ~" in out
-    assert "plan for" in out and "on cpu" in out
+    assert "plan for" in out and "on the CPU (no CUDA GPU here; measured within" in out
     assert "batch   32:" in out and "batch  128:" in out  # every batch size of the space, timed
     assert "(the hungriest of 3 model variants)" in out
     assert "optimizer='adamw'" in out and "momentum=" not in out  # its conditions fail
@@ -104,6 +104,32 @@ def test_plan_probes_the_largest_trial_through_the_cli(tmp_path, capsys):
     from hpsearch.search.plan import check_before_run
 
     assert check_before_run(load_spec(spec)) is None
+
+
+def test_on_a_cpu_the_measurement_is_bounded():
+    """Without a GPU the probe keeps to its budget: the steps that fit, at least one
+    per batch size until the budget is spent, the rest estimated per sample."""
+    import time
+
+    from hpsearch.search.plan import measure
+
+    spec = parse_spec(SPEC, source="t.yaml")
+    config = largest_config(spec)
+    t0 = time.monotonic()
+    result = measure(config, batch_sizes(spec, config), steps=2000, variants=variants(spec),
+                     cpu_budget=0.5)
+    assert time.monotonic() - t0 < 60, "a tiny budget, whatever the machine's load"
+    assert result["cpu_budget"] == 0.5 and result["probed"] >= 1
+    timings = result["timings"]
+    assert [t["batch_size"] for t in timings] == [32, 64, 128]
+    assert timings[0]["steps"] >= 1 and not timings[0].get("estimated")
+    assert all(t["steps"] < 2000 for t in timings), "none timed all its steps"
+    plan = Plan(spec, result)
+    text = "\n".join(plan.lines())
+    assert "on the CPU (no CUDA GPU here; measured within 0.5 s)" in text
+    assert "estimated from the time per sample measured above" in text or \
+        all(not t.get("estimated") for t in timings)
+    assert plan.state_bytes > 0 and "checkpoints: " in text
 
 
 def test_plan_of_a_bad_spec_is_bad_input(tmp_path, capsys):

@@ -82,6 +82,25 @@ def test_time_left_comes_from_plan_then_from_the_search_so_far(monkeypatch):
     assert view.best == 0.4
 
 
+def test_a_time_budget_is_counted_down_and_caps_the_estimate(monkeypatch):
+    from hpsearch.search.stopping import TimeBudget
+
+    clock = [1000.0]
+    monkeypatch.setattr("hpsearch.results.progress.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("hpsearch.search.stopping.time.monotonic", lambda: clock[0])
+    budget = TimeBudget(600)
+    view, out = _view(tty=False, time_budget=budget)
+    assert "budget 10m00s left" in view.line()  # before Tune's loop starts: all of it
+    budget.setup()
+    clock[0] += 60
+    view.on_trial_result(0, [], _trial(1), {"val_accuracy": 0.5})  # 1 epoch a minute
+    line = view.line()
+    assert "budget 9m00s left" in line and "~" not in line, "the estimate ends after it"
+    clock[0] += 600
+    view.on_experiment_end([])
+    assert out.getvalue().splitlines()[-1].endswith("| time budget spent | 11m00s so far")
+
+
 def test_it_survives_tunes_pickling_without_its_stream():
     view, _ = _view(tty=True)
     view.on_trial_result(0, [], _trial(1), {"val_accuracy": 0.7})

@@ -85,6 +85,18 @@ def test_search_levers_default_and_reach_the_sampler_and_scheduler(tmp_path):
     assert len(tuner._tune_config.scheduler._brackets) == 2
 
 
+@pytest.mark.parametrize("value, seconds", [("30m", 1800), ("2h", 7200), ("90s", 90),
+                                            ("1.5h", 5400), (45, 45), ("45", 45), (None, None)])
+def test_a_time_budget_reads_as_people_write_it(value, seconds, tmp_path):
+    """`search.time_budget`, `--time-budget` and `time_budget=` share one parser; the
+    spec logs the value as written."""
+    from hpsearch import load_spec as api_load_spec
+
+    spec = parse_spec({**GOOD, "search": {"time_budget": value}}, source="t.yaml")
+    assert spec.time_budget == seconds and spec.raw["search"]["time_budget"] == value
+    assert api_load_spec(_write(tmp_path, GOOD), time_budget=value).time_budget == seconds
+
+
 def test_smoke_shrinks_any_spec():
     spec = parse_spec(GOOD, smoke=True)
     assert (spec.samples, spec.max_epochs, spec.grace_period) == (2, 1, 1)
@@ -260,13 +272,20 @@ BAD = [
      "`export.epochs`: sets the refit's epochs, but `export.refit` is false"),
     ("export not a mapping", {"export": "refit"}, "`export`: must be a mapping with keys"),
     ("refit is the engine's", {"fixed": {"refit": True}}, "`fixed.refit`: is set by the engine"),
-    ("time budget 0", {"search": {"time_budget": 0}}, "`search.time_budget`: must be > 0, got 0"),
     ("label smoothing for regression",
      {"trainable": "forecaster", "data": {"source": "seattle-weather"},
       "objective": {"metric": "val_rmse", "mode": "min"},
       "space": {"lr": {"loguniform": [1e-4, 1e-1]}}, "fixed": {"label_smoothing": 0.1}},
      "`fixed.label_smoothing`: trainable 'forecaster' does not take `label_smoothing`: the "
      "shared loop reads `label_smoothing` for classification only"),
+    # search.time_budget: a duration
+    ("time budget unit", {"search": {"time_budget": "30x"}},
+     "`search.time_budget`: must be a duration such as 30m, 2h or 90s (units s, m, h; a plain "
+     "number is seconds), got '30x'"),
+    ("time budget zero", {"search": {"time_budget": 0}},
+     "`search.time_budget`: must be more than 0 seconds, got 0"),
+    ("time budget negative", {"search": {"time_budget": "-5m"}},
+     "`search.time_budget`: must be a duration such as 30m"),
     ("range for a categorical", {"space": {"stem": {"int": [1, 3]}}},
      "`space.stem.int`: `stem` takes str values (imagenet | cifar), not an int range; "
      "use {choice: [...]}"),
@@ -469,6 +488,10 @@ def test_flag_errors_name_the_flag(tmp_path, capsys):
     code, err = _run_cli(["run", str(path), "--recheck", "2x3", "--dry-run", "--storage",
                           str(tmp_path / "r")], capsys)
     assert code == 0, err
+    code, err = _run_cli(["run", str(path), "--time-budget", "1 day", "--storage",
+                          str(tmp_path / "r")], capsys)
+    _assert_rejected(code, err, "`search.time_budget` (from --time-budget): must be a duration "
+                                "such as 30m, 2h or 90s", tmp_path / "r")
     # --data of the wrong kind on a spec whose data block has a series' keys: the kind is
     # the error, not the keys an image source does not take
     forecast = str(Path(__file__).resolve().parent.parent / "spaces" / "forecast_seattle.yaml")

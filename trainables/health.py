@@ -8,8 +8,9 @@ steps, on the loss, correct-prediction and gradient-norm sums the step already
 accumulates on the device: one host sync per check, none per step.
 
 Checks (the spec's ``health:`` block; ``health: false`` turns them all off):
-    divergence     the mean training loss of the last window is above
-                   ``divergence`` x the first window's (0 = off). Ends the trial as
+    divergence     the mean training loss of the last window is not finite, or
+                   is above ``divergence`` x the first window's (0 = off for the
+                   ratio; a NaN or infinite loss always stops). Ends the trial as
                    a failure (Optuna FAIL): its weights are garbage.
     chance         after ``chance_after`` of the first epoch (0 = off; and never
                    before step 100, since every net starts at chance), the last
@@ -22,8 +23,12 @@ Checks (the spec's ``health:`` block; ``health: false`` turns them all off):
                    ratio leaves [1/grad_ratio, grad_ratio] (0 = off, the default:
                    VGG-Deep's vanishing gradients are the point of that experiment).
 The last two end the trial as pruned at the step it reached (Optuna PRUNED), with
-its validation metrics measured at the stop. Non-finite losses keep their own
-path (``NonFiniteLoss``), now caught at the first check instead of the epoch end.
+its validation metrics measured at the stop. A stop reads ``check (detail)``:
+``divergence (loss nan at step 150)``; the step counts training steps from the
+trial's start and is the check that saw it (a NaN stays in the window's sum, so
+the first check after it sees it). The shared loop raises the same divergence
+stop at an epoch's end when no check ran (health off, or an epoch shorter than
+``check_every``): a non-finite loss ends a trial the same way wherever it shows.
 """
 
 from __future__ import annotations
@@ -43,8 +48,13 @@ class Unhealthy(RuntimeError):
     """A health check stopped the trial; ``check`` names it, ``str()`` says why."""
 
     def __init__(self, check: str, detail: str, *, failed: bool) -> None:
-        super().__init__(f"{check}: {detail}")
+        super().__init__(f"{check} ({detail})")
         self.check, self.failed = check, failed
+
+
+def non_finite(loss: float, step: int) -> Unhealthy:
+    """The divergence stop for a NaN or infinite training loss seen at ``step``."""
+    return Unhealthy("divergence", f"loss {loss} at step {step}", failed=True)
 
 
 def settings(value) -> dict | None:
@@ -74,8 +84,6 @@ class HealthMonitor:
 
     def check(self, step, *, epoch: int, steps_done: int, grad_ratio: float | None = None) -> None:
         """One check on the window since the previous one (``step`` is the TrainStep)."""
-        from hpsearch.trainables.loop import NonFiniteLoss
-
         cfg = self.config
         loss_sum, correct, samples = step.running()
         window = samples - self._last[2]
@@ -87,14 +95,14 @@ class HealthMonitor:
         self.checks += 1
         where = f"epoch {epoch + 1}, step {steps_done}"
         if not math.isfinite(loss):
-            raise NonFiniteLoss(f"training loss became {loss} at {where}")
+            raise non_finite(loss, epoch * self.steps_per_epoch + steps_done)
         if self.first_loss is None:
             self.first_loss = loss
             return
         k = float(cfg["divergence"])
         if k > 0 and loss > k * max(self.first_loss, 1e-8):
-            raise Unhealthy("loss diverged", f"{loss:.3g} at {where}, above {k:g} x the first "
-                                             f"window's {self.first_loss:.3g}", failed=True)
+            raise Unhealthy("divergence", f"loss {loss:.3g} at {where}, above {k:g} x the "
+                                          f"first window's {self.first_loss:.3g}", failed=True)
         into_first = epoch == 0 and steps_done >= max(
             CHANCE_MIN_STEPS, float(cfg["chance_after"]) * self.steps_per_epoch)
         if self.chance is not None and float(cfg["chance_after"]) > 0 and into_first:

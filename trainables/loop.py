@@ -47,7 +47,7 @@ from torch.nn import functional as F
 
 from hpsearch.trainables import data as data_sources
 from hpsearch.trainables import get as get_trainable
-from hpsearch.trainables.health import HealthMonitor, Unhealthy
+from hpsearch.trainables.health import HealthMonitor, Unhealthy, non_finite
 from hpsearch.trainables.health import settings as health_settings
 from hpsearch.trainables.step import (  # noqa: F401  (augment_batch, gpu_options: part of this API)
     TrainStep,
@@ -64,10 +64,6 @@ from hpsearch.trainables.step import (  # noqa: F401  (augment_batch, gpu_option
 )
 
 Report = Callable[[dict, dict], None]
-
-
-class NonFiniteLoss(RuntimeError):
-    """The training loss became NaN or infinite; the trial cannot continue."""
 
 
 # ---------------------------------------------------------------- building blocks
@@ -521,9 +517,8 @@ def train(config: dict, report: Report, *, restore: dict | None = None) -> None:
         totals = step.totals()  # the epoch's one host sync
         train_loss, n = totals["loss"], totals["samples"]
         train_seconds = time.perf_counter() - t0
-        if not math.isfinite(train_loss):
-            raise NonFiniteLoss(f"training loss became {train_loss} in epoch {epoch + 1} "
-                                f"(lr={config.get('lr')}, optimizer={config.get('optimizer')})")
+        if not math.isfinite(train_loss):  # no health check saw it (off, or a short epoch)
+            raise non_finite(train_loss, (epoch + 1) * trial.steps_per_epoch)
         train_fit = _train_fit(totals, trial, data, config, device)
         val = {} if refit else evaluate_split(config, model, data, data.val, device=device)
         seconds = time.perf_counter() - t0
