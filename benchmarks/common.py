@@ -71,7 +71,7 @@ def loop_throughput(config: dict, epochs: int) -> float:
 def recording_tracker(on_result):
     """The product's MLflow tracker, handing each trial result to ``on_result(trial,
     result)`` first: how a benchmark watches a search run through ``run_search``."""
-    from hpsearch.results.tracking import MlflowTracker
+    from hpsearch.search.tracking import MlflowTracker
 
     class Recorder(MlflowTracker):
         def on_trial_result(self, iteration, trials, trial, result, **info):

@@ -79,7 +79,7 @@ def packed(k: int, *, per_trial_gpu: float, epochs: int, data: dict, root: Path)
     """Total training images/s of k concurrent trials sharing the machine's GPU (or CPUs)."""
     from benchmarks.common import recording_tracker
     from hpsearch.results.storage import Storage
-    from hpsearch.search.engine import run_search
+    from hpsearch.search.engine import Instruments, instrumented_search
     from hpsearch.search.spec import parse_spec
 
     rates: dict[str, list[float]] = {}
@@ -96,8 +96,8 @@ def packed(k: int, *, per_trial_gpu: float, epochs: int, data: dict, root: Path)
         "space": {"lr": {"loguniform": [0.01, 0.02]}},
         "fixed": {k2: v for k2, v in PACKED.items() if k2 != "trainable"},
     }, source="benchmark")
-    run_search(spec, storage=Storage(root), echo=lambda *_: None,
-               tracker_class=recording_tracker(record))
+    instrumented_search(spec, Instruments(tracker_class=recording_tracker(record)),
+                        storage=Storage(root), echo=lambda *_: None)
     if len(rates) != k:
         raise RuntimeError(f"expected {k} trials, got {len(rates)}")
     return sum(statistics.median(r[1:]) for r in rates.values())

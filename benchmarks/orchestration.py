@@ -63,9 +63,9 @@ class Timed:
 
 def run_hpsearch(trials: int, root: Path) -> tuple[float, float]:
     from hpsearch.results.storage import Storage
-    from hpsearch.results.tracking import MlflowTracker
-    from hpsearch.search.engine import run_search
+    from hpsearch.search.engine import Instruments, instrumented_search
     from hpsearch.search.spec import parse_spec
+    from hpsearch.search.tracking import MlflowTracker
 
     class TimedTracker(Timed, MlflowTracker):
         pass
@@ -86,8 +86,8 @@ def run_hpsearch(trials: int, root: Path) -> tuple[float, float]:
             trackers.append(self)
 
     t0 = time.perf_counter()
-    run_search(spec, storage=Storage(root), echo=lambda *_: None, trainable=noop_trial,
-               tracker_class=Capture)
+    instrumented_search(spec, Instruments(trainable=noop_trial, tracker_class=Capture),
+                        storage=Storage(root), echo=lambda *_: None)
     wall = time.perf_counter() - t0
     t = trackers[0]
     return wall / trials, 1000 * t.result_seconds / max(1, t.results)

@@ -40,7 +40,7 @@ def sleep_trial(config: dict) -> None:
 def run_level(concurrency: int, address: str, seconds: float, waves: int,
               root: Path) -> tuple[float, float, float]:
     from hpsearch.results.storage import Storage
-    from hpsearch.search.engine import run_search
+    from hpsearch.search.engine import Instruments, instrumented_search
     from hpsearch.search.spec import parse_spec
 
     trials = waves * concurrency
@@ -60,7 +60,8 @@ def run_level(concurrency: int, address: str, seconds: float, waves: int,
             results.append(time.perf_counter())
 
     t0 = time.perf_counter()
-    run_search(spec, storage=Storage(root), address=address, echo=echo, trainable=sleep_trial)
+    instrumented_search(spec, Instruments(trainable=sleep_trial), storage=Storage(root),
+                        address=address, echo=echo)
     wall = time.perf_counter() - t0
     ideal = 60 / seconds * concurrency
     whole = trials / wall * 60 / ideal

@@ -115,7 +115,7 @@ def run(strategy: str, seed: int, budget: int, root: Path, variant: str | None =
     configuration) whenever the best so far changed hands."""
     from benchmarks.common import recording_tracker
     from hpsearch.results.storage import Storage
-    from hpsearch.search.engine import run_search
+    from hpsearch.search.engine import Instruments, instrumented_search
     from hpsearch.search.spec import parse_spec
 
     curve: list[tuple[int, float]] = []
@@ -148,9 +148,9 @@ def run(strategy: str, seed: int, budget: int, root: Path, variant: str | None =
     for block, changes in VARIANTS.get(variant, {}).items():
         doc[block] = {**doc[block], **changes} if isinstance(changes, dict) else changes
     spec = parse_spec(doc, source="benchmark")
-    run_search(spec, storage=Storage(root), echo=lambda *_: None,
-               tracker_class=recording_tracker(record),
-               stopper=EpochBudget(budget, target))
+    instrumented_search(spec, Instruments(tracker_class=recording_tracker(record),
+                                          stopper=EpochBudget(budget, target)),
+                        storage=Storage(root), echo=lambda *_: None)
     return curve, list(last.values()), incumbents
 
 

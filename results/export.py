@@ -22,7 +22,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import os
 import shutil
 import tempfile
@@ -31,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpsearch.errors import SpecError
-from hpsearch.results.objective import primary
+from hpsearch.results.objective import finite, primary
 from hpsearch.results.report import attach_to_mlflow, write_reports
 from hpsearch.results.status import best_row, recheck_summary, trial_rows
 from hpsearch.results.storage import Storage
@@ -49,28 +48,15 @@ class Bundle:
     config: dict
 
 
-def find_checkpoints(experiment_dir: Path, trial_id: str) -> list[Path]:
-    """Checkpoint folders of one trial (Tune names trial folders after the trial id), in
-    the search's experiment or one inside it (an extension's ``extend-N/``)."""
-    dirs = [d for pattern in (f"trial_{trial_id}", f"*/trial_{trial_id}")
-            for d in experiment_dir.glob(pattern) if d.is_dir()]
-    return sorted(c for d in dirs for c in d.glob("checkpoint_*") if (c / "state.pt").is_file())
-
-
 def best_checkpoint_state(experiment_dir: Path, trial_id: str, metric: str, mode: str) -> dict:
-    from hpsearch.search.adapter import load_state
+    """The trial's best checkpoint's state; ExportError when it has none."""
+    from hpsearch.results.checkpoints import best_state
 
-    states = [load_state(c) for c in find_checkpoints(experiment_dir, trial_id)]
-    if not states:
+    state = best_state(experiment_dir, trial_id, metric, mode)
+    if state is None:
         raise ExportError(f"trial {trial_id} has no checkpoint under {experiment_dir}; "
                           "it may have failed before its first epoch ended")
-    sign = 1 if mode == "max" else -1
-
-    def score(s):
-        v = s["metrics"].get(metric)
-        return sign * v if isinstance(v, (int, float)) and math.isfinite(v) else -math.inf
-
-    return max(states, key=score)
+    return state
 
 
 def load_trial(name: str, storage: Storage, trial_id: str | None = None, *,
@@ -117,11 +103,7 @@ def chosen_state(name: str, storage: Storage, trial_id: str | None = None, *,
             raise ExportError(f"search {name!r} has no trial {trial_id!r}; trials: "
                               f"{', '.join(r.trial_id for r in rows + rechecks)}")
         row = matches[0]
-    folder = storage.search_dir(name)
-    if row.recheck_of:
-        from hpsearch.search.recheck import experiment_dir
-
-        folder = experiment_dir(storage, name)
+    folder = storage.recheck_dir(name) if row.recheck_of else storage.search_dir(name)
     return meta, rows, row, best_checkpoint_state(folder, row.trial_id, metric, mode)
 
 
@@ -350,7 +332,7 @@ def _record_in_mlflow(meta: dict, row, owner, metrics: dict, bundle: Path) -> No
     now = int(time.time() * 1000)
     client.log_batch(owner.run_id, metrics=[
         Metric(f"test_{k}", float(v), now, 0) for k, v in metrics["test"].items()
-        if isinstance(v, (int, float)) and math.isfinite(v) and k not in ("n", "seconds")],
+        if finite(v) and k not in ("n", "seconds")],
         tags=[RunTag("exported", "true")])
     key, value = headline(metrics)
     refit = [RunTag("exported_model", "refit"), RunTag("refit_run_id", owner.run_id)] \

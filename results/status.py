@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 
 from hpsearch.results.heartbeat import when
-from hpsearch.results.objective import primary
+from hpsearch.results.objective import finite, primary
 from hpsearch.results.storage import Storage
 
 
@@ -111,10 +111,10 @@ def recheck_summary(meta: dict, rows: list[TrialRow], rechecks: list[TrialRow]) 
     for r in rechecks:
         groups.setdefault(r.recheck_of or "?", []).append(r)
     out = [Recheck(tid, by_id[tid].best if tid in by_id else None,
-                   [r.best for r in runs if r.best is not None and math.isfinite(r.best)], runs)
+                   [r.best for r in runs if finite(r.best)], runs)
            for tid, runs in groups.items()]
-    sign = 1 if primary(meta["spec"]).mode == "max" else -1
-    out.sort(key=lambda c: (not c.values, -sign * c.mean if c.values else 0,
+    objective = primary(meta["spec"])
+    out.sort(key=lambda c: (not c.values, -objective.key(c.mean) if c.values else 0,
                             c.sd if math.isfinite(c.sd) else math.inf))
     return out
 
@@ -135,11 +135,8 @@ def format_recheck(meta: dict, checked: list[Recheck]) -> str:
 
 
 def best_row(meta: dict, rows: list[TrialRow]) -> TrialRow | None:
-    mode = primary(meta["spec"]).mode
-    scored = [r for r in rows if r.best is not None]
-    if not scored:
-        return None
-    return (max if mode == "max" else min)(scored, key=lambda r: r.best)
+    """The row with the best (finite) objective, or None."""
+    return primary(meta["spec"]).best_of(rows, lambda r: r.best)
 
 
 def format_table(meta: dict, rows: list[TrialRow]) -> str:

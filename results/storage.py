@@ -2,6 +2,7 @@
 
     <root>/<search>/               Ray Tune experiment dir (resumable)
     <root>/<search>/hpsearch.json  the validated spec, tracking URI, parent run id
+    <root>/<search>/recheck/       the seed re-check's Tune experiment
     <root>/mlflow.db               default MLflow tracking store (SQLite)
     <root>/mlartifacts/            MLflow artifacts
     <root>/exports/<search>/       exported bundles
@@ -105,6 +106,10 @@ class Storage:
 
     def search_dir(self, name: str) -> Path:
         return self.root / name
+
+    def recheck_dir(self, name: str) -> Path:
+        """The seed re-check's Tune experiment, inside the search's folder."""
+        return self.search_dir(name) / "recheck"
 
     def export_dir(self, name: str) -> Path:
         return self.root / "exports" / name

@@ -11,14 +11,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-STATE_FILE = "state.pt"
-
-
-def load_state(directory: str | Path) -> dict:
-    """A checkpoint's state; tensors and plain values only (weights_only=True)."""
-    import torch
-
-    return torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
+from hpsearch.results.checkpoints import STATE_FILE, load_state  # noqa: F401 (refit's too)
 
 
 def trial(config: dict) -> None:

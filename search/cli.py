@@ -14,7 +14,14 @@ import os
 import sys
 from pathlib import Path
 
-from hpsearch.search.cli_common import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUNTIME, BadInput
+from hpsearch.search.cli_common import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    EXIT_RUNTIME,
+    BadInput,
+    flag,
+    specs_from_args,
+)
 from hpsearch.search.cli_common import number as _number
 from hpsearch.search.cli_common import positive_int as _positive_int
 from hpsearch.search.cli_common import runtime_error as _runtime_error
@@ -24,31 +31,12 @@ from hpsearch.search.cli_common import runtime_error as _runtime_error
 # and prints; every check lives there, so a notebook gets the same refusals.
 
 
-def _flag(name: str) -> str:
-    """Where an override came from, on the command line: ``--max-epochs``."""
-    return "--" + name.replace("_", "-")
-
-
-def _specs_from_args(args) -> list:
-    """Every spec of `run` (and `submit`, `plan`) parsed and validated before any is used."""
-    from hpsearch._api import specs_with
-
-    overrides = {"name": args.name, "samples": args.samples, "seed": args.seed,
-                 "concurrency": args.concurrency, "max_epochs": args.max_epochs,
-                 "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
-                 "data": args.data, "recheck": args.recheck, "time_budget": args.time_budget,
-                 "refit": getattr(args, "refit", None),
-                 "refit_epochs": getattr(args, "refit_epochs", None)}
-    paths = args.specs if hasattr(args, "specs") else [args.spec]
-    return specs_with(paths, overrides, smoke=args.smoke, origin=_flag)
-
-
 def cmd_run(args) -> int:
     from hpsearch._api import check_refit_wanted, run_specs
     from hpsearch.results.storage import Storage
 
-    check_refit_wanted(args.refit, args.refit_epochs, args.export or args.dry_run, _flag)
-    specs = _specs_from_args(args)
+    check_refit_wanted(args.refit, args.refit_epochs, args.export or args.dry_run, flag)
+    specs = specs_from_args(args)
     if args.dry_run:
         from hpsearch.search.preflight import check_dry_run
 
@@ -72,7 +60,7 @@ def cmd_plan(args) -> int:
     from hpsearch.search import preflight
     from hpsearch.search.plan import PlanError, make_plan
 
-    [spec] = _specs_from_args(args)
+    [spec] = specs_from_args(args)
     preflight.check_trainable(spec)
     preflight.check_data(spec)
     print(f"measuring the largest trial of {args.spec} (a few real training steps)...",
@@ -559,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from hpsearch.search.cli_cluster import add_parsers
 
-    add_parsers(sub, storage_opts)
+    add_parsers(sub, storage_opts, run_parser=r)
     return p
 
 

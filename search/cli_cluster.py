@@ -13,8 +13,9 @@ from hpsearch.search.cli_common import positive_int as _positive_int
 from hpsearch.search.cli_common import runtime_error as _runtime_error
 
 
-def add_parsers(sub, storage_opts) -> None:
-    """The four commands' subparsers, on ``sub`` (``storage_opts`` adds --storage)."""
+def add_parsers(sub, storage_opts, *, run_parser) -> None:
+    """The four commands' subparsers, on ``sub`` (``storage_opts`` adds --storage;
+    ``run_parser``: `run`'s, which reads the run flags `submit` passes on)."""
     cl = sub.add_parser("cluster", help="start, inspect or stop a local multi-node Ray cluster",
                         description="up: a Ray head (dashboard and Jobs API on 127.0.0.1) plus "
                                     "--workers worker nodes, each its own raylet, with token "
@@ -47,7 +48,7 @@ def add_parsers(sub, storage_opts) -> None:
     sb.add_argument("--no-wait", action="store_true", help="print the job id and return")
     sb.add_argument("run_args", nargs=argparse.REMAINDER, metavar="-- RUN FLAGS",
                     help="flags for `hpsearch run` (e.g. -- --samples 8 --smoke)")
-    sb.set_defaults(func=cmd_submit)
+    sb.set_defaults(func=cmd_submit, run_parser=run_parser)
 
     jb = sub.add_parser("jobs", help="list Ray Jobs, print one's logs, or stop one")
     jb.add_argument("action", choices=["list", "logs", "stop"])
@@ -117,12 +118,12 @@ def cmd_submit(args) -> int:
     # every spec, with these run flags, is checked here before anything is uploaded; an
     # absolute file path (pretrained weights, vectors) may exist only on the cluster's
     # nodes: the job checks it there, before its search starts
-    from hpsearch.search.cli import _specs_from_args, build_parser
+    from hpsearch.search.cli_common import specs_from_args
     from hpsearch.trainables.constraints import absolute_files_checked_elsewhere
 
-    run_ns = build_parser().parse_args(["run", *specs, *run_args])
+    run_ns = args.run_parser.parse_args([*specs, *run_args])
     with absolute_files_checked_elsewhere():
-        _specs_from_args(run_ns)
+        specs_from_args(run_ns)
     if run_ns.storage:  # its form (a folder, not a URI); whether it is writable is the job's check
         Storage.resolve(run_ns.storage)
     if "--storage" not in run_args:  # the job's working dir is a temporary copy: keep results here

@@ -35,3 +35,22 @@ def number(text: str) -> float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def flag(name: str) -> str:
+    """Where an override came from, on the command line: ``--max-epochs``."""
+    return "--" + name.replace("_", "-")
+
+
+def specs_from_args(args) -> list:
+    """Every spec of `run` (and `submit`, `plan`) parsed and validated before any is used."""
+    from hpsearch._api import specs_with
+
+    overrides = {"name": args.name, "samples": args.samples, "seed": args.seed,
+                 "concurrency": args.concurrency, "max_epochs": args.max_epochs,
+                 "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
+                 "data": args.data, "recheck": args.recheck, "time_budget": args.time_budget,
+                 "refit": getattr(args, "refit", None),
+                 "refit_epochs": getattr(args, "refit_epochs", None)}
+    paths = args.specs if hasattr(args, "specs") else [args.spec]
+    return specs_with(paths, overrides, smoke=args.smoke, origin=flag)

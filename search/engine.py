@@ -230,9 +230,9 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list, trainable=N
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from hpsearch.results.objective import Objective
-    from hpsearch.results.progress import SilentReporter
     from hpsearch.search.adapter import trial
     from hpsearch.search.moasha import MultiObjectiveASHA
+    from hpsearch.search.progress import SilentReporter
     from hpsearch.search.searcher import SchedulerAwareOptunaSearch
     from hpsearch.search.space import define_by_run
 
@@ -300,20 +300,39 @@ def check_name_free(spec: SearchSpec, storage: Storage, overwrite: bool) -> Path
     return exp_dir
 
 
+@dataclass(frozen=True)
+class Instruments:
+    """What a benchmark swaps into a search to measure it (never the product's path):
+    the trainable (a no-op one times the rest), the tracker class (one that records
+    results), a stopper (an epoch budget)."""
+    trainable: object = None
+    tracker_class: type | None = None
+    stopper: object = None
+
+
 def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None = None,
                address: str | None = None, overwrite: bool = False, echo=print,
-               trainable=None, tracker_class=None, stopper=None,
                resource_wait: float | None = None, verbose: bool = True,
                progress: dict | None = None) -> SearchOutcome:
     """Run a validated search to the end. Raises SearchExists before starting anything.
     On a cluster (``address``) a search whose trials no node can hold ends after
     ``resource_wait`` seconds (see :func:`search.stopping.resource_wait`).
     ``verbose``: a line per epoch of every trial (else one per trial that ends).
-    ``progress``: show the live progress line (:mod:`results.progress`), with these
+    ``progress``: show the live progress line (:mod:`hpsearch.search.progress`), with these
     keyword arguments (e.g. ``prefix``, ``epoch_seconds_hint``; ``{}`` for none)."""
-    from hpsearch.results import tracking
+    return instrumented_search(spec, Instruments(), storage=storage, tracking_uri=tracking_uri,
+                               address=address, overwrite=overwrite, echo=echo,
+                               resource_wait=resource_wait, verbose=verbose, progress=progress)
+
+
+def instrumented_search(spec: SearchSpec, instruments: Instruments, *, storage: Storage,
+                        tracking_uri: str | None = None, address: str | None = None,
+                        overwrite: bool = False, echo=print,
+                        resource_wait: float | None = None, verbose: bool = True,
+                        progress: dict | None = None) -> SearchOutcome:
+    """:func:`run_search` with a benchmark's :class:`Instruments` in place."""
     from hpsearch.results.outbox import outbox_path
-    from hpsearch.search import stopping
+    from hpsearch.search import stopping, tracking
 
     exp_dir = check_name_free(spec, storage, overwrite)
     spec = connect(spec, storage, address, echo)  # before anything is written
@@ -351,8 +370,8 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
     callbacks = []
     budget = stopping.TimeBudget(spec.time_budget) if spec.time_budget else None
     if progress is not None:
-        from hpsearch.results.progress import progress_view
         from hpsearch.search.plan import EpochsLeft
+        from hpsearch.search.progress import progress_view
 
         view = progress_view(name=spec.name, samples=spec.samples,
                               expected_epochs=EpochsLeft.of(spec), metric=spec.metric,
@@ -360,7 +379,8 @@ def run_search(spec: SearchSpec, *, storage: Storage, tracking_uri: str | None =
                               time_budget=budget, **progress)
         callbacks.append(view)
         echo = view.above(echo)
-    tracker = (tracker_class or tracking.MlflowTracker)(
+    trainable, stopper = instruments.trainable, instruments.stopper
+    tracker = (instruments.tracker_class or tracking.MlflowTracker)(
         tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent,
         param_names=[p.name for p in spec.space], metric=spec.metric, mode=spec.mode,
         max_epochs=spec.max_epochs, samples=spec.samples, echo=echo,
@@ -401,10 +421,9 @@ def extend_search(name: str, *, storage: Storage, samples: int, address: str | N
     the same parent run, which is re-opened and then ended again."""
     from mlflow.tracking import MlflowClient
 
-    from hpsearch.results import tracking
     from hpsearch.results.outbox import outbox_path
     from hpsearch.results.status import trial_rows
-    from hpsearch.search import stopping
+    from hpsearch.search import stopping, tracking
     from hpsearch.search.history import EXTENSION, experiments, past_trials
     from hpsearch.search.spec import parse_spec
 
@@ -433,8 +452,8 @@ def extend_search(name: str, *, storage: Storage, samples: int, address: str | N
     # the spec's time budget: an extension is a run of its own, and gets all of it
     budget = stopping.TimeBudget(spec.time_budget) if spec.time_budget else None
     if progress is not None:
-        from hpsearch.results.progress import progress_view
         from hpsearch.search.plan import EpochsLeft
+        from hpsearch.search.progress import progress_view
 
         view = progress_view(name=name, samples=spec.samples, expected_epochs=EpochsLeft.of(spec),
                              metric=spec.metric, mode=spec.mode, concurrency=spec.concurrency,
@@ -501,7 +520,7 @@ def _settle_lost(exp_dir, uri: str, experiment_id: str, parent: str, echo) -> No
     from ray.tune import ExperimentAnalysis
 
     from hpsearch.results.mlflow_runs import settle_lost_runs
-    from hpsearch.results.tracking import MlflowTracker
+    from hpsearch.search.tracking import MlflowTracker
 
     known = {t.trial_id for t in ExperimentAnalysis(str(exp_dir)).trials}
     deleted, kept, highest = settle_lost_runs(uri, experiment_id, parent, known)
@@ -540,19 +559,19 @@ class _RestoredTracker:
         self.stopping("KILLED", "interrupted")
 
     def stopping(self, status: str, reason: str) -> None:
-        from hpsearch.results.tracking import MlflowTracker
+        from hpsearch.search.tracking import MlflowTracker
 
         for tracker in MlflowTracker.live:
             tracker.stopping(status, reason)
 
     def abandon(self, status: str, reason: str) -> None:
-        from hpsearch.results.tracking import MlflowTracker
+        from hpsearch.search.tracking import MlflowTracker
 
         for tracker in list(MlflowTracker.live):
             tracker.abandon(status, reason)
 
     def close(self) -> int:
-        from hpsearch.results.tracking import MlflowTracker
+        from hpsearch.search.tracking import MlflowTracker
 
         left = 0
         while MlflowTracker.live:  # drained: a later resume in this process starts empty
@@ -760,7 +779,7 @@ def _forget_ray() -> None:
 
 
 def _duration(seconds: float) -> str:
-    from hpsearch.results.progress import duration
+    from hpsearch.search.progress import duration
 
     return duration(seconds)
 

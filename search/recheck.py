@@ -15,14 +15,10 @@ and exports its best run. The re-runs' Tune experiment lives in
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
-
+from hpsearch.results.objective import Objective
 from hpsearch.results.storage import Storage
-from hpsearch.results.tracking import MlflowTracker
 from hpsearch.search.spec import SearchSpec
-
-EXPERIMENT = "recheck"  # the re-runs' Tune experiment, inside the search's folder
+from hpsearch.search.tracking import MlflowTracker
 
 
 class RecheckTracker(MlflowTracker):
@@ -44,25 +40,17 @@ class RecheckTracker(MlflowTracker):
 
 def top_trials(spec: SearchSpec, grid, k: int) -> list[tuple[str, dict, float]]:
     """(trial id, config, best objective) of the ``k`` best trials of a finished search."""
-    sign = 1 if spec.mode == "max" else -1
+    objective = Objective(spec.metric, spec.mode)
     scored = []
     for result in grid:
         frame = result.metrics_dataframe
         if result.error is not None or frame is None or spec.metric not in frame:
             continue
-        values = [float(v) for v in frame[spec.metric] if _finite(v)]
-        if values:
-            best = max(values, key=lambda v: sign * v)
+        best = objective.best(float(v) for v in frame[spec.metric])
+        if best is not None:
             scored.append((result.metrics["trial_id"], dict(result.config), best))
-    scored.sort(key=lambda t: -sign * t[2])
+    scored.sort(key=lambda t: objective.key(t[2]), reverse=True)
     return scored[:k]
-
-
-def _finite(v) -> bool:
-    try:
-        return math.isfinite(float(v))
-    except (TypeError, ValueError):
-        return False
 
 
 def recheck_seeds(spec: SearchSpec) -> list[int]:
@@ -78,9 +66,9 @@ def run_recheck(spec: SearchSpec, storage: Storage, grid, *, tracking_uri: str,
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler
 
-    from hpsearch.results.progress import SilentReporter
     from hpsearch.search.adapter import recheck_trial
     from hpsearch.search.engine import trial_dirname
+    from hpsearch.search.progress import SilentReporter
 
     top, _ = spec.recheck
     chosen = top_trials(spec, grid, top)
@@ -104,7 +92,8 @@ def run_recheck(spec: SearchSpec, storage: Storage, grid, *, tracking_uri: str,
                                     max_concurrent_trials=spec.concurrency, reuse_actors=True,
                                     trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
-            name=EXPERIMENT, storage_path=str(storage.search_dir(spec.name)), callbacks=[tracker],
+            name=storage.recheck_dir(spec.name).name, storage_path=str(storage.search_dir(spec.name)),
+            callbacks=[tracker],
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=1, checkpoint_score_attribute=spec.metric,
@@ -133,7 +122,3 @@ def _log_table(spec: SearchSpec, storage: Storage, tracking_uri: str, parent_run
                     "recheck.md")
     if checked and checked[0].values:
         client.set_tag(parent_run_id, "recheck_chosen", checked[0].trial_id)
-
-
-def experiment_dir(storage: Storage, name: str) -> Path:
-    return storage.search_dir(name) / EXPERIMENT

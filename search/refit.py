@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from hpsearch.errors import SearchFailed, SpecError
 from hpsearch.results.storage import Storage
-from hpsearch.results.tracking import MlflowTracker
+from hpsearch.search.tracking import MlflowTracker
 
 EXPERIMENT = "refit"  # the refit's Tune experiment, inside the search's folder
 # a seed no run of the search used: its trials ran with the spec's seed, the seed

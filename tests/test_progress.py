@@ -1,4 +1,4 @@
-"""The live progress line (results/progress.py), driven through its Tune callback
+"""The live progress line (search/progress.py), driven through its Tune callback
 hooks the way Tune's loop calls them; a whole search through the CLI is in
 tests/test_batch.py (plain lines when the output is not a terminal)."""
 
@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from hpsearch.results.progress import CLEAR, SearchProgress, duration
+from hpsearch.search.progress import CLEAR, SearchProgress, duration
 
 
 def _view(tty: bool, **kw) -> tuple[SearchProgress, io.StringIO]:
@@ -67,7 +67,7 @@ def test_without_a_terminal_it_prints_plain_lines_at_most_every_period():
 
 def test_time_left_comes_from_plan_then_from_the_search_so_far(monkeypatch):
     clock = [1000.0]
-    monkeypatch.setattr("hpsearch.results.progress.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("hpsearch.search.progress.time.monotonic", lambda: clock[0])
     view, _ = _view(tty=False, epoch_seconds_hint=6.0, concurrency=2)
     # before any epoch: 10 expected epochs x 6 s / 2 at once
     assert view.seconds_left() == pytest.approx(30.0)
@@ -86,7 +86,7 @@ def test_a_time_budget_is_counted_down_and_caps_the_estimate(monkeypatch):
     from hpsearch.search.stopping import TimeBudget
 
     clock = [1000.0]
-    monkeypatch.setattr("hpsearch.results.progress.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("hpsearch.search.progress.time.monotonic", lambda: clock[0])
     monkeypatch.setattr("hpsearch.search.stopping.time.monotonic", lambda: clock[0])
     budget = TimeBudget(600)
     view, out = _view(tty=False, time_budget=budget)

@@ -536,7 +536,7 @@ def test_runs_of_trials_tune_never_saved_leave_the_search_on_resume(tmp_path, mo
     # the restored tracker numbers the re-run configuration after the lost trial's 7
     import pickle
 
-    from hpsearch.results.tracking import MlflowTracker
+    from hpsearch.search.tracking import MlflowTracker
 
     tracker = MlflowTracker(tracking_uri=uri, experiment_id=exp, parent_run_id=parent,
                             param_names=[], metric="val_accuracy", mode="max", max_epochs=2,

@@ -40,6 +40,7 @@ from hpsearch.results.mlflow_runs import (  # noqa: F401  (re-exported: the engi
     ensure_experiment,
     start_parent,
 )
+from hpsearch.results.objective import Objective, finite
 
 CONTRACT_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_rmse",
                     "val_mae", "val_r2", "epoch_seconds", "samples_per_second", "lr",
@@ -204,14 +205,10 @@ class MlflowTracker(tune.Callback):
         self._epochs[tid] = step
         self._finished[tid] = bool(result.get("trial_finished", False))
         value = result.get(self.metric)
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            old = self._best.get(tid)
-            better = old is None or (value > old if self.mode == "max" else value < old)
-            if better:
-                self._best[tid] = float(value)
-                self._also[tid] = {f"best_{m}": float(result[m]) for m in self.others
-                                   if isinstance(result.get(m), (int, float))
-                                   and math.isfinite(result[m])}
+        if Objective(self.metric, self.mode).better(value, self._best.get(tid)):
+            self._best[tid] = float(value)  # with the other objectives at that epoch
+            self._also[tid] = {f"best_{m}": float(result[m]) for m in self.others
+                               if finite(result.get(m))}
         ts = int(time.time() * 1000)  # fixed now: a re-sent batch is the same rows again
         rows = [[k, v, ts, step] for k, v in metrics.items() if math.isfinite(v)]
         if rows:

@@ -40,6 +40,8 @@ from typing import TextIO
 
 from ray import tune
 
+from hpsearch.results.objective import Objective
+
 CLEAR = "\r\033[K"  # carriage return, erase to the end of the line
 
 
@@ -149,11 +151,10 @@ class SearchProgress(tune.Callback):
                         for t in trials if t.trial_id in self.running}
         self.epochs = sum(int((t.last_result or {}).get("training_iteration", 0) or 0)
                           for t in trials)
-        values = [(t.metric_analysis or {}).get(self.metric, {}).get(self.mode)
-                  for t in trials]
-        values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-        if values:
-            self.best = float(max(values) if self.mode == "max" else min(values))
+        best = Objective(self.metric, self.mode).best(
+            (t.metric_analysis or {}).get(self.metric, {}).get(self.mode) for t in trials)
+        if best is not None:
+            self.best = float(best)
         return True
 
     # ------------------------------------------------------------ counting
@@ -174,10 +175,8 @@ class SearchProgress(tune.Callback):
         self.reached[trial.trial_id] = int(result.get("training_iteration")
                                            or self.reached.get(trial.trial_id, 0) + 1)
         value = result.get(self.metric)
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            if self.best is None or (value > self.best if self.mode == "max"
-                                     else value < self.best):
-                self.best = float(value)
+        if Objective(self.metric, self.mode).better(value, self.best):
+            self.best = float(value)
         self.tick()
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
