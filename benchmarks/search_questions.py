@@ -173,9 +173,14 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--smoke", action="store_true", help="6 trials, 3 epochs: a rehearsal")
     p.add_argument("--part", choices=["both", "moasha", "warm"], default="both")
+    p.add_argument("--grace", type=int, default=TASK["scheduler"]["grace_period"],
+                   help="ASHA's first rung, in epochs")
+    p.add_argument("--samples", type=int, default=TASK["search"]["samples"])
     args = p.parse_args()
+    TASK["scheduler"]["grace_period"], TASK["search"]["samples"] = args.grace, args.samples
     if args.smoke:
         TASK["search"]["samples"], TASK["scheduler"]["max_epochs"] = 6, 3
+        TASK["scheduler"]["grace_period"] = 1
     from hpsearch._api import environment_defaults
 
     environment_defaults()  # Tune's snapshot warnings and Ray's INFO lines stay quiet
@@ -194,7 +199,8 @@ def main() -> None:
                 "early stopping)", "",
                 f"ResNet-18 on digits, max val_accuracy / min num_params, "
                 f"{TASK['search']['samples']} trials of up to {TASK['scheduler']['max_epochs']} "
-                "epochs each, concurrency 2. Ratio: epochs MO-ASHA + TPE needed to reach the "
+                f"epochs each (ASHA: grace period {TASK['scheduler']['grace_period']}, "
+                f"reduction factor {TASK['scheduler']['reduction_factor']}), concurrency 2. Ratio: epochs MO-ASHA + TPE needed to reach the "
                 "hypervolume random search ended with / random's epochs (target <= 0.5).", "",
                 "| seed | MO-ASHA's own epochs | random's epochs | random's final HV | MO-ASHA "
                 "epochs with extensions | MO-ASHA epochs to random's HV | ratio |",
