@@ -124,3 +124,27 @@ def interrupt_cli(args: list[str], *, after: str, timeout: float = 240) -> tuple
         os.killpg(proc.pid, signal.SIGKILL)
         raise
     return proc.returncode, "".join(lines) + out
+
+
+def wait_for(condition, timeout: float, what: str, proc=None, every: float = 0.5):
+    """Poll ``condition()`` until it returns something truthy; fail after ``timeout`` s, or
+    as soon as ``proc`` exits (with the end of what it printed, if it was piped)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+        except Exception:  # the store or the search's folder is not there yet
+            value = None
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(every)
+    out = ""
+    if proc is not None and proc.poll() is not None:
+        out = f" (the process exited {proc.returncode})"
+        if proc.stdout is not None:
+            out += " " + (proc.communicate()[0] or "")[-3000:]
+    pytest.fail(f"{what}: not within {timeout:g} s{out}")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import free_port
+from conftest import free_port, wait_for
 from mlflow.tracking import MlflowClient
 
 from hpsearch.results.status import trial_rows
@@ -46,25 +46,6 @@ def children(meta) -> list:
     client = MlflowClient(meta["tracking_uri"])
     return client.search_runs([meta["experiment_id"]],
                               filter_string=f"tags.`mlflow.parentRunId` = '{meta['parent_run_id']}'")
-
-
-def wait_for(condition, timeout: float, what: str, proc=None, every: float = 1.0):
-    """Poll ``condition()`` until it returns something truthy; fail after ``timeout`` s
-    (or as soon as ``proc`` exits, when given)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-        except Exception:
-            value = None
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            break
-        time.sleep(every)
-    pytest.fail(f"{what}: not within {timeout:g} s" +
-                (f" (the process exited {proc.returncode})" if proc is not None and
-                 proc.poll() is not None else ""))
 
 
 def write_spec(path: Path, **changes) -> Path:

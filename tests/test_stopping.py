@@ -23,6 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
+from conftest import wait_for
 from mlflow.tracking import MlflowClient
 
 from hpsearch.results.heartbeat import DRIVER_TAG, HEARTBEAT_TAG, PERIOD_TAG, gone_since
@@ -54,22 +55,6 @@ def start(*args, prefix=(), env=None) -> subprocess.Popen:
     return subprocess.Popen([*prefix, sys.executable, "-m", "hpsearch", *args], cwd=ROOT,
                             env={**os.environ, **(env or {})}, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def wait_for(condition, timeout: float, what: str, proc=None, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-        except Exception:  # the store or the search's folder is not there yet
-            value = None
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            break
-        time.sleep(every)
-    out = proc.communicate()[0][-3000:] if proc is not None and proc.poll() is not None else ""
-    pytest.fail(f"{what}: not within {timeout:g} s {out}")
 
 
 def finish(proc: subprocess.Popen, timeout: float) -> tuple[int, str, float]:
