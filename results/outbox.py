@@ -57,6 +57,13 @@ class RunWriter:
         self.parent_run_id = parent_run_id
         self._client = None
         self._runs: dict[str, str] | None = None  # trial_id -> run_id, read on first use
+        # run_id -> the last epoch its history holds. A trial resumed or retried from its
+        # checkpoint reports again the epochs after it, and the one the store may already
+        # hold: Tune calls back with a result before it registers the result's checkpoint,
+        # so a stop in between (a time budget, a signal) leaves the store an epoch ahead
+        # of the checkpoint. Each epoch is logged once; the re-run one (from the same
+        # checkpoint and RNG state) is dropped.
+        self._logged: dict[str, int] = {}
 
     @property
     def client(self):
@@ -93,6 +100,9 @@ class RunWriter:
                 self._runs[write["trial"]] = run
             else:
                 c.update_run(run, status="RUNNING")
+                if write.get("metric") and run not in self._logged:
+                    self._logged[run] = max((m.step for m in c.get_metric_history(
+                        run, write["metric"])), default=0)
             params = [Param(k, str(v)) for k, v in sorted(write["params"].items())]
             for i in range(0, len(params), MAX_PARAMS_PER_BATCH):
                 c.log_batch(run, params=params[i:i + MAX_PARAMS_PER_BATCH])
@@ -103,7 +113,12 @@ class RunWriter:
             if op == "tags":
                 c.log_batch(run, tags=[RunTag(k, str(v)) for k, v in write["tags"].items()])
             elif op == "metrics":
-                c.log_batch(run, metrics=[Metric(k, v, ts, step) for k, v, ts, step in write["metrics"]])
+                done = self._logged.get(run, -1)
+                rows = [Metric(k, v, ts, step) for k, v, ts, step in write["metrics"]
+                        if step > done]
+                if rows:
+                    c.log_batch(run, metrics=rows)
+                    self._logged[run] = max(done, max(m.step for m in rows))
             else:
                 ts, epochs = write["time"], write["epochs"]
                 if epochs is None:  # the tracker saw no result: the run's history knows

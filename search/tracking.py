@@ -180,7 +180,8 @@ class MlflowTracker(tune.Callback):
         tid = trial.trial_id
         self._open.add(tid)
         self._put({"op": "start", "trial": tid, "index": self.number(tid),
-                   "params": self.trial_params(trial), "prefix": self.run_prefix})
+                   "params": self.trial_params(trial), "prefix": self.run_prefix,
+                   "metric": self.metric})
         tags = self.trial_tags(trial)
         if tags:
             self._put({"op": "tags", "trial": tid, "tags": tags})

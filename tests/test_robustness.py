@@ -402,6 +402,32 @@ def test_a_write_delivered_twice_is_harmless(tmp_path):
     assert runs[0].data.tags["stop_reason"] == "completed" and runs[0].data.params["lr"] == "0.1"
 
 
+def test_a_trial_resumed_from_an_older_checkpoint_logs_each_epoch_once(tmp_path):
+    """Tune calls back with a result before it registers the result's checkpoint: a stop
+    in between leaves the store an epoch ahead of the checkpoint, and the resumed trial
+    reports that epoch again (a new timestamp, so not a duplicate row MLflow would fold).
+    The reopened run keeps one row per epoch, and the epochs after it are logged."""
+    from hpsearch.results.mlflow_runs import ensure_experiment, start_parent
+    from hpsearch.results.outbox import RunWriter
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp = ensure_experiment(uri, "again", (tmp_path / "artifacts").as_uri())
+    parent = start_parent(uri, exp, run_name="p", params={}, tags={}, spec_text="x")
+    start = {"op": "start", "trial": "t1", "index": 1, "params": {}, "metric": "val_accuracy"}
+    first = RunWriter(uri, exp, parent)
+    for w in [start, {"op": "metrics", "trial": "t1", "metrics": [["val_accuracy", 0.5, 1000, 1]]},
+              {"op": "metrics", "trial": "t1", "metrics": [["val_accuracy", 0.6, 2000, 2]]}]:
+        first.apply(w)
+    resumed = RunWriter(uri, exp, parent)  # `hpsearch resume`: restored from epoch 1's checkpoint
+    for w in [start, {"op": "metrics", "trial": "t1", "metrics": [["val_accuracy", 0.61, 5000, 2]]},
+              {"op": "metrics", "trial": "t1", "metrics": [["val_accuracy", 0.7, 6000, 3]]},
+              {"op": "metrics", "trial": "t1", "metrics": [["val_accuracy", 0.69, 7000, 3]]}]:
+        resumed.apply(w)  # (the last: a retry within the session re-reports epoch 3)
+    run = resumed.run_id("t1")
+    history = MlflowClient(uri).get_metric_history(run, "val_accuracy")
+    assert sorted((m.step, m.value) for m in history) == [(1, 0.5), (2, 0.6), (3, 0.7)]
+
+
 def test_an_unreachable_store_keeps_writes_in_order_and_saves_them(tmp_path, monkeypatch):
     """Against a port nobody listens on, nothing is dropped: the first write fails, the
     outbox keeps all of them, schedules a retry with backoff, and saves them in order."""
