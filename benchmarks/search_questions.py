@@ -16,11 +16,17 @@
    the full data twice, cold and warm-started from the subset's search. Reported: the
    epochs the warm search needed to reach the best the cold one ended with, as a ratio
    of the cold search's epochs to its own best (target: <= 0.5).
+3. **Warm start after a space change** (``--part warm-space``): the
+   other case the warm start is for. A search on all the data over a narrower space
+   (fewer widths, a narrower learning-rate range), then the task's wider space cold and
+   warm-started from it; every earlier trial lies in the new space. The same ratio.
 
     python benchmarks/search_questions.py --seeds 8            # both parts
     python benchmarks/search_questions.py --seeds 2 --smoke    # a quick rehearsal
 
-Results go to benchmarks/RESULTS.md (section "Several objectives and warm starts").
+Each part writes its own section of benchmarks/RESULTS.md. Parts 2 and 3 run a control
+beside the warm search: a second cold search with another seed, measured the same way
+(what "no better than a cold start" reads as on this noisy measure).
 """
 
 from __future__ import annotations
@@ -128,25 +134,42 @@ def mo_asha_vs_random(seeds: int, storage) -> tuple[list[float], list[str]]:
     return ratios, lines
 
 
-def warm_vs_cold(seeds: int, storage) -> tuple[list[float], list[str]]:
+# the earlier search of part 3: the task's space, narrower (a subset of it)
+NARROW = {"lr": {"loguniform": [1e-3, 3e-2]}, "base_width": {"choice": [4, 8, 16]}}
+
+
+def warm_vs_cold(seeds: int, storage, change: str = "subset"):
+    """``change``: what differs between the earlier search and the new one, ``subset``
+    (its data: 50 images per class) or ``space`` (its space: NARROW). Returns the warm
+    search's ratios, the table's rows and the control's ratios: a second cold search
+    (another seed) measured the same way. Reaching the best another search ended with is
+    harder than reaching one's own (that best is the maximum of the other search's noisy
+    path): the control is what "no better than a cold start" reads as."""
     from hpsearch.results.objective import Objective
 
     acc = Objective("val_accuracy", "max")
     single = {**copy.deepcopy(TASK), "objective": {"metric": "val_accuracy", "mode": "max"}}
-    ratios, lines = [], []
+    ratios, lines, controls = [], [], []
     for seed in range(seeds):
-        subset = copy.deepcopy(single)
-        subset.update(name=f"subset-{seed}")
-        subset["search"]["seed"] = seed
-        subset["data"]["per_class"] = 50  # about 30 % of digits' ~180 images per class
-        search(subset, storage)
+        earlier = copy.deepcopy(single)
+        earlier.update(name=f"{change}-{seed}")
+        earlier["search"]["seed"] = seed
+        if change == "subset":
+            earlier["data"]["per_class"] = 50  # about 30 % of digits' ~180 images per class
+        else:
+            earlier["space"].update(copy.deepcopy(NARROW))
+        search(earlier, storage)
         cold = copy.deepcopy(single)
-        cold.update(name=f"cold-{seed}")
+        cold.update(name=f"cold-{change}-{seed}")
         cold["search"]["seed"] = seed + 100
         warm = copy.deepcopy(cold)
-        warm.update(name=f"warm-{seed}")
-        warm["search"]["warm_start"] = f"subset-{seed}"
-        (_, rows_c), (_, rows_w) = search(cold, storage), search(warm, storage)
+        warm.update(name=f"warm-{change}-{seed}")
+        warm["search"]["warm_start"] = f"{change}-{seed}"
+        again = copy.deepcopy(cold)  # the control: a second cold search, another seed
+        again.update(name=f"again-{change}-{seed}")
+        again["search"]["seed"] = seed + 200
+        (_, rows_c), (_, rows_w), (_, rows_a) = (search(cold, storage), search(warm, storage),
+                                                 search(again, storage))
 
         def best_curve(rows):
             out, epochs, best = [], 0, None
@@ -157,22 +180,39 @@ def warm_vs_cold(seeds: int, storage) -> tuple[list[float], list[str]]:
                 out.append((epochs, best if best is not None else float("-inf")))
             return out
 
-        c_c, c_w = best_curve(rows_c), best_curve(rows_w)
+        c_c = best_curve(rows_c)
         target = c_c[-1][1]
         cold_need, _ = epochs_to(c_c, target)
-        need, reached = epochs_to(c_w, target)
-        ratios.append(need / cold_need)
-        lines.append(f"| {seed} | {target:.4f} | {cold_need} | {need}"
-                     f"{'' if reached else ' (not reached)'} | "
-                     f"{'' if reached else '≥'}{ratios[-1]:.2f} |")
-    return ratios, lines
+        cells = []
+        for rows in (rows_w, rows_a):
+            need, reached = epochs_to(best_curve(rows), target)
+            cells.append((need, reached, need / cold_need))
+        ratios.append(cells[0][2])
+        controls.append(cells[1][2])
+        lines.append(f"| {seed} | {target:.4f} | {cold_need} | " + " | ".join(
+            f"{need}{'' if reached else ' (not reached)'} | {'' if reached else '≥'}{r:.2f}"
+            for need, reached, r in cells) + " |")
+    return ratios, lines, controls
+
+
+WARM_HEAD = ["| seed | cold best | cold epochs to it | warm epochs to it | ratio | control "
+             "(cold, another seed) epochs to it | control ratio |",
+             "|---|---|---|---|---|---|---|"]
+
+
+def warm_summary(ratios: list[float], controls: list[float]) -> list[str]:
+    return [f"**Ratio: {spread(ratios, '{:.2f}')}; target <= 0.5: "
+            f"{'met' if statistics.median(ratios) <= 0.5 else 'missed'}.** The control's "
+            f"ratio: {spread(controls, '{:.2f}')}.", ""]
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--smoke", action="store_true", help="6 trials, 3 epochs: a rehearsal")
-    p.add_argument("--part", choices=["both", "moasha", "warm"], default="both")
+    p.add_argument("--part", choices=["both", "moasha", "warm", "warm-space"], default="both",
+                   help="both: MO-ASHA and the warm start from a subset; warm-space: the "
+                        "warm start after a space change (each part its own section)")
     p.add_argument("--grace", type=int, default=TASK["scheduler"]["grace_period"],
                    help="ASHA's first rung, in epochs")
     p.add_argument("--samples", type=int, default=TASK["search"]["samples"])
@@ -189,39 +229,56 @@ def main() -> None:
     from hpsearch.results.storage import Storage
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
-    body = []
+    parts = {"both": ["moasha", "warm"]}.get(args.part, [args.part])
     with tempfile.TemporaryDirectory() as tmp:
         storage = Storage(Path(tmp) / "runs")
-        if args.part in ("both", "moasha"):
-            ratios, lines = mo_asha_vs_random(args.seeds, storage)
-            body += [
-                "### MO-ASHA + multi-objective TPE vs multi-objective random search (no "
-                "early stopping)", "",
-                f"ResNet-18 on digits, max val_accuracy / min num_params, "
-                f"{TASK['search']['samples']} trials of up to {TASK['scheduler']['max_epochs']} "
-                f"epochs each (ASHA: grace period {TASK['scheduler']['grace_period']}, "
-                f"reduction factor {TASK['scheduler']['reduction_factor']}), concurrency 2. Ratio: epochs MO-ASHA + TPE needed to reach the "
-                "hypervolume random search ended with / random's epochs (target <= 0.5).", "",
-                "| seed | MO-ASHA's own epochs | random's epochs | random's final HV | MO-ASHA "
-                "epochs with extensions | MO-ASHA epochs to random's HV | ratio |",
-                "|---|---|---|---|---|---|---|", *lines, "",
-                f"**Ratio: {spread(ratios, '{:.2f}')}; mean {statistics.fmean(ratios):.2f}; "
-                f"target <= 0.5: {'met' if statistics.median(ratios) <= 0.5 else 'missed'}.**", ""]
-        if args.part in ("both", "warm"):
-            ratios, lines = warm_vs_cold(args.seeds, storage)
-            body += [
-                "### Warm start vs cold start", "",
-                "The same task, one objective (val_accuracy): a search on 50 images per class, "
-                "then on all the data cold and warm-started from it. Ratio: epochs the warm "
-                "search needed to reach the cold search's final best / the epochs the cold "
-                "search needed to reach it (target <= 0.5).", "",
-                "| seed | cold best | cold epochs to it | warm epochs to it | ratio |",
-                "|---|---|---|---|---|", *lines, "",
-                f"**Ratio: {spread(ratios, '{:.2f}')}; target <= 0.5: "
-                f"{'met' if statistics.median(ratios) <= 0.5 else 'missed'}.**", ""]
-    write_section("Several objectives and warm starts (benchmarks/search_questions.py)",
-                  "\n".join(body))
-    print("\n".join(body))
+        for part in parts:
+            section, body = PARTS[part](args.seeds, storage)
+            write_section(f"{section} (benchmarks/search_questions.py)", "\n".join(body))
+            print("\n".join(body))
+
+
+def moasha_part(seeds: int, storage) -> tuple[str, list[str]]:
+    ratios, lines = mo_asha_vs_random(seeds, storage)
+    grace = TASK["scheduler"]["grace_period"]
+    return f"Several objectives: MO-ASHA, grace period {grace}", [
+        f"ResNet-18 on digits, max val_accuracy / min num_params, "
+        f"{TASK['search']['samples']} trials of up to {TASK['scheduler']['max_epochs']} "
+        f"epochs each (ASHA: grace period {grace}, reduction factor "
+        f"{TASK['scheduler']['reduction_factor']}), concurrency 2. MO-ASHA + multi-objective "
+        "TPE against multi-objective random search without early stopping. Ratio: epochs "
+        "MO-ASHA + TPE needed to reach the hypervolume random search ended with / random's "
+        "epochs (target <= 0.5).", "",
+        "| seed | MO-ASHA's own epochs | random's epochs | random's final HV | MO-ASHA "
+        "epochs with extensions | MO-ASHA epochs to random's HV | ratio |",
+        "|---|---|---|---|---|---|---|", *lines, "",
+        f"**Ratio: {spread(ratios, '{:.2f}')}; mean {statistics.fmean(ratios):.2f}; "
+        f"target <= 0.5: {'met' if statistics.median(ratios) <= 0.5 else 'missed'}.**", ""]
+
+
+def warm_part(seeds: int, storage, change: str = "subset") -> tuple[str, list[str]]:
+    ratios, lines, controls = warm_vs_cold(seeds, storage, change=change)
+    task = (f"ResNet-18 on digits, one objective (val_accuracy), {TASK['search']['samples']} "
+            f"trials of up to {TASK['scheduler']['max_epochs']} epochs each (ASHA), "
+            "concurrency 2: ")
+    if change == "subset":
+        title = "Warm start from a subset"
+        task += ("a search on 50 images per class (about 30 % of the data), then on all the "
+                 "data cold and warm-started from it.")
+    else:
+        title = "Warm start after a space change"
+        task += (f"a search on all the data over a narrower space (`{NARROW}`), then over the "
+                 "task's space (`lr` loguniform 3e-4..1e-1, `base_width` in 4, 6, 8, 12, 16) "
+                 "cold and warm-started from it; every earlier trial lies in the new space.")
+    return title, [
+        task + " Ratio: epochs the warm search needed to reach the cold search's final best "
+        "/ the epochs the cold search needed to reach it (target <= 0.5). The control: a "
+        "second cold search (another seed) measured the same way.", "",
+        *WARM_HEAD, *lines, "", *warm_summary(ratios, controls)]
+
+
+PARTS = {"moasha": moasha_part, "warm": warm_part,
+         "warm-space": lambda seeds, storage: warm_part(seeds, storage, change="space")}
 
 
 if __name__ == "__main__":
