@@ -121,7 +121,9 @@ def test_more_trials_for_a_finished_search(searched):
     # the new sampler's study began with every earlier trial, as TPE saw them
     study = study_of(storage / "mo-digits" / "extend-1")
     old = study.trials[:6]
-    assert [t.params["base_width"] for t in old] == list(before["base_width"])
+    # (as a multiset: Optuna numbers trials as Tune asks for them, hpsearch as they
+    # start, and under load the second of two concurrent trials can start first)
+    assert sorted(t.params["base_width"] for t in old) == sorted(before["base_width"])
     assert sum(t.state.name == "PRUNED" for t in old) == sum(before["stop_reason"] == "asha_stopped")
     assert len(study.trials) == 8
     # so TPE modelled from the first new trial on: more finished trials than its start-up
