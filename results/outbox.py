@@ -101,8 +101,7 @@ class RunWriter:
             else:
                 c.update_run(run, status="RUNNING")
                 if write.get("metric") and run not in self._logged:
-                    self._logged[run] = max((m.step for m in c.get_metric_history(
-                        run, write["metric"])), default=0)
+                    self._logged[run] = _last_step(c, run, write["metric"])
             params = [Param(k, str(v)) for k, v in sorted(write["params"].items())]
             for i in range(0, len(params), MAX_PARAMS_PER_BATCH):
                 c.log_batch(run, params=params[i:i + MAX_PARAMS_PER_BATCH])
@@ -122,9 +121,7 @@ class RunWriter:
             else:
                 ts, epochs = write["time"], write["epochs"]
                 if epochs is None:  # the tracker saw no result: the run's history knows
-                    objective = write["best_metric"].removeprefix("best_")
-                    epochs = max((m.step for m in c.get_metric_history(run, objective)),
-                                 default=0)
+                    epochs = _last_step(c, run, write["best_metric"].removeprefix("best_"))
                 metrics = [Metric("epochs_reached", epochs, ts, 0)]
                 if write["best"] is not None:
                     metrics.append(Metric(write["best_metric"], write["best"], ts, 0))
@@ -140,6 +137,11 @@ class RunWriter:
             c.set_terminated(self.parent_run_id, status=write["status"])
         else:
             raise ValueError(f"unknown MLflow write {op!r}")
+
+
+def _last_step(client, run: str, metric: str) -> int:
+    """The last epoch a run's history of ``metric`` holds (0: none)."""
+    return max((m.step for m in client.get_metric_history(run, metric)), default=0)
 
 
 def is_permanent(error: Exception) -> bool:
