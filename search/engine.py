@@ -217,12 +217,13 @@ def fit_resources(spec: SearchSpec, *, local: bool, echo=print) -> SearchSpec:
 
 
 def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list, trainable=None,
-                stopper=None, *, history: list | None = None,
+                stopper=None, *, history: list | None = None, first: list | None = None,
                 experiment: tuple[Path, str] | None = None):
     """The Tuner for a spec. ``trainable`` defaults to the shared loop's adapter;
     the orchestration benchmark passes a no-op one to time the rest. ``history``:
     Optuna trials the sampler knows before its first suggestion (an extended search's
-    past, a warm start's). ``experiment``: (folder, name) of the Tune experiment,
+    past, a warm start's). ``first``: full configs the first trials take, before
+    ``search.cover``'s points (a warm start's best, trained again). ``experiment``: (folder, name) of the Tune experiment,
     by default the search's own (``<storage>/<name>``)."""
     import optuna
     from optuna.samplers import RandomSampler, TPESampler
@@ -246,7 +247,7 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list, trainable=N
     searcher = SchedulerAwareOptunaSearch(
         space=define_by_run(spec), metric=spec.metrics if many else spec.metric,
         mode=spec.modes if many else spec.mode, sampler=sampler,
-        points_to_evaluate=spec.cover_points() or None, history=history,
+        points_to_evaluate=[*(first or []), *spec.cover_points()] or None, history=history,
         constraints=spec.constraints)
     if spec.scheduler == "asha" and many:
         scheduler = MultiObjectiveASHA(
@@ -357,7 +358,8 @@ def instrumented_search(spec: SearchSpec, instruments: Instruments, *, storage: 
         tags={"hpsearch.spec_file": spec.source, "seed": str(spec.seed),
               **{f"version.{k}": v for k, v in vers.items()},
               **({"warm_start": warm.source, "warm_start.reused": str(len(warm.trials)),
-                  "warm_start.finished": str(warm.finished)} if warm else {})})
+                  "warm_start.finished": str(warm.finished),
+                  "warm_start.rerun": str(len(warm.rerun))} if warm else {})})
     if warm:
         echo(warm.line())
     storage.write_meta(spec.name, {
@@ -408,7 +410,8 @@ def instrumented_search(spec: SearchSpec, instruments: Instruments, *, storage: 
     history = warm.trials if warm else None
     return _fit(spec, storage, tracker, uri, experiment_id, parent, address,
                 lambda: build_tuner(spec, storage, callbacks, trainable, stopper,
-                                    history=history), echo, then)
+                                    history=history, first=warm.rerun if warm else None),
+                echo, then)
 
 
 def extend_search(name: str, *, storage: Storage, samples: int, address: str | None = None,

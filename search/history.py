@@ -19,6 +19,17 @@ study saw them: a trial that completed as COMPLETE with its objective values
 (``best_<metric>``), one that ASHA stopped as PRUNED with its per-epoch values (with
 one objective; TPE ranks it by the rung it reached, not as a finished 1-epoch trial).
 The others are counted and said, never silently dropped.
+
+Their values were measured under the earlier search's conditions (a subset of the data,
+another space's neighbours), so the warm start also **trains the earlier best
+configurations again first** (``search.warm_start_rerun``, 2 by default): the initial
+design of Feurer, Springenberg and Hutter, "Initializing Bayesian Hyperparameter
+Optimization via Meta-Learning" (AAAI 2015), which starts a search from the best
+configurations of similar earlier ones. They run as the first trials (Optuna's
+``enqueue_trial``, through Tune's ``points_to_evaluate``), ranked as the export ranks:
+feasible before infeasible, then by the first objective (one objective) or by front and
+spread along it (several, :func:`~hpsearch.results.objective.rank_order`). Only
+completed trials count: an ASHA-stopped one was never trained to the end.
 """
 
 from __future__ import annotations
@@ -74,13 +85,15 @@ class WarmStart:
     source: str         # the search (or experiment) they came from
     finished: int       # its finished trials
     outside: dict       # why the others were left out -> how many
+    rerun: list         # the params of its best configurations, to train again first
 
     def line(self) -> str:
         why = "; ".join(f"{n} {reason}" for reason, n in self.outside.items())
         pruned = sum(t.state.name == "PRUNED" for t in self.trials)
         return (f"warm start from {self.source!r}: {len(self.trials)} of its {self.finished} "
                 f"finished trial(s) reused ({len(self.trials) - pruned} completed, {pruned} "
-                f"stopped early)" + (f"; left out: {why}" if why else ""))
+                f"stopped early)" + (f"; left out: {why}" if why else "")
+                + (f"; its best {len(self.rerun)} train again first" if self.rerun else ""))
 
 
 def warm_start(spec: SearchSpec, storage, tracking_uri: str) -> WarmStart:
@@ -120,7 +133,29 @@ def warm_start(spec: SearchSpec, storage, tracking_uri: str) -> WarmStart:
             user_attrs={"warm_start": source, "trial_id": run.data.tags.get("trial_id", "")},
             system_attrs={f"constraints:{k}": v for k, v in
                           constraint_values(spec.constraints, run.data.metrics).items()}))
-    return WarmStart(trials, source, finished, outside)
+    return WarmStart(trials, source, finished, outside,
+                     best_configs(trials, spec.objectives, spec.warm_start_rerun))
+
+
+def best_configs(trials: list, objectives, k: int) -> list[dict]:
+    """The params of the ``k`` best completed trials (one per configuration): feasible
+    first, then by the first objective, or by front and ε-net with several objectives."""
+    from hpsearch.results.objective import Objective, rank_order, signed
+
+    goals = [Objective(m, d) for m, d in objectives]
+    done = [(t, p) for t in trials
+            if t.state.name == "COMPLETE" and (p := signed(t.values or (), goals))]
+    order: list = []
+    for feasible in (True, False):
+        group = [(t, p) for t, p in done
+                 if all(v <= 0 for key, v in t.system_attrs.items()
+                        if key.startswith("constraints:")) == feasible]
+        order += [group[i][0] for i in rank_order([p for _, p in group])]
+    out: list[dict] = []
+    for t in order:
+        if len(out) < k and t.params not in out:
+            out.append(dict(t.params))
+    return out
 
 
 def _epochs(client, run_id: str, metric: str) -> dict[int, float]:

@@ -39,10 +39,18 @@ class SchedulerAwareOptunaSearch(OptunaSearch):
         super().__init__(*args, **kwargs)
 
     def _setup_study(self, mode) -> None:
-        super()._setup_study(mode)
-        if self._history:  # before any suggestion; numbered before the new trials
+        # the history first, so it is numbered before the points to evaluate (enqueued
+        # trials take their numbers when enqueued) and the new trials
+        points, self._points_to_evaluate = self._points_to_evaluate, None
+        try:
+            super()._setup_study(mode)
+        finally:
+            self._points_to_evaluate = points
+        if self._history:  # before any suggestion
             self._ot_study.add_trials(self._history)
             self._history = []
+        for point in points or []:  # Tune's own enqueueing, after the history
+            self._ot_study.enqueue_trial(point)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:

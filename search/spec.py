@@ -29,10 +29,11 @@ TOP_KEYS = {"name", "trainable", "data", "objective", "search", "scheduler", "re
 # startup_trials None: TPE's random start-up is min(10, max(2, samples // 3)) trials
 # cover: choice parameters whose every option is tried first (see cover_points)
 # warm_start: an earlier search (or MLflow experiment) whose finished trials seed the sampler
+# warm_start_rerun: how many of its best configurations run again first (None: 2)
 # time_budget: wall time of one run (or resume) of the search, e.g. 30m (None: no limit)
 SEARCH_KEYS = {"algorithm": "tpe", "samples": 8, "seed": 0, "concurrency": 2, "recheck": None,
                "startup_trials": None, "constant_liar": True, "cover": [], "warm_start": None,
-               "time_budget": None}
+               "warm_start_rerun": None, "time_budget": None}
 CONSTRAINT_KEYS = {"min": None, "max": None}
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
 RECHECK_KEYS = {"top": 3, "seeds": 3}
@@ -99,6 +100,7 @@ class SearchSpec:
     # one is infeasible: ranked after every feasible trial, never an error
     constraints: tuple[tuple[str, float | None, float | None], ...] = ()
     warm_start: str | None = None  # an earlier search whose trials seed the sampler
+    warm_start_rerun: int = 0  # its best configurations the search runs again first
     time_budget: float | None = None  # seconds one run (or resume) may take; None: no limit
     source: str = "<spec>"
     raw: dict = field(default_factory=dict, compare=False)  # the validated document, for logging
@@ -264,13 +266,17 @@ def _set_dotted(doc: dict, dotted: str, value: Any) -> None:
 def _apply_smoke(doc: dict) -> None:
     """2 trials, 1 epoch, a tiny data subset: proves a spec runs end to end. Two
     trials cannot try every option of a `search.cover` parameter: the smoke run
-    drops `cover` (it proves the spec runs, not what its options do)."""
+    drops `cover` (it proves the spec runs, not what its options do), and re-runs at
+    most two of a warm start's best."""
     doc.setdefault("search", {})
     doc.setdefault("scheduler", {})
     doc.setdefault("data", {})
     if isinstance(doc["search"], dict):
         doc["search"]["samples"] = 2
         doc["search"].pop("cover", None)
+        rerun = doc["search"].get("warm_start_rerun")
+        if isinstance(rerun, int) and not isinstance(rerun, bool) and rerun > 2:
+            doc["search"]["warm_start_rerun"] = 2  # two trials hold two re-runs
         if isinstance(doc["search"].get("recheck"), dict):  # the top 2 of 2, twice each
             doc["search"]["recheck"] = {"top": 2, "seeds": 2}
         doc["search"]["concurrency"] = min(2, int(doc["search"].get("concurrency", 2) or 2))
@@ -419,6 +425,7 @@ class _Validator:
         space = self.space(doc["space"], fixed, info)
         cover = self.cover(search["cover"], space, fixed, samples)
         search["cover"] = list(cover)
+        rerun = self.rerun(search, warm, samples, space)
 
         sched["grace_period"] = grace
         raw = {**doc, "search": search, "scheduler": sched, "resources": res, "failure": failure,
@@ -431,9 +438,30 @@ class _Validator:
             grace_period=grace, reduction_factor=rf, brackets=brackets, cpus_per_trial=cpus, gpus_per_trial=gpus,
             max_failures=max_failures, health=health, space=space, fixed=dict(fixed),
             cover=cover, objectives=objectives, constraints=constraints, warm_start=warm,
-            time_budget=time_budget, refit=export["refit"], refit_epochs=export["epochs"],
+            warm_start_rerun=rerun, time_budget=time_budget, refit=export["refit"], refit_epochs=export["epochs"],
             source=self.source, raw=raw,
         )
+
+    def rerun(self, search: dict, warm: str | None, samples: int, space) -> int:
+        """`search.warm_start_rerun`: how many of the warm start's best configurations the
+        search trains again first (default 2; 0 with no warm start). They share the
+        trials with `cover`'s points, so both must fit in `samples`."""
+        free = samples - len(cover_points(space, tuple(search["cover"])))
+        rerun = search["warm_start_rerun"]
+        if rerun is None:
+            rerun = min(2, free) if warm else 0
+        else:
+            rerun = self.number("search.warm_start_rerun", rerun, integer=True, minimum=0)
+            if rerun and not warm:
+                raise self.fail("search.warm_start_rerun", "re-runs the best configurations of "
+                                "a warm start; set `search.warm_start` too (or drop it)")
+            if rerun > free:
+                raise self.fail("search.warm_start_rerun", f"{rerun} re-runs do not fit in "
+                                f"{samples} trials" + (f" beside `cover`'s {samples - free} "
+                                                       "points" if free < samples else "")
+                                + f"; lower it to {free} or raise `search.samples`")
+        search["warm_start_rerun"] = rerun
+        return rerun
 
     def export(self, doc: dict) -> dict:
         """`export`: {refit: true|false, epochs: N (a refit's; absent: the chosen trial's

@@ -125,6 +125,13 @@ def test_a_spec_of_several_objectives_is_parsed():
     ({"constraints": {"num_params": {"below": 5}}}, "`constraints.num_params.below`: unknown key"),
     ({"search": {"recheck": {"top": 2, "seeds": 2}}},
      "`search.recheck`: ranks configurations by the mean of one objective"),
+    ({"search": {"warm_start_rerun": 1}},
+     "`search.warm_start_rerun`: re-runs the best configurations of a warm start; set "
+     "`search.warm_start` too"),
+    ({"search": {"warm_start": "earlier", "samples": 4, "warm_start_rerun": 5}},
+     "`search.warm_start_rerun`: 5 re-runs do not fit in 4 trials; lower it to 4"),
+    ({"search": {"warm_start": "earlier", "warm_start_rerun": -1}},
+     "`search.warm_start_rerun`: must be"),
 ])
 def test_bad_objectives_and_constraints_are_one_line(change, message):
     with pytest.raises(SpecError) as caught:
@@ -139,3 +146,40 @@ def test_cost_metrics_are_objectives_only_where_the_shared_loop_measures_them():
                         {"metric": "infer_ms", "mode": "min"}]
     with pytest.raises(SpecError, match="'infer_ms' is never reported by trainable"):
         parse_spec(doc, source="t.yaml")
+
+
+def test_a_warm_start_trains_its_best_configurations_again_first():
+    """Feasible before infeasible, then the front (several objectives) or the best value
+    (one); completed trials only, each configuration once; 2 by default, 0 without a
+    warm start."""
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from hpsearch.search.history import best_configs
+
+    dist = {"lr": FloatDistribution(1e-4, 1.0, log=True)}
+
+    def made(lr, values, state=TrialState.COMPLETE, broken=0.0):
+        return create_trial(params={"lr": lr}, distributions=dist, state=state,
+                            values=values if state == TrialState.COMPLETE else None,
+                            system_attrs={"constraints:num_params.max": broken})
+
+    trials = [made(1e-3, [0.90, 5e5]), made(2e-3, [0.95, 9e5], broken=1.0),
+              made(3e-3, [0.80, 1e5]), made(4e-3, None, TrialState.PRUNED),
+              made(1e-3, [0.91, 5e5]), made(5e-3, [0.85, 2e5])]
+    one = (("val_accuracy", "max"),)
+    # one objective: the infeasible 0.95 after every feasible trial, the repeat once
+    assert best_configs([made(t.params["lr"], t.values[:1] if t.values else None, t.state,
+                              t.system_attrs["constraints:num_params.max"])
+                         for t in trials], one, 3) == [{"lr": 1e-3}, {"lr": 5e-3},
+                                                        {"lr": 3e-3}]
+    two = (("val_accuracy", "max"), ("num_params", "min"))
+    # two: the feasible front (0.91/5e5, 0.85/2e5, 0.80/1e5) from its best accuracy on
+    front = best_configs(trials, two, 4)
+    assert front[0] == {"lr": 1e-3} and {"lr": 2e-3} not in front[:3]
+    assert {p["lr"] for p in front[:3]} == {1e-3, 3e-3, 5e-3} and front[3] == {"lr": 2e-3}
+    assert best_configs(trials, two, 0) == []
+    assert parse_spec({**BASE, "search": {"warm_start": "earlier"}}).warm_start_rerun == 2
+    assert parse_spec({**BASE, "search": {"warm_start": "earlier", "samples": 1}}
+                      ).warm_start_rerun == 1
+    assert parse_spec(BASE).warm_start_rerun == 0

@@ -156,6 +156,25 @@ def test_a_warm_start_reuses_the_trials_that_fit_its_space(searched, capsys):
     assert all((t.state.name == "PRUNED") == (by_id[t.user_attrs["trial_id"]].stop_reason
                                              == "asha_stopped") for t in reused)
     assert len(warm.trials) == 2  # its own trials only
+    # its first trials train the earlier best configurations again (2 by default, or as
+    # many as completed): earlier completed trials that fit, one of them on their front
+    goals = objectives_of(SPEC)
+    fitting = [r for r in rows if r.stop_reason == "completed" and r.params["base_width"]
+               in ("4", "8")]  # widths 4 and 8 keep the constraint: all feasible
+
+    def config(r):
+        return (round(float(r.params["lr"]), 12), r.params["base_width"], r.params["optimizer"])
+
+    def point(r):
+        return [g.sign * r.values[g.metric] for g in goals]
+
+    k = min(2, len({config(r) for r in fitting}))
+    assert out.count(f"its best {k} train again first") == (k > 0)
+    assert parent.data.tags["warm_start.rerun"] == str(k)
+    _, new = trial_rows("warm-digits", warm.storage)
+    again = [r for r in fitting if config(r) in {config(n) for n in new}]
+    assert len({config(r) for r in again}) == k, (new, fitting)
+    assert k == 0 or any(not any(dominates(point(o), point(r)) for o in fitting) for r in again)
     with pytest.raises(hpsearch.SpecError, match="`search.warm_start`: no search named 'nope'"):
         hpsearch.run({**narrowed, "name": "cold", "search": {**narrowed["search"],
                                                              "warm_start": "nope"}},
