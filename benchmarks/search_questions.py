@@ -153,8 +153,8 @@ def mo_asha_vs_random(seeds: int, storage):
 # target); the first space's trials nearly all end within a few images of the best
 WIDE = {"lr": {"loguniform": [1e-5, 1.0]}, "weight_decay": {"loguniform": [1e-6, 0.3]}}
 
-# --rerun: the warm search's search.warm_start_rerun (None: the spec's default, 2)
-RERUN: int | None = None
+# --rerun: the warm search's search.warm_start_rerun (the spec's default: 0)
+RERUN = 0
 
 # the earlier search of part 3: the task's space, narrower (a subset of it)
 NARROW = {"lr": {"loguniform": [1e-3, 3e-2]}, "base_width": {"choice": [4, 8, 16]}}
@@ -189,8 +189,7 @@ def warm_vs_cold(seeds: int, storage, change: str = "subset"):
         warm = copy.deepcopy(cold)
         warm.update(name=f"warm-{change}-{seed}")
         warm["search"]["warm_start"] = f"{change}-{seed}"
-        if RERUN is not None:
-            warm["search"]["warm_start_rerun"] = RERUN
+        warm["search"]["warm_start_rerun"] = RERUN
         again = copy.deepcopy(cold)  # the control: a second cold search, another seed
         again.update(name=f"again-{change}-{seed}")
         again["search"]["seed"] = seed + 200
@@ -264,9 +263,9 @@ def main() -> None:
     p.add_argument("--wide", action="store_true",
                    help=f"the task over a wider space ({WIDE}), where many configurations "
                         "train badly; its own sections")
-    p.add_argument("--rerun", type=int, default=None,
-                   help="the warm searches' search.warm_start_rerun (default: the spec's, 2; "
-                        "0: the earlier trials seed the sampler only); its own sections")
+    p.add_argument("--rerun", type=int, default=RERUN,
+                   help="the warm searches' search.warm_start_rerun (0, the spec's default: "
+                        "the earlier trials seed the sampler only); its own sections")
     args = p.parse_args()
     global RERUN
     RERUN = args.rerun
@@ -289,7 +288,7 @@ def main() -> None:
         storage = Storage(Path(tmp) / "runs")
         for part in parts:
             section, body = PARTS[part](args.seeds, storage)
-            if args.rerun is not None and part != "moasha":
+            if part != "moasha":
                 section += f", warm_start_rerun {args.rerun}"
             if args.wide:
                 section += ", wide space"
@@ -336,11 +335,10 @@ def warm_part(seeds: int, storage, change: str = "subset") -> tuple[str, list[st
         task += (f"a search on all the data over a narrower space (`{NARROW}`), then over the "
                  "task's space (`lr` loguniform 3e-4..1e-1, `base_width` in 4, 6, 8, 12, 16) "
                  "cold and warm-started from it; every earlier trial lies in the new space.")
-    rerun = 2 if RERUN is None else RERUN
-    task += (f" The warm search trains the earlier search's best {rerun} configuration(s) "
-             "again first (`search.warm_start_rerun`" + (", its default)." if RERUN is None
-                                                          else ").") if rerun else
-             " The earlier trials seed the sampler only (`search.warm_start_rerun: 0`).")
+    task += (f" The warm search trains the earlier search's best {RERUN} configuration(s) "
+             "again first (`search.warm_start_rerun`)." if RERUN else
+             " The earlier trials seed the sampler only (`search.warm_start_rerun: 0`, the "
+             "default).")
     return title, [
         task + " Ratio: epochs the warm search needed to reach the cold search's final best "
         "/ the epochs the cold search needed to reach it (target <= 0.5). The control: a "

@@ -21,15 +21,16 @@ one objective; TPE ranks it by the rung it reached, not as a finished 1-epoch tr
 The others are counted and said, never silently dropped.
 
 Their values were measured under the earlier search's conditions (a subset of the data,
-another space's neighbours), so the warm start also **trains the earlier best
-configurations again first** (``search.warm_start_rerun``, 2 by default): the initial
-design of Feurer, Springenberg and Hutter, "Initializing Bayesian Hyperparameter
-Optimization via Meta-Learning" (AAAI 2015), which starts a search from the best
-configurations of similar earlier ones. They run as the first trials (Optuna's
-``enqueue_trial``, through Tune's ``points_to_evaluate``), ranked as the export ranks:
-feasible before infeasible, then by the first objective (one objective) or by front and
-spread along it (several, :func:`~hpsearch.results.objective.rank_order`). Only
-completed trials count: an ASHA-stopped one was never trained to the end.
+another space's neighbours), so the warm start can also **train the earlier best
+configurations again first** (``search.warm_start_rerun: K``; default 0, since on the
+benchmark's task it brought the best no sooner): the initial design of Feurer,
+Springenberg and Hutter, "Initializing Bayesian Hyperparameter Optimization via
+Meta-Learning" (AAAI 2015), which starts a search from the best configurations of
+similar earlier ones. They run as the first trials (Optuna's ``enqueue_trial``, through
+Tune's ``points_to_evaluate``), ranked as the export ranks: feasible before infeasible,
+then by the first objective (one objective) or by front and spread along it (several,
+:func:`~hpsearch.results.objective.rank_order`). Only completed trials count: an
+ASHA-stopped one was never trained to the end.
 """
 
 from __future__ import annotations

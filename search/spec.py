@@ -29,11 +29,11 @@ TOP_KEYS = {"name", "trainable", "data", "objective", "search", "scheduler", "re
 # startup_trials None: TPE's random start-up is min(10, max(2, samples // 3)) trials
 # cover: choice parameters whose every option is tried first (see cover_points)
 # warm_start: an earlier search (or MLflow experiment) whose finished trials seed the sampler
-# warm_start_rerun: how many of its best configurations run again first (None: 2)
+# warm_start_rerun: how many of its best configurations train again first
 # time_budget: wall time of one run (or resume) of the search, e.g. 30m (None: no limit)
 SEARCH_KEYS = {"algorithm": "tpe", "samples": 8, "seed": 0, "concurrency": 2, "recheck": None,
                "startup_trials": None, "constant_liar": True, "cover": [], "warm_start": None,
-               "warm_start_rerun": None, "time_budget": None}
+               "warm_start_rerun": 0, "time_budget": None}
 CONSTRAINT_KEYS = {"min": None, "max": None}
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
 RECHECK_KEYS = {"top": 3, "seeds": 3}
@@ -444,22 +444,20 @@ class _Validator:
 
     def rerun(self, search: dict, warm: str | None, samples: int, space) -> int:
         """`search.warm_start_rerun`: how many of the warm start's best configurations the
-        search trains again first (default 2; 0 with no warm start). They share the
-        trials with `cover`'s points, so both must fit in `samples`."""
+        search trains again first (default 0: benchmarks/RESULTS.md measured no gain on
+        its task). They share the trials with `cover`'s points: both fit in `samples`."""
         free = samples - len(cover_points(space, tuple(search["cover"])))
         rerun = search["warm_start_rerun"]
-        if rerun is None:
-            rerun = min(2, free) if warm else 0
-        else:
-            rerun = self.number("search.warm_start_rerun", rerun, integer=True, minimum=0)
-            if rerun and not warm:
-                raise self.fail("search.warm_start_rerun", "re-runs the best configurations of "
-                                "a warm start; set `search.warm_start` too (or drop it)")
-            if rerun > free:
-                raise self.fail("search.warm_start_rerun", f"{rerun} re-runs do not fit in "
-                                f"{samples} trials" + (f" beside `cover`'s {samples - free} "
-                                                       "points" if free < samples else "")
-                                + f"; lower it to {free} or raise `search.samples`")
+        rerun = 0 if rerun is None else self.number("search.warm_start_rerun", rerun,
+                                                    integer=True, minimum=0)
+        if rerun and not warm:
+            raise self.fail("search.warm_start_rerun", "re-runs the best configurations of "
+                            "a warm start; set `search.warm_start` too (or drop it)")
+        if rerun > free:
+            raise self.fail("search.warm_start_rerun", f"{rerun} re-runs do not fit in "
+                            f"{samples} trials" + (f" beside `cover`'s {samples - free} "
+                                                   "points" if free < samples else "")
+                            + f"; lower it to {free} or raise `search.samples`")
         search["warm_start_rerun"] = rerun
         return rerun
 

@@ -150,8 +150,7 @@ def test_cost_metrics_are_objectives_only_where_the_shared_loop_measures_them():
 
 def test_a_warm_start_trains_its_best_configurations_again_first():
     """Feasible before infeasible, then the front (several objectives) or the best value
-    (one); completed trials only, each configuration once; 2 by default, 0 without a
-    warm start."""
+    (one); completed trials only, each configuration once; none by default."""
     from optuna.distributions import FloatDistribution
     from optuna.trial import TrialState, create_trial
 
@@ -179,7 +178,7 @@ def test_a_warm_start_trains_its_best_configurations_again_first():
     assert front[0] == {"lr": 1e-3} and {"lr": 2e-3} not in front[:3]
     assert {p["lr"] for p in front[:3]} == {1e-3, 3e-3, 5e-3} and front[3] == {"lr": 2e-3}
     assert best_configs(trials, two, 0) == []
-    assert parse_spec({**BASE, "search": {"warm_start": "earlier"}}).warm_start_rerun == 2
-    assert parse_spec({**BASE, "search": {"warm_start": "earlier", "samples": 1}}
-                      ).warm_start_rerun == 1
+    assert parse_spec({**BASE, "search": {"warm_start": "earlier"}}).warm_start_rerun == 0
+    assert parse_spec({**BASE, "search": {"warm_start": "earlier", "warm_start_rerun": 3}},
+                      smoke=True).warm_start_rerun == 2  # two smoke trials hold two
     assert parse_spec(BASE).warm_start_rerun == 0

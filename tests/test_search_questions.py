@@ -135,7 +135,7 @@ def test_a_warm_start_reuses_the_trials_that_fit_its_space(searched, capsys):
     meta, rows = trial_rows("mo-digits", hpsearch.Search("mo-digits", storage=storage).storage)
     narrowed = {**SPEC, "name": "warm-digits",
                 "search": {**SPEC["search"], "samples": 2, "cover": [],
-                           "warm_start": "mo-digits"},
+                           "warm_start": "mo-digits", "warm_start_rerun": 2},
                 "space": {**SPEC["space"], "base_width": {"choice": [4, 8]}}}
     fits = sum(r.state == "FINISHED" and r.params["base_width"] in ("4", "8")
                and all(r.values.get(m) is not None for m in ("val_accuracy", "num_params"))
@@ -156,7 +156,7 @@ def test_a_warm_start_reuses_the_trials_that_fit_its_space(searched, capsys):
     assert all((t.state.name == "PRUNED") == (by_id[t.user_attrs["trial_id"]].stop_reason
                                              == "asha_stopped") for t in reused)
     assert len(warm.trials) == 2  # its own trials only
-    # its first trials train the earlier best configurations again (2 by default, or as
+    # its first trials train the earlier best configurations again (2 asked for, or as
     # many as completed): earlier completed trials that fit, one of them on their front
     goals = objectives_of(SPEC)
     fitting = [r for r in rows if r.stop_reason == "completed" and r.params["base_width"]
