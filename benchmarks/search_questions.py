@@ -251,6 +251,7 @@ def warm_summary(ratios: list[float], controls: list[float], near: list[float],
 
 
 def main() -> None:
+    global RERUN
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--smoke", action="store_true", help="6 trials, 3 epochs: a rehearsal")
@@ -267,7 +268,6 @@ def main() -> None:
                    help="the warm searches' search.warm_start_rerun (0, the spec's default: "
                         "the earlier trials seed the sampler only); its own sections")
     args = p.parse_args()
-    global RERUN
     RERUN = args.rerun
     if args.wide:
         TASK["space"].update(copy.deepcopy(WIDE))
