@@ -223,8 +223,9 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list, trainable=N
     the orchestration benchmark passes a no-op one to time the rest. ``history``:
     Optuna trials the sampler knows before its first suggestion (an extended search's
     past, a warm start's). ``first``: full configs the first trials take, before
-    ``search.cover``'s points (a warm start's best, trained again). ``experiment``: (folder, name) of the Tune experiment,
-    by default the search's own (``<storage>/<name>``)."""
+    ``search.cover``'s points (a warm start's best, trained again). ``experiment``:
+    (folder, name) of the Tune experiment, by default the search's own
+    (``<storage>/<name>``)."""
     import optuna
     from optuna.samplers import RandomSampler, TPESampler
     from ray import tune

@@ -40,7 +40,9 @@ class SchedulerAwareOptunaSearch(OptunaSearch):
 
     def _setup_study(self, mode) -> None:
         # the history first, so it is numbered before the points to evaluate (enqueued
-        # trials take their numbers when enqueued) and the new trials
+        # trials take their numbers when enqueued) and the new trials. The points are
+        # enqueued here as Tune would (hpsearch never passes evaluated_rewards, and the
+        # spec already checked every point against the space)
         points, self._points_to_evaluate = self._points_to_evaluate, None
         try:
             super()._setup_study(mode)
