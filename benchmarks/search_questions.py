@@ -166,6 +166,7 @@ LABEL = {"digits": "ResNet-18 on digits", "fashion": "small_vgg (2 blocks) on 3,
          "Fashion-MNIST images at 14 px (search_efficiency.py's task and space)"}
 SUBSET = {"digits": 50, "fashion": 100}  # images per class of the earlier search: ~30 %
 TASK_NAME = "digits"
+FIRST_SEED = 0  # --from-seed: the warm parts' first seed (a second sample of seeds)
 
 
 def use_fashion() -> None:
@@ -207,7 +208,7 @@ def warm_vs_cold(seeds: int, storage, change: str = "subset"):
     near, near_controls = [], []
     single = {**copy.deepcopy(TASK), "objective": {"metric": "val_accuracy", "mode": "max"}}
     ratios, lines, controls = [], [], []
-    for seed in range(seeds):
+    for seed in range(FIRST_SEED, FIRST_SEED + seeds):
         earlier = copy.deepcopy(single)
         earlier.update(name=f"{change}-{seed}")
         earlier["search"]["seed"] = seed
@@ -293,7 +294,7 @@ def warm_summary(ratios: list[float], controls: list[float], near: list[float],
 
 
 def main() -> None:
-    global RERUN
+    global RERUN, FIRST_SEED
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--smoke", action="store_true", help="6 trials, 3 epochs: a rehearsal")
@@ -310,11 +311,14 @@ def main() -> None:
                    help="fashion: search_efficiency.py's Fashion-MNIST task and space, "
                         f"{FASHION_SAMPLES} trials of up to 27 epochs (warm parts only); "
                         "its own sections")
+    p.add_argument("--from-seed", type=int, default=0,
+                   help="the warm parts' first seed: another sample of seeds in its own "
+                        "section")
     p.add_argument("--rerun", type=int, default=RERUN,
                    help="the warm searches' search.warm_start_rerun (0, the spec's default: "
                         "the earlier trials seed the sampler only); its own sections")
     args = p.parse_args()
-    RERUN = args.rerun
+    RERUN, FIRST_SEED = args.rerun, args.from_seed
     if args.task == "fashion":
         if args.wide or args.part in ("both", "moasha"):
             p.error("--task fashion measures the warm parts only (--part warm or warm-space), "
@@ -344,6 +348,8 @@ def main() -> None:
                 section += f", warm_start_rerun {args.rerun}"
             if args.task != "digits":
                 section += ", Fashion-MNIST"
+            if args.from_seed and part != "moasha":
+                section += f", seeds {args.from_seed}-{args.from_seed + args.seeds - 1}"
             if args.wide:
                 section += ", wide space"
                 body = [f"The space widened: {WIDE} (chosen after the first task's misses, "
