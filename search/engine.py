@@ -438,8 +438,10 @@ def extend_search(name: str, *, storage: Storage, samples: int, address: str | N
         raise SpecError(f"--samples {samples}: search {name!r} has {len(rows)} trials already; "
                         f"ask for more than {len(rows)} in total")
     past = past_trials(exp_dir)
+    # cover's points, a warm start and its re-runs were the first run's beginning: the
+    # extension begins from the search's own study, which holds them all
     doc = {**meta["spec"], "search": {**meta["spec"]["search"], "samples": samples - len(rows),
-                                      "cover": [], "warm_start": None}}
+                                      "cover": [], "warm_start": None, "warm_start_rerun": 0}}
     spec = parse_spec(doc, source=meta.get("spec_file", name))
     uri, experiment_id, parent = meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"]
     _deliver_outbox(storage, name, uri, experiment_id, parent, echo)

@@ -175,6 +175,13 @@ def test_a_warm_start_reuses_the_trials_that_fit_its_space(searched, capsys):
     again = [r for r in fitting if config(r) in {config(n) for n in new}]
     assert len({config(r) for r in again}) == k, (new, fitting)
     assert k == 0 or any(not any(dominates(point(o), point(r)) for o in fitting) for r in again)
+    # more trials for it: the extension starts from its own study (the reused trials and
+    # the re-runs in it), and neither warm-starts nor re-runs again
+    more = hpsearch.resume("warm-digits", samples=3, storage=storage, progress=False)
+    assert len(more.trials) == 3 and list(more.trials["number"]) == [1, 2, 3]
+    assert "train again first" not in capsys.readouterr().out
+    assert len([t for t in study_of(storage / "warm-digits" / "extend-1").trials
+                if t.user_attrs.get("warm_start") == "mo-digits"]) == fits
     with pytest.raises(hpsearch.SpecError, match="`search.warm_start`: no search named 'nope'"):
         hpsearch.run({**narrowed, "name": "cold", "search": {**narrowed["search"],
                                                              "warm_start": "nope"}},
