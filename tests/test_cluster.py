@@ -225,10 +225,11 @@ def test_public_tracking_server_requires_basic_auth_and_stops_cleanly(tmp_path):
     import time
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    port = free_port()  # never a fixed one: the machine may run other jobs
     proc = subprocess.Popen([sys.executable, "-m", "hpsearch", "tracking", "serve", "--public",
-                             "--port", "5077", "--storage", str(tmp_path)], cwd=ROOT, env=env,
+                             "--port", str(port), "--storage", str(tmp_path)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = "http://127.0.0.1:5077/api/2.0/mlflow/experiments/search?max_results=5"
+    url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=5"
     try:
         pw_file = tmp_path / "mlflow-admin-password"
         deadline = time.time() + 120
