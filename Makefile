@@ -34,9 +34,16 @@ browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	  || { echo "make test needs Debian's chromium: apt-get install chromium (as root)"; exit 1; }
 
+# Two pytest workers, a test file each at a time (--dist loadfile: a file's module fixtures,
+# such as the hand-in notebooks' shared batch of searches, are built once). Much of a test
+# is waiting: for a process to start, Ray to come up, a signal to land; two at once kept
+# 2 cores 93 % busy and took the suite from about 20-23 min to 15 (benchmarks/RESULTS.md).
+# PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 2
+
 test: data browser docs
 	$(BIN)/ruff check hpsearch search trainables results cluster tests benchmarks
-	$(BIN)/python -m pytest -q tests $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile tests $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check hpsearch search trainables results cluster tests benchmarks
