@@ -21,8 +21,18 @@
    (fewer widths, a narrower learning-rate range), then the task's wider space cold and
    warm-started from it; every earlier trial lies in the new space. The same ratio.
 
+   In parts 2 and 3 a warm search or control that ended below the cold best is given
+   more trials (``resume --samples``, 8 at a time) until it gets there or has trained as
+   many epochs as the cold search, so that its ratio is measured, not bounded.
+
+``--task fashion`` runs the warm parts on search_efficiency.py's Fashion-MNIST task and
+space (30 trials of up to 27 epochs), where a cold search needs far more epochs to its
+best than on digits; ``--from-seed N`` measures another sample of seeds in a section of
+its own.
+
     python benchmarks/search_questions.py --seeds 8            # both parts
     python benchmarks/search_questions.py --seeds 2 --smoke    # a quick rehearsal
+    python benchmarks/search_questions.py --task fashion --part warm --seeds 10 --rerun 2
 
 Each part writes its own section of benchmarks/RESULTS.md. Parts 2 and 3 run a control
 beside the warm search: a second cold search with another seed, measured the same way
