@@ -181,18 +181,35 @@ def size(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
-class QuietDiskFull(logging.Filter):
-    """Drops a library's own log record of a write that failed on a full disk (Tune's
-    experiment state, MLflow's SQLAlchemy store, each with its traceback, once per
-    retry); the search ends with one line naming the storage root instead."""
+def is_sync_race(error: BaseException | None) -> bool:
+    """Tune's upload of the driver's staging folder to the storage root (a background
+    sync, ``ray/tune/execution/experiment_state.py``) listed a temporary file that Tune's
+    own atomic save (write ``.<uuid>-tmp-searcher-state-*.pkl``, then rename it) renamed
+    before the copy reached it: pyarrow's "Failed to open local file". Tune starts the
+    next upload after that save, and the last one after the last save, so the renamed
+    file always arrives: nothing is lost, and the traceback is noise. Only a file missing
+    from the staging folder (``driver_artifacts``) counts: one missing at the storage
+    root is a real fault, and stays loud."""
+    text = str(error)
+    return (isinstance(error, FileNotFoundError) and "-tmp-" in text
+            and "/driver_artifacts/" in text)
+
+
+class QuietStorageNoise(logging.Filter):
+    """Drops two kinds of a library's log record while a search runs. (1) A write that
+    failed on a full disk (Tune's experiment state, MLflow's SQLAlchemy store, each with
+    its traceback, once per retry): the search ends with one line naming the storage
+    root instead. (2) Tune's upload racing its own save of a temporary file
+    (:func:`is_sync_race`), an ERROR with a traceback for a file that arrives anyway."""
 
     LOGGERS = ("ray.tune.execution.experiment_state", "mlflow.store.db.utils")
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        return not (is_disk_full(error) or any(t in str(record.msg) for t in DISK_FULL_TEXT))
+        return not (is_disk_full(error) or is_sync_race(error)
+                    or any(t in str(record.msg) for t in DISK_FULL_TEXT))
 
-    def __enter__(self) -> QuietDiskFull:
+    def __enter__(self) -> QuietStorageNoise:
         for name in self.LOGGERS:
             logging.getLogger(name).addFilter(self)
         return self

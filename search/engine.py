@@ -679,7 +679,7 @@ class _Fit:
         import signal
 
         from hpsearch.results.heartbeat import period
-        from hpsearch.results.storage import QuietDiskFull, is_disk_full
+        from hpsearch.results.storage import QuietStorageNoise, is_disk_full
         from hpsearch.search.stopping import RayGone, ResourceWatch
         from hpsearch.search.watchdog import Watchdog
 
@@ -695,7 +695,7 @@ class _Fit:
                       f"(max {spec.max_epochs} epochs, concurrency {spec.concurrency}"
                       + (f", time budget {_duration(spec.time_budget)})" if spec.time_budget
                          else ")"))
-            with stop, QuietDiskFull(), Watchdog(on_lost=self._on_lost, beat=self._beat,
+            with stop, QuietStorageNoise(), Watchdog(on_lost=self._on_lost, beat=self._beat,
                                                  beat_every=period()):
                 grid = make_tuner().fit()
                 if then is not None and not stop.signum and not stop.requested \

@@ -554,3 +554,43 @@ def test_runs_of_trials_tune_never_saved_leave_the_search_on_resume(tmp_path, mo
     restored = pickle.loads(pickle.dumps(tracker))
     MlflowTracker.live.remove(restored)
     assert [restored.number(t) for t in ("known", "rerun", "next")] == [3, 8, 9]
+
+
+def test_tunes_upload_racing_its_own_save_is_not_shown_but_a_missing_file_at_the_root_is(
+        tmp_path, caplog):
+    """Tune's background upload of the driver's staging folder can list the temporary
+    file of its own atomic save, renamed before the copy: pyarrow's FileNotFoundError,
+    which Tune logs as an ERROR with a traceback though the next upload brings the file.
+    While a search runs that record is dropped; a file missing anywhere else still shows."""
+    import logging
+
+    import pyarrow.fs
+
+    from hpsearch.results.storage import QuietStorageNoise
+
+    def pyarrow_error(path: Path) -> FileNotFoundError:
+        try:
+            pyarrow.fs.LocalFileSystem().open_input_stream(str(path))
+        except FileNotFoundError as e:
+            return e
+        raise AssertionError(f"{path} exists")
+
+    staging = tmp_path / "artifacts" / "exp" / "driver_artifacts"
+    race = pyarrow_error(staging / ".1a27f4c3-tmp-searcher-state-2026.pkl")
+    root = pyarrow_error(tmp_path / "runs" / "exp" / ".1a27f4c3-tmp-searcher-state-2026.pkl")
+    tune_log = logging.getLogger("ray.tune.execution.experiment_state")
+
+    def log(error: BaseException) -> None:  # as experiment_state.py's wait_for_sync logs it
+        try:
+            raise error
+        except FileNotFoundError:
+            tune_log.error("Saving experiment state to storage at 'x' failed with "
+                           "exception: ", exc_info=True)
+
+    caplog.set_level(logging.ERROR)
+    with QuietStorageNoise():
+        log(race)
+        log(root)
+    log(race)
+    shown = [r.exc_info[1] for r in caplog.records if r.name == tune_log.name]
+    assert shown == [root, race]  # the root's while the search ran, the race's outside it
