@@ -36,8 +36,8 @@ browser:
 
 # Two pytest workers, a test file each at a time (--dist loadfile: a file's module fixtures,
 # such as the hand-in notebooks' shared batch of searches, are built once). Much of a test
-# is waiting: for a process to start, Ray to come up, a signal to land; two at once kept
-# 2 cores 93 % busy and took the suite from about 20-23 min to 15 (benchmarks/RESULTS.md).
+# is waiting: for a process to start, Ray to come up, a signal to land, so two at once keep
+# both cores busy (the times: benchmarks/RESULTS.md, "Test suite").
 # PYTEST_WORKERS=0 runs it in one process.
 PYTEST_WORKERS ?= 2
 

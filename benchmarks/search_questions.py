@@ -111,6 +111,15 @@ def epochs_to(curve_: list[tuple[int, float]], target: float) -> tuple[int, bool
     return curve_[-1][0], False
 
 
+def extended(doc: dict, storage, rows: list, curve_of, target: float, budget: int) -> list:
+    """``rows`` of ``doc``'s search, given more trials (``resume --samples``, 8 at a time,
+    the same study) until ``curve_of(rows)`` reaches ``target`` or has trained ``budget``
+    epochs: a ratio then measured, not bounded by the search's own budget."""
+    while not epochs_to(curve_of(rows), target)[1] and curve_of(rows)[-1][0] < budget:
+        _, rows = search(doc, storage, more=8)
+    return rows
+
+
 def mo_asha_vs_random(seeds: int, storage):
     """The ratios, the table's rows and the control's ratios: random search again with
     another seed, measured (and given more trials) the same way as MO-ASHA."""
@@ -138,13 +147,11 @@ def mo_asha_vs_random(seeds: int, storage):
         target, budget = c_r[-1][1], c_r[-1][0]
         cells = []
         for doc, meta, rows in ((tpe, meta_t, rows_t), (again, meta_a, rows_a)):
+            own = curve(meta, rows, ref)[-1][0]
+            rows = extended(doc, storage, rows, lambda rs, m=meta, r=ref: curve(m, rs, r), target,
+                            budget)
             c = curve(meta, rows, ref)
-            own = c[-1][0]
             need, reached = epochs_to(c, target)
-            while not reached and c[-1][0] < budget:  # more trials, the same study
-                meta, rows = search(doc, storage, more=8)
-                c = curve(meta, rows, ref)
-                need, reached = epochs_to(c, target)
             if not reached:
                 need = budget
             cells.append((own, c[-1][0], need, reached, need / budget))
@@ -165,6 +172,10 @@ WIDE = {"lr": {"loguniform": [1e-5, 1.0]}, "weight_decay": {"loguniform": [1e-6,
 
 # --rerun: the warm search's search.warm_start_rerun (the spec's default: 0)
 RERUN = 0
+
+# the earlier search of part 3: the task's space, narrower (a subset of it)
+NARROW = {"lr": {"loguniform": [1e-3, 3e-2]}, "base_width": {"choice": [4, 8, 16]}}
+
 
 # --task fashion: search_efficiency.py's task (fixed there 2026-11-23, where TPE + ASHA met
 # its target), for the warm start: a training curve of up to 27 epochs and a space in which
@@ -199,10 +210,6 @@ def use_fashion() -> None:
     NARROW.clear()  # part 3's earlier space: learning rates and weight decay that train
     NARROW.update({"lr": {"loguniform": [1e-4, 1e-1]},
                    "weight_decay": {"loguniform": [1e-6, 1e-2]}})
-
-# the earlier search of part 3: the task's space, narrower (a subset of it)
-NARROW = {"lr": {"loguniform": [1e-3, 3e-2]}, "base_width": {"choice": [4, 8, 16]}}
-
 
 def warm_vs_cold(seeds: int, storage, change: str = "subset"):
     """``change``: what differs between the earlier search and the new one, ``subset``
@@ -251,15 +258,9 @@ def warm_vs_cold(seeds: int, storage, change: str = "subset"):
 
         c_c = best_curve(rows_c)
         target = c_c[-1][1]
-        # a search that ended below the cold best gets more trials (resume --samples, 8 at
-        # a time) until it gets there or has trained as many epochs as the cold search, as
-        # in part 1: its ratio is then measured, not bounded by its own budget
-        for doc in (warm, again):
-            rows = rows_w if doc is warm else rows_a
-            while (not epochs_to(best_curve(rows), target)[1]
-                   and best_curve(rows)[-1][0] < c_c[-1][0]):
-                _, rows = search(doc, storage, more=8)
-            rows_w, rows_a = (rows, rows_a) if doc is warm else (rows_w, rows)
+        # one that ended below the cold best: more trials, up to the cold search's epochs
+        rows_w = extended(warm, storage, rows_w, best_curve, target, c_c[-1][0])
+        rows_a = extended(again, storage, rows_a, best_curve, target, c_c[-1][0])
         # the second reading: the cold best less one binomial standard error of the
         # validation split (what the split cannot tell apart from it)
         level = target - standard_error(target, val_size(cold["data"]))
